@@ -1,0 +1,84 @@
+//! The harness report: counts, skip reasons, and one readable entry per failure.
+//!
+//! Invariant: every failure names `file:line`, the command, what differed, and how to re-bless.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::runner::{Options, Summary};
+
+fn rel(path: &Path) -> String {
+    let cwd = std::env::current_dir().ok();
+    cwd.and_then(|c| path.strip_prefix(&c).ok().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// The full report as text.
+pub fn render(summary: &Summary, opts: &Options) -> String {
+    let mut out = String::new();
+    for f in summary.failures() {
+        let _ = writeln!(
+            out,
+            "\nFAILED {}:{}{}",
+            rel(&f.file),
+            f.line,
+            if f.hidden { " (hidden step)" } else { "" }
+        );
+        if !f.command.is_empty() {
+            let _ = writeln!(out, "  block:");
+            for line in f.command.lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+        for p in &f.problems {
+            let _ = writeln!(out, "  {p}");
+        }
+        match &f.diff {
+            Some(diff) => {
+                let _ = writeln!(out, "  expected (-) vs actual (+):");
+                out.push_str(diff);
+                let _ = writeln!(
+                    out,
+                    "  if the new output is right, re-bless it: {}",
+                    opts.bless_hint
+                );
+            }
+            None if !f.output.is_empty() => {
+                let _ = writeln!(out, "  output:");
+                for line in f.output.lines() {
+                    let _ = writeln!(out, "    | {line}");
+                }
+            }
+            None => {}
+        }
+    }
+    for c in &summary.chapters {
+        if let Some(dir) = &c.kept_dir {
+            let _ = writeln!(out, "kept sandbox of {}: {}", rel(&c.file), dir.display());
+        }
+    }
+    let skipped: Vec<_> = summary.skipped().collect();
+    if !skipped.is_empty() {
+        let _ = writeln!(out, "\nskipped blocks:");
+        for s in &skipped {
+            let _ = writeln!(out, "  {}:{}: {}", rel(&s.file), s.line, s.reason);
+        }
+    }
+    let failed = summary.failures().count();
+    let _ = write!(
+        out,
+        "\nrunbook: {} chapters, {} blocks executed, {} skipped, {} failed",
+        summary.chapters.len(),
+        summary.executed(),
+        skipped.len(),
+        failed
+    );
+    if summary.not_run() > 0 {
+        let _ = write!(out, ", {} not run after a failure", summary.not_run());
+    }
+    if summary.blessed() > 0 {
+        let _ = write!(out, ", {} output blocks blessed", summary.blessed());
+    }
+    out.push('\n');
+    out
+}

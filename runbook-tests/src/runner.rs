@@ -1,0 +1,587 @@
+//! Running a chapter: one bash session per chapter, one process per block, hermetic directories.
+//!
+//! Owns: the per-chapter sandbox (temp HOME, TMPDIR, clean environment), carrying shell state
+//! (variables, functions, cwd) from block to block, per-block timeouts, and killing every process
+//! a chapter started when it ends.
+//! Invariants: a chapter never sees the invoking user's HOME or environment; every process it
+//! starts (including daemons that detach into their own session) carries the chapter's
+//! `RUNBOOK_SESSION` token and is killed by it, whatever happened; no fixed sleeps.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::doc::{Document, Step};
+use crate::matcher::{Comparison, Normalizer, compare};
+
+/// How to run runbooks.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Directories put first on PATH (the futurnal under test).
+    pub bin_dirs: Vec<PathBuf>,
+    /// Exported to blocks as `RUNBOOK_FIXTURES`.
+    pub fixtures: Option<PathBuf>,
+    /// Chapters run at once.
+    pub jobs: usize,
+    /// Per-block timeout unless a block sets `timeout=`.
+    pub default_timeout: Duration,
+    /// Rewrite expected-output blocks from real output.
+    pub bless: bool,
+    /// Keep each chapter's temp directory (printed in the report) for debugging.
+    pub keep_temp: bool,
+    /// The command a reader should run to bless, shown in failure reports.
+    pub bless_hint: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            bin_dirs: Vec::new(),
+            fixtures: None,
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            default_timeout: Duration::from_secs(60),
+            bless: false,
+            keep_temp: false,
+            bless_hint: "futurnal runbook check --bless FILE".into(),
+        }
+    }
+}
+
+/// What went wrong with one block (or one document).
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub file: PathBuf,
+    pub line: usize,
+    pub hidden: bool,
+    pub command: String,
+    pub problems: Vec<String>,
+    pub diff: Option<String>,
+    pub output: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub file: PathBuf,
+    pub line: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct ChapterResult {
+    pub file: PathBuf,
+    pub executed: usize,
+    pub skipped: Vec<Skipped>,
+    pub failures: Vec<Failure>,
+    /// Blocks not run because an earlier block of the chapter failed.
+    pub not_run: usize,
+    pub blessed: usize,
+    pub kept_dir: Option<PathBuf>,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub chapters: Vec<ChapterResult>,
+}
+
+impl Summary {
+    pub fn executed(&self) -> usize {
+        self.chapters.iter().map(|c| c.executed).sum()
+    }
+    pub fn skipped(&self) -> impl Iterator<Item = &Skipped> {
+        self.chapters.iter().flat_map(|c| c.skipped.iter())
+    }
+    pub fn failures(&self) -> impl Iterator<Item = &Failure> {
+        self.chapters.iter().flat_map(|c| c.failures.iter())
+    }
+    pub fn not_run(&self) -> usize {
+        self.chapters.iter().map(|c| c.not_run).sum()
+    }
+    pub fn blessed(&self) -> usize {
+        self.chapters.iter().map(|c| c.blessed).sum()
+    }
+    pub fn passed(&self) -> bool {
+        self.failures().next().is_none()
+    }
+}
+
+/// Every markdown file under the given files and directories, sorted, deduplicated.
+pub fn collect_markdown(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut stack = vec![p.clone()];
+            while let Some(dir) = stack.pop() {
+                for entry in fs::read_dir(&dir)? {
+                    let path = entry?.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if path.extension().is_some_and(|e| e == "md") {
+                        out.push(path);
+                    }
+                }
+            }
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{}: no such file or directory", p.display()),
+            ));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Run every chapter, `opts.jobs` at a time.
+pub fn run(files: &[PathBuf], opts: &Options) -> Summary {
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel();
+    let workers = opts.jobs.clamp(1, files.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(file) = files.get(i) else { break };
+                    let result = run_chapter(file, opts);
+                    if tx.send((i, result)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    drop(tx);
+    let mut results: Vec<(usize, ChapterResult)> = rx.into_iter().collect();
+    results.sort_by_key(|(i, _)| *i);
+    Summary {
+        chapters: results.into_iter().map(|(_, r)| r).collect(),
+    }
+}
+
+static SESSION_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs one chapter in its own sandbox.
+pub fn run_chapter(file: &Path, opts: &Options) -> ChapterResult {
+    let started = Instant::now();
+    let mut result = ChapterResult {
+        file: file.to_path_buf(),
+        ..Default::default()
+    };
+    let doc = match Document::load(file) {
+        Ok(d) => d,
+        Err(e) => {
+            result.failures.push(doc_failure(file, 0, format!("cannot read: {e}")));
+            return result;
+        }
+    };
+    if !doc.errors.is_empty() {
+        for e in &doc.errors {
+            result
+                .failures
+                .push(doc_failure(file, e.line, e.message.clone()));
+        }
+        result.not_run = doc.steps.len();
+        return result;
+    }
+    if doc.steps.is_empty() {
+        return result;
+    }
+    let sandbox = match Sandbox::new(opts) {
+        Ok(s) => s,
+        Err(e) => {
+            result.failures.push(doc_failure(
+                file,
+                0,
+                format!("cannot create the chapter sandbox: {e}"),
+            ));
+            return result;
+        }
+    };
+
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    let mut failed = false;
+    for (index, step) in doc.steps.iter().enumerate() {
+        if let Some(reason) = &step.directives.skip {
+            result.skipped.push(Skipped {
+                file: file.to_path_buf(),
+                line: step.line,
+                reason: reason.clone(),
+            });
+            continue;
+        }
+        if failed {
+            result.not_run += 1;
+            continue;
+        }
+        if step.directives.fresh_session {
+            sandbox.reset_session();
+        }
+        let timeout = step
+            .directives
+            .timeout_secs
+            .map(Duration::from_secs)
+            .unwrap_or(opts.default_timeout);
+        let outcome = sandbox.run_step(index, step, timeout);
+        result.executed += 1;
+        let output = sandbox.normalizer.apply(&outcome.output);
+        let mut problems = Vec::new();
+        if outcome.timed_out {
+            problems.push(format!(
+                "timed out after {}s and was killed; if it legitimately needs longer, put \
+                 <!-- runbook: timeout=SECONDS --> before it",
+                timeout.as_secs()
+            ));
+        } else if outcome.status != step.directives.exit {
+            problems.push(format!(
+                "exit status {} (expected {}{})",
+                outcome.status,
+                step.directives.exit,
+                if step.directives.exit == 0 {
+                    ""
+                } else {
+                    ", from exit="
+                }
+            ));
+        }
+        let mut diff = None;
+        if let Some(expected) = &step.expected {
+            let cmp: Comparison = compare(&expected.text, &output);
+            if !cmp.matched {
+                if opts.bless && problems.is_empty() {
+                    edits.push((
+                        expected.content.clone(),
+                        indent_lines(&cmp.blessed(), &expected.indent),
+                    ));
+                    result.blessed += 1;
+                } else {
+                    problems.push(format!(
+                        "output differs from the expected block at line {}",
+                        expected.line
+                    ));
+                    diff = Some(cmp.render("    "));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            failed = true;
+            result.failures.push(Failure {
+                file: file.to_path_buf(),
+                line: step.line,
+                hidden: step.hidden,
+                command: step.script.clone(),
+                problems,
+                diff,
+                output,
+            });
+        }
+    }
+    sandbox.kill_session_processes();
+    if !edits.is_empty() {
+        let mut text = doc.text.clone();
+        edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+        for (range, replacement) in edits {
+            text.replace_range(range, &replacement);
+        }
+        if let Err(e) = fs::write(file, text) {
+            result
+                .failures
+                .push(doc_failure(file, 0, format!("cannot write blessed output: {e}")));
+        }
+    }
+    if opts.keep_temp {
+        result.kept_dir = Some(sandbox.keep());
+    }
+    result.elapsed = started.elapsed();
+    result
+}
+
+fn indent_lines(text: &str, indent: &str) -> String {
+    text.lines().map(|l| format!("{indent}{l}\n")).collect()
+}
+
+fn doc_failure(file: &Path, line: usize, message: String) -> Failure {
+    Failure {
+        file: file.to_path_buf(),
+        line,
+        hidden: false,
+        command: String::new(),
+        problems: vec![message],
+        diff: None,
+        output: String::new(),
+    }
+}
+
+struct StepOutcome {
+    status: i32,
+    output: String,
+    timed_out: bool,
+}
+
+/// A chapter's temporary world.
+struct Sandbox {
+    dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+    home: PathBuf,
+    state: PathBuf,
+    token: String,
+    env: Vec<(String, String)>,
+    normalizer: Normalizer,
+}
+
+/// Bash sourced before every block: restore the previous block's state, save it on exit, then
+/// switch on strict mode for the block itself.
+const PRELUDE: &str = r#"
+if [[ -f "$__RB_STATE/vars.sh" ]]; then source "$__RB_STATE/vars.sh"; fi
+cd -- "$(<"$__RB_STATE/cwd")"
+__rb_save() {
+  local __rb_rc=$?
+  set +eu
+  pwd > "$__RB_STATE/cwd"
+  {
+    local __rb_n __rb_d __rb_f
+    for __rb_n in $(compgen -v); do
+      case $__rb_n in
+        BASH*|EUID|PPID|UID|SHELLOPTS|FUNCNAME|GROUPS|PIPESTATUS|RANDOM|SRANDOM|SECONDS|LINENO|\
+        HISTCMD|EPOCHSECONDS|EPOCHREALTIME|DIRSTACK|COMP_*|OPTIND|OPTARG|OPTERR|PWD|OLDPWD|SHLVL|\
+        _|__rb_*|__RB_*|RUNBOOK_SESSION|PS1|PS2|PS3|PS4|IFS|HOSTNAME|HOSTTYPE|MACHTYPE|OSTYPE|\
+        COLUMNS|LINES) continue ;;
+      esac
+      __rb_d=$(declare -p "$__rb_n" 2>/dev/null) || continue
+      # `declare -p` prints "declare FLAGS NAME=..."; readonly variables cannot be restored.
+      __rb_f=${__rb_d#declare }
+      case ${__rb_f%% *} in *r*) continue ;; esac
+      printf '%s\n' "$__rb_d"
+    done
+    declare -f
+  } > "$__RB_STATE/vars.sh.new" 2>/dev/null
+  mv -f "$__RB_STATE/vars.sh.new" "$__RB_STATE/vars.sh"
+  return $__rb_rc
+}
+trap __rb_save EXIT
+set -euo pipefail
+"#;
+
+impl Sandbox {
+    fn new(opts: &Options) -> std::io::Result<Sandbox> {
+        let dir = tempfile::Builder::new().prefix("runbook-").tempdir()?;
+        let root = dir.path().canonicalize()?;
+        let home = root.join("home");
+        let tmp = root.join("tmp");
+        let state = root.join("state");
+        for d in [&home, &tmp, &state] {
+            fs::create_dir_all(d)?;
+        }
+        fs::write(state.join("cwd"), home.as_os_str().as_encoded_bytes())?;
+        fs::write(state.join("prelude.sh"), PRELUDE)?;
+        let token = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            SESSION_COUNTER.fetch_add(1, Ordering::SeqCst),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        );
+        let mut path_parts: Vec<String> = opts
+            .bin_dirs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        path_parts.push(
+            std::env::var("PATH")
+                .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        );
+        let mut env = vec![
+            ("PATH".to_string(), path_parts.join(":")),
+            ("HOME".into(), home.display().to_string()),
+            (
+                "FUTURNAL_HOME".into(),
+                home.join(".futurnal").display().to_string(),
+            ),
+            ("TMPDIR".into(), tmp.display().to_string()),
+            ("USER".into(), std::env::var("USER").unwrap_or_else(|_| "operator".into())),
+            ("LOGNAME".into(), std::env::var("USER").unwrap_or_else(|_| "operator".into())),
+            ("SHELL".into(), "/bin/bash".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("LC_ALL".into(), "C.UTF-8".into()),
+            ("TZ".into(), "UTC".into()),
+            ("NO_COLOR".into(), "1".into()),
+            ("TERM".into(), "dumb".into()),
+            ("COLUMNS".into(), "80".into()),
+            ("LINES".into(), "24".into()),
+            ("RUNBOOK_SESSION".into(), token.clone()),
+            ("__RB_STATE".into(), state.display().to_string()),
+        ];
+        let mut pairs = vec![
+            (home.display().to_string(), "[HOME]"),
+            (tmp.display().to_string(), "[TMP]"),
+        ];
+        if let Some(f) = &opts.fixtures {
+            let f = f.canonicalize().unwrap_or_else(|_| f.clone());
+            env.push(("RUNBOOK_FIXTURES".into(), f.display().to_string()));
+            pairs.push((f.display().to_string(), "[FIXTURES]"));
+        }
+        Ok(Sandbox {
+            dir: Some(dir),
+            root,
+            home,
+            state,
+            token,
+            env,
+            normalizer: Normalizer::new(pairs),
+        })
+    }
+
+    fn reset_session(&self) {
+        let _ = fs::remove_file(self.state.join("vars.sh"));
+        let _ = fs::write(self.state.join("cwd"), self.home.as_os_str().as_encoded_bytes());
+    }
+
+    fn run_step(&self, index: usize, step: &Step, timeout: Duration) -> StepOutcome {
+        let script = self.state.join(format!("block-{index}-line-{}.sh", step.line));
+        let out_path = self.state.join(format!("block-{index}.out"));
+        let spawn = || -> std::io::Result<std::process::Child> {
+            fs::write(&script, &step.script)?;
+            let out = fs::File::create(&out_path)?;
+            Command::new("bash")
+                .args(["--noprofile", "--norc", "-c"])
+                .arg("source \"$1\" || exit 97; source \"$2\"")
+                .arg("runbook")
+                .arg(self.state.join("prelude.sh"))
+                .arg(&script)
+                .env_clear()
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .current_dir(&self.home)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out)
+                .process_group(0)
+                .spawn()
+        };
+        let mut child = match spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return StepOutcome {
+                    status: -1,
+                    output: format!("runbook harness: cannot start bash: {e}\n"),
+                    timed_out: false,
+                };
+            }
+        };
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let status = child.wait();
+            let _ = tx.send(());
+            status
+        });
+        let timed_out = rx.recv_timeout(timeout).is_err();
+        if timed_out {
+            kill_group(pid);
+        }
+        let status = waiter
+            .join()
+            .ok()
+            .and_then(|s| s.ok())
+            .map(|s| {
+                use std::os::unix::process::ExitStatusExt;
+                s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+            })
+            .unwrap_or(-1);
+        let mut output = String::new();
+        if let Ok(mut f) = fs::File::open(&out_path) {
+            let mut bytes = Vec::new();
+            let _ = f.read_to_end(&mut bytes);
+            output = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        StepOutcome {
+            status,
+            output,
+            timed_out,
+        }
+    }
+
+    /// Kill every process carrying this chapter's token, until none is left.
+    fn kill_session_processes(&self) {
+        let needle = format!("RUNBOOK_SESSION={}", self.token);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pids = processes_with_env(&needle);
+            if pids.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for pid in pids {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+            // Killed processes take a moment to disappear; poll again, bounded by the deadline.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn keep(mut self) -> PathBuf {
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.keep();
+        }
+        self.root.clone()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.kill_session_processes();
+    }
+}
+
+fn kill_group(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Live (non-zombie) processes whose environment contains `needle` exactly.
+fn processes_with_env(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == needle.as_bytes())
+        {
+            let zombie = fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+                .unwrap_or(false);
+            if !zombie {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,197 @@
+//! The command line: argument parsing and dispatch to the owning modules.
+//!
+//! Owns: the `futurnal` command tree, output formats and exit codes.
+//! Invariants: every failure reaches the operator as an `OperatorError` (what, what is safe, which
+//! runbook topic) or as a clap usage error followed by the same two lines; `main` never panics on
+//! bad input.
+
+mod config_cmd;
+mod help;
+mod runbook_cmd;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Overrides;
+use crate::daemon;
+use crate::error::{CommandError, ExitCode, OperatorError};
+use crate::home::Home;
+use crate::runbook::topics;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "futurnal",
+    version,
+    about = "Local-first ingestion orchestrator with an executable operator book",
+    disable_help_subcommand = true,
+    after_help = "Read the operator book in the terminal: futurnal help runbook"
+)]
+pub struct Cli {
+    /// Configuration file [default: ~/.futurnal/config/orchestrator.yaml; env: FUTURNAL_CONFIG]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Override one configuration key for this command (repeatable)
+    #[arg(long = "set", global = true, value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start, stop and inspect the orchestrator daemon
+    Orchestrator {
+        #[command(subcommand)]
+        command: OrchestratorCommand,
+    },
+    /// Validate, show and create the configuration
+    Config {
+        #[command(subcommand)]
+        command: config_cmd::ConfigCommand,
+    },
+    /// Help for a command, or the operator book: `futurnal help runbook [TOPIC]`
+    Help {
+        /// `runbook [TOPIC...]`, or a command such as `orchestrator start`
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Check markdown runbooks by running their bash blocks
+    Runbook {
+        #[command(subcommand)]
+        command: runbook_cmd::RunbookCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrchestratorCommand {
+    /// Start the orchestrator (in the background unless --foreground)
+    Start {
+        /// Run in this terminal; stop with Ctrl-C
+        #[arg(long)]
+        foreground: bool,
+        /// Internal: the detached daemon process
+        #[arg(long, hide = true)]
+        detached_child: bool,
+    },
+    /// Stop the orchestrator, letting in-flight work finish
+    Stop {
+        /// Kill it now; interrupted work is recovered at the next start
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show whether the orchestrator runs, and what is queued
+    Status {
+        /// Also show instance, heartbeat, database and file details
+        #[arg(long, short)]
+        verbose: bool,
+        #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+        format: TableOrJson,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+pub enum TableOrJson {
+    Table,
+    Json,
+}
+
+/// Print JSON the way every command does: pretty, with a trailing newline.
+pub fn print_json(value: &impl serde::Serialize) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, value);
+    let _ = writeln!(out);
+}
+
+fn topic_for_args(args: &[String]) -> &'static str {
+    match args.iter().skip(1).find(|a| !a.starts_with('-')).map(String::as_str) {
+        Some("config") => topics::CONFIGURATION,
+        Some("runbook") => topics::RUNBOOK_HARNESS,
+        Some("help") => topics::READING_THE_BOOK,
+        _ => "operator-guide",
+    }
+}
+
+/// Entry point used by the binary.
+pub fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let is_error = !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+            let _ = e.print();
+            if !is_error {
+                return std::process::ExitCode::SUCCESS;
+            }
+            eprintln!(
+                "  safe to do: nothing was run; correct the command and try again\n  runbook: \
+                 futurnal help runbook {}",
+                topic_for_args(&args)
+            );
+            return std::process::ExitCode::from(ExitCode::Usage.code());
+        }
+    };
+    match dispatch(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(CommandError::Operator(e)) => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(e.exit.code())
+        }
+        Err(CommandError::Reported(code)) => std::process::ExitCode::from(code),
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<(), CommandError> {
+    let overrides = Overrides {
+        config_path: cli.config.clone(),
+        set: cli.set.clone(),
+    };
+    match cli.command {
+        Command::Help { args } => help::run(&args).map_err(Into::into),
+        Command::Runbook { command } => runbook_cmd::run(command),
+        Command::Config { command } => {
+            let home = Home::resolve()?;
+            config_cmd::run(&home, &overrides, command).map_err(Into::into)
+        }
+        Command::Orchestrator { command } => {
+            let home = Home::resolve()?;
+            match command {
+                OrchestratorCommand::Start {
+                    foreground,
+                    detached_child,
+                } => daemon::start(&home, &overrides, foreground, detached_child),
+                OrchestratorCommand::Stop { force } => {
+                    // Audit the request even when the configuration is broken: default is on.
+                    let audit_on = daemon::load_config(&home, &overrides)
+                        .map(|l| l.config.security.audit_logging)
+                        .unwrap_or(true);
+                    daemon::stop(&home, force, audit_on).map_err(Into::into)
+                }
+                OrchestratorCommand::Status { verbose, format } => {
+                    let loaded = daemon::load_config(&home, &overrides);
+                    let config = loaded.as_ref().map_err(|e| e.what.clone());
+                    let status = daemon::status::collect(&home, config, verbose);
+                    match format {
+                        TableOrJson::Json => print_json(&status),
+                        TableOrJson::Table => {
+                            print!("{}", daemon::status::render_table(&status, &home, verbose))
+                        }
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// Errors for things an operator typed that name nothing that exists.
+pub fn unknown(what: impl Into<String>, topic: &'static str) -> OperatorError {
+    OperatorError::new(
+        ExitCode::Usage,
+        what,
+        "nothing was run; pick one of the names listed above",
+        topic,
+    )
+}

@@ -1,0 +1,413 @@
+//! The orchestrator daemon's lifecycle: start (background or foreground), run, stop.
+//!
+//! Owns: spawning the detached daemon and waiting until it is ready, the daemon's main loop and
+//! signal handling, graceful and forced stop.
+//! Invariants: one daemon per home (see `lock`); a background start returns only once the daemon
+//! is ready or has failed, and relays the daemon's own error; the recovery marker exists exactly
+//! while a daemon may be running; a clean stop marks the instance stopped, removes the marker and
+//! releases the lock, in that order.
+
+pub mod lock;
+pub mod recovery;
+pub mod status;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::config::{self, Loaded, Overrides};
+use crate::error::{CommandError, ExitCode, OperatorError, Result};
+use crate::home::{HOME_ENV, Home, display_path};
+use crate::logging::{self, RotatingFile};
+use crate::queue::{InstanceRow, QueueDb, now_ms};
+use crate::runbook::topics;
+use crate::security::audit;
+use lock::{AcquireError, LockInfo};
+
+const READY: &str = "futurnal-ready ";
+const RECOVERED: &str = "futurnal-recovered ";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+fn already_running(info: Option<LockInfo>) -> OperatorError {
+    let who = match info {
+        Some(i) => format!(
+            "pid {}, started {}",
+            i.pid,
+            crate::display::timestamp(i.started_at)
+        ),
+        None => "pid unknown".into(),
+    };
+    OperatorError::new(
+        ExitCode::AlreadyRunning,
+        format!("the orchestrator is already running for this home ({who})"),
+        "nothing was changed; use the running orchestrator, or stop it first with \
+         `futurnal orchestrator stop`",
+        topics::ALREADY_RUNNING,
+    )
+}
+
+pub fn load_config(home: &Home, overrides: &Overrides) -> Result<Loaded> {
+    config::load(home, overrides).map_err(|problems| Loaded::invalid(&problems, None))
+}
+
+/// `futurnal orchestrator start`.
+pub fn start(
+    home: &Home,
+    overrides: &Overrides,
+    foreground: bool,
+    detached_child: bool,
+) -> Result<(), CommandError> {
+    let loaded = load_config(home, overrides)?;
+    if foreground || detached_child {
+        return run(home, &loaded, detached_child).map_err(CommandError::from);
+    }
+    home.ensure_layout()?;
+    if let Some(info) = lock::holder(home) {
+        return Err(already_running(info).into());
+    }
+    start_background(home, &loaded, overrides)
+}
+
+fn start_background(home: &Home, loaded: &Loaded, overrides: &Overrides) -> Result<(), CommandError> {
+    let exe = std::env::current_exe().map_err(|e| {
+        OperatorError::failure(
+            format!("cannot find the futurnal executable to start the daemon: {e}"),
+            "nothing was started; run `futurnal orchestrator start --foreground` instead",
+            topics::START_REFUSED,
+        )
+    })?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["orchestrator", "start", "--detached-child"]);
+    if loaded.file.explicit {
+        cmd.arg("--config").arg(absolute(&loaded.file.path));
+    }
+    for s in &overrides.set {
+        cmd.arg("--set").arg(s);
+    }
+    // The daemon must not pin the operator's working directory, and must find the same home.
+    cmd.env(HOME_ENV, home.root())
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| {
+        OperatorError::failure(
+            format!("cannot start the daemon process: {e}"),
+            "nothing was started; run `futurnal orchestrator start --foreground` to see why",
+            topics::START_REFUSED,
+        )
+    })?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut relayed = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(pid) = line.strip_prefix(READY) {
+                    println!("orchestrator started (pid {pid})");
+                    return Ok(());
+                } else if let Some(text) = line.strip_prefix(RECOVERED) {
+                    println!("{text}");
+                } else {
+                    relayed.push(line);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let code = child
+                    .wait()
+                    .ok()
+                    .and_then(|s| s.code())
+                    .unwrap_or(ExitCode::Failure as i32);
+                for line in &relayed {
+                    eprintln!("{line}");
+                }
+                if relayed.is_empty() {
+                    eprintln!(
+                        "error: the daemon exited (status {code}) before it was ready\n  safe to do: \
+                         run `futurnal orchestrator start --foreground` to see the failure\n  \
+                         runbook: futurnal help runbook {}",
+                        topics::START_REFUSED
+                    );
+                }
+                return Err(CommandError::Reported(code.clamp(1, 255) as u8));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(OperatorError::failure(
+                    format!(
+                        "the daemon did not become ready within {}s and was stopped",
+                        READY_TIMEOUT.as_secs()
+                    ),
+                    format!(
+                        "read {} for the reason, then start again",
+                        display_path(&home.log_file())
+                    ),
+                    topics::START_REFUSED,
+                )
+                .into());
+            }
+        }
+    }
+}
+
+fn absolute(p: &std::path::Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// The daemon itself, in the foreground or as the detached child.
+fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
+    if detached {
+        // A new session: no controlling terminal, no SIGHUP when the operator's shell exits.
+        let _ = rustix::process::setsid();
+    }
+    home.ensure_layout()?;
+    let pid = std::process::id();
+    let instance_id = uuid::Uuid::now_v7().to_string();
+    let started_at = now_ms();
+    let lock = lock::acquire(
+        home,
+        &LockInfo {
+            pid,
+            instance_id: instance_id.clone(),
+            started_at,
+        },
+    )
+    .map_err(|e| match e {
+        AcquireError::Held(info) => already_running(info),
+        AcquireError::Io(e) => OperatorError::failure(
+            format!(
+                "cannot open the instance lock {}: {e}",
+                display_path(&home.lock_file())
+            ),
+            "nothing was started; check permissions of the home",
+            topics::START_REFUSED,
+        ),
+    })?;
+
+    let log = RotatingFile::open(&home.log_file()).map_err(|e| {
+        OperatorError::failure(
+            format!("cannot open the log {}: {e}", display_path(&home.log_file())),
+            "nothing was started; check permissions and free space of the home",
+            topics::START_REFUSED,
+        )
+    })?;
+    let stderr_sink = log.try_clone_file().ok();
+    logging::init_daemon(log, !detached);
+
+    let cfg = &loaded.config;
+    let db = QueueDb::open_for_daemon(&home.queue_db(), &cfg.queue).inspect_err(|e| {
+        tracing::error!("{}", e.what);
+    })?;
+    let recovered = recovery::recover_if_needed(home, &db, &instance_id)?;
+    recovery::write_marker(
+        home,
+        &recovery::Marker {
+            instance_id: instance_id.clone(),
+            pid,
+            started_at,
+        },
+    )?;
+    let workers_max = loaded.effective_workers();
+    db.insert_instance(&InstanceRow {
+        instance_id: instance_id.clone(),
+        pid: pid as i64,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        config_path: loaded.file.path.display().to_string(),
+        started_at,
+        heartbeat_at: started_at,
+        stopped_at: None,
+        stop_kind: None,
+        workers_max: workers_max as i64,
+        workers_busy: 0,
+        shutdown_grace_seconds: cfg.workers.shutdown_grace_seconds as i64,
+    })?;
+    let audit_on = cfg.security.audit_logging;
+    audit(
+        home,
+        audit_on,
+        "orchestrator.start",
+        json!({
+            "instance_id": instance_id,
+            "foreground": !detached,
+            "recovered": recovered.is_some(),
+        }),
+    );
+    tracing::info!(
+        pid,
+        instance = %instance_id,
+        workers = workers_max,
+        version = env!("CARGO_PKG_VERSION"),
+        "orchestrator ready"
+    );
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+
+    if detached {
+        if let Some(row) = &recovered {
+            eprintln!("{RECOVERED}{}", recovery::describe(row));
+        }
+        eprintln!("{READY}{pid}");
+        // From here on anything written to stderr (a panic, say) belongs in the log.
+        if let Some(f) = stderr_sink {
+            let _ = rustix::stdio::dup2_stderr(&f);
+        }
+    } else {
+        if let Some(row) = &recovered {
+            println!("{}", recovery::describe(row));
+        }
+        println!("orchestrator running in the foreground (pid {pid}); press Ctrl-C to stop");
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("futurnal-worker")
+        .build()
+        .map_err(|e| {
+            OperatorError::failure(
+                format!("cannot start the async runtime: {e}"),
+                "the orchestrator stopped before accepting work; check system limits",
+                topics::START_REFUSED,
+            )
+        })?;
+    let reason = runtime.block_on(main_loop(&db, &instance_id));
+    tracing::info!("stopping: {reason}; no jobs in flight");
+
+    if let Err(e) = db.mark_stopped(&instance_id, "clean") {
+        tracing::error!("could not record the clean stop: {}", e.what);
+    }
+    recovery::remove_marker(home);
+    audit(
+        home,
+        audit_on,
+        "orchestrator.stop",
+        json!({"instance_id": instance_id, "reason": reason}),
+    );
+    tracing::info!("orchestrator stopped");
+    drop(db);
+    drop(lock);
+    Ok(())
+}
+
+async fn main_loop(db: &QueueDb, instance_id: &str) -> String {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return "signal handlers could not be installed".into();
+    };
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            _ = term.recv() => return "SIGTERM received".into(),
+            _ = int.recv() => return "SIGINT received".into(),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP ignored: configuration is read at start; restart to apply changes");
+            }
+            _ = tick.tick() => {
+                if let Err(e) = db.heartbeat(instance_id, 0) {
+                    tracing::warn!("heartbeat failed: {}", e.what);
+                }
+            }
+        }
+    }
+}
+
+/// `futurnal orchestrator stop [--force]`.
+pub fn stop(home: &Home, force: bool, audit_on: bool) -> Result<()> {
+    let Some(info) = lock::holder(home) else {
+        println!("orchestrator is not running (nothing to stop)");
+        return Ok(());
+    };
+    let Some(info) = info else {
+        return Err(OperatorError::failure(
+            format!(
+                "the orchestrator lock {} is held but does not say which process holds it",
+                display_path(&home.lock_file())
+            ),
+            "nothing was stopped; find the process with `fuser` or `lsof` on the lock file",
+            topics::STOPPING,
+        ));
+    };
+    let pid = rustix::process::Pid::from_raw(info.pid as i32).ok_or_else(|| {
+        OperatorError::failure(
+            format!("the lock records an invalid pid {}", info.pid),
+            "nothing was stopped",
+            topics::STOPPING,
+        )
+    })?;
+    let grace = QueueDb::open_existing(&home.queue_db())
+        .ok()
+        .flatten()
+        .and_then(|db| db.latest_instance().ok().flatten())
+        .filter(|i| i.instance_id == info.instance_id)
+        .map(|i| i.shutdown_grace_seconds.max(0) as u64)
+        .unwrap_or(30);
+    let signal = if force {
+        rustix::process::Signal::KILL
+    } else {
+        rustix::process::Signal::TERM
+    };
+    rustix::process::kill_process(pid, signal).map_err(|e| {
+        OperatorError::failure(
+            format!("cannot signal the orchestrator (pid {}): {e}", info.pid),
+            "nothing was stopped; are you the user that started it?",
+            topics::STOPPING,
+        )
+    })?;
+    // A forced stop only needs the kernel; a graceful one waits for in-flight work.
+    let wait = if force {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(grace + 10)
+    };
+    if !lock::wait_released(home, wait) {
+        return Err(OperatorError::failure(
+            format!(
+                "the orchestrator (pid {}) is still running {}s after the stop request",
+                info.pid,
+                wait.as_secs()
+            ),
+            "it keeps running and no data was lost; wait, or stop it now with \
+             `futurnal orchestrator stop --force`",
+            topics::STOPPING,
+        ));
+    }
+    audit(
+        home,
+        audit_on,
+        if force { "orchestrator.kill" } else { "orchestrator.stop_requested" },
+        json!({"instance_id": info.instance_id, "target_pid": info.pid}),
+    );
+    if force {
+        println!(
+            "orchestrator killed (pid {}); work it was doing is recovered at the next start",
+            info.pid
+        );
+    } else {
+        println!("orchestrator stopped (pid {})", info.pid);
+    }
+    Ok(())
+}

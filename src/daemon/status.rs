@@ -1,0 +1,259 @@
+//! `futurnal orchestrator status`: what is running and what is queued.
+//!
+//! Invariants: status never starts, stops or migrates anything and works with the daemon down
+//! (it reads the lock and queue.db); its JSON keys are stable (`.running`, `.pid`,
+//! `.queue.pending`, ...) because operators script against them.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::config::Loaded;
+use crate::display;
+use crate::home::{Home, display_path, mode_of};
+use crate::queue::{DbFacts, QueueDb, now_ms};
+
+use super::lock;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub instance_id: Option<String>,
+    pub started_at: Option<String>,
+    pub uptime_seconds: Option<i64>,
+    pub version: String,
+    pub home: String,
+    pub config_path: String,
+    pub config_present: bool,
+    pub config_error: Option<String>,
+    pub workers: Workers,
+    pub queue: Map<String, Value>,
+    pub last_stop: Option<LastStop>,
+    pub last_recovery: Option<Recovery>,
+    pub database: Option<DbFacts>,
+    pub heartbeat_age_seconds: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Workers {
+    pub busy: i64,
+    pub max: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastStop {
+    pub at: String,
+    pub kind: String,
+    pub pid: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Recovery {
+    pub at: String,
+    pub crashed_pid: Option<i64>,
+    pub crashed_started_at: Option<String>,
+    pub jobs_requeued: i64,
+}
+
+/// Gather the status. `config` is `Err(message)` when the configuration does not load.
+pub fn collect(home: &Home, config: Result<&Loaded, String>, verbose: bool) -> Status {
+    let holder = lock::holder(home);
+    let db = QueueDb::open_existing(&home.queue_db());
+    let mut queue = Map::new();
+    let mut instance = None;
+    let mut recovery = None;
+    let mut database = None;
+    let mut db_error = None;
+    match &db {
+        Ok(Some(db)) => {
+            match db.job_counts() {
+                Ok(counts) => {
+                    for (state, n) in counts {
+                        queue.insert(state.to_string(), json!(n));
+                    }
+                }
+                Err(e) => db_error = Some(e.what.clone()),
+            }
+            instance = db.latest_instance().ok().flatten();
+            recovery = db.latest_recovery().ok().flatten();
+            if verbose {
+                database = db.file_facts().ok();
+            }
+        }
+        Ok(None) => {}
+        Err(e) => db_error = Some(e.what.clone()),
+    }
+    if queue.is_empty() {
+        for state in crate::queue::JOB_STATES {
+            queue.insert(state.to_string(), json!(0));
+        }
+    }
+    if let Some(e) = db_error {
+        queue.insert("error".into(), json!(e));
+    }
+    let running = holder.is_some();
+    let lock_info = holder.flatten();
+    // The instance row belongs to the running daemon only if the ids agree.
+    let live = instance
+        .as_ref()
+        .filter(|i| running && lock_info.as_ref().is_some_and(|l| l.instance_id == i.instance_id));
+    let now = now_ms();
+    let (config_path, config_present, config_error, workers_max) = match config {
+        Ok(l) => (
+            display_path(&l.file.path),
+            l.file.present,
+            None,
+            l.effective_workers() as i64,
+        ),
+        Err(e) => (
+            display_path(&home.default_config()),
+            home.default_config().exists(),
+            Some(e),
+            0,
+        ),
+    };
+    Status {
+        running,
+        pid: lock_info.as_ref().map(|l| l.pid),
+        instance_id: lock_info.as_ref().map(|l| l.instance_id.clone()),
+        started_at: lock_info.as_ref().map(|l| display::timestamp(l.started_at)),
+        uptime_seconds: lock_info.as_ref().map(|l| (now - l.started_at) / 1000),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        home: display_path(home.root()),
+        config_path: live
+            .map(|i| display_path(std::path::Path::new(&i.config_path)))
+            .unwrap_or(config_path),
+        config_present,
+        config_error,
+        workers: Workers {
+            busy: live.map(|i| i.workers_busy).unwrap_or(0),
+            max: live.map(|i| i.workers_max).unwrap_or(workers_max),
+        },
+        queue,
+        last_stop: instance
+            .as_ref()
+            .filter(|_| !running)
+            .and_then(|i| {
+                Some(LastStop {
+                    at: display::timestamp(i.stopped_at.unwrap_or(i.heartbeat_at)),
+                    kind: i.stop_kind.clone().unwrap_or_else(|| "unclean".into()),
+                    pid: i.pid,
+                })
+            }),
+        last_recovery: recovery.map(|r| Recovery {
+            at: display::timestamp(r.recovered_at),
+            crashed_pid: r.crashed_pid,
+            crashed_started_at: r.crashed_started_at.map(display::timestamp),
+            jobs_requeued: r.jobs_requeued,
+        }),
+        database,
+        heartbeat_age_seconds: live.map(|i| (now - i.heartbeat_at) / 1000),
+    }
+}
+
+fn count(queue: &Map<String, Value>, key: &str) -> i64 {
+    queue.get(key).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// The human-readable form.
+pub fn render_table(s: &Status, home: &Home, verbose: bool) -> String {
+    let mut rows: Vec<(&str, String)> = Vec::new();
+    let state = if s.running {
+        format!(
+            "running (pid {}, up {})",
+            s.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+            display::duration_ms(s.uptime_seconds.unwrap_or(0) * 1000)
+        )
+    } else {
+        match &s.last_stop {
+            Some(stop) if stop.kind == "clean" => {
+                format!("not running (stopped cleanly at {})", stop.at)
+            }
+            Some(stop) => format!("not running (pid {} stopped uncleanly)", stop.pid),
+            None => "not running (never started with this home)".to_string(),
+        }
+    };
+    rows.push(("orchestrator", state));
+    rows.push(("version", s.version.clone()));
+    rows.push(("home", s.home.clone()));
+    let config = match (&s.config_error, s.config_present) {
+        (Some(_), _) => format!("{} (invalid: run `futurnal config validate`)", s.config_path),
+        (None, true) => s.config_path.clone(),
+        (None, false) => format!("{} (absent: built-in defaults)", s.config_path),
+    };
+    rows.push(("config", config));
+    rows.push((
+        "workers",
+        format!("{} busy / {} max", s.workers.busy, s.workers.max),
+    ));
+    rows.push((
+        "queue",
+        format!(
+            "{} pending, {} running, {} failed, {} quarantined",
+            count(&s.queue, "pending"),
+            count(&s.queue, "running"),
+            count(&s.queue, "failed"),
+            count(&s.queue, "quarantined")
+        ),
+    ));
+    rows.push((
+        "finished",
+        format!(
+            "{} succeeded, {} cancelled",
+            count(&s.queue, "succeeded"),
+            count(&s.queue, "cancelled")
+        ),
+    ));
+    if let Some(e) = s.queue.get("error").and_then(Value::as_str) {
+        rows.push(("queue error", e.to_string()));
+    }
+    if let Some(r) = &s.last_recovery {
+        rows.push((
+            "last recovery",
+            format!(
+                "{} after pid {} stopped uncleanly",
+                r.at,
+                r.crashed_pid
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "?".into())
+            ),
+        ));
+    }
+    if verbose {
+        if let Some(id) = &s.instance_id {
+            rows.push(("instance", id.clone()));
+        }
+        if let Some(at) = &s.started_at {
+            rows.push(("started", at.clone()));
+        }
+        if let Some(age) = s.heartbeat_age_seconds {
+            rows.push(("heartbeat", format!("{} ago", display::duration_ms(age * 1000))));
+        }
+        match &s.database {
+            Some(db) => rows.push((
+                "queue.db",
+                format!(
+                    "{} (schema {}, {}, {}, wal {}, mode {})",
+                    display_path(&db.path),
+                    db.schema_version,
+                    db.journal_mode.to_uppercase(),
+                    display::size(db.size_bytes),
+                    display::size(db.wal_bytes),
+                    mode_of(&db.path)
+                        .map(|m| format!("{m:o}"))
+                        .unwrap_or_else(|| "?".into())
+                ),
+            )),
+            None => rows.push((
+                "queue.db",
+                format!("{} (not created yet)", display_path(&home.queue_db())),
+            )),
+        }
+        rows.push(("log", display_path(&home.log_file())));
+        rows.push(("lock", display_path(&home.lock_file())));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    rows.iter()
+        .map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:")))
+        .collect()
+}

@@ -1,0 +1,502 @@
+//! The durable queue database (`queue.db`).
+//!
+//! Owns: opening queue.db with the right pragmas, schema migrations, and the rows that describe
+//! daemon instances, recoveries and job counts.
+//! Invariants: the schema version lives in `PRAGMA user_version` and only moves forward, one
+//! transaction per migration; a database from a newer futurnal is refused, never modified; the
+//! daemon is the only long-lived writer (CLI commands open short-lived connections); queue.db is
+//! created 0600 before SQLite touches it, so its -wal and -shm files inherit that mode.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::config::Queue as QueueConfig;
+use crate::error::{ExitCode, OperatorError, Result};
+use crate::home::display_path;
+use crate::runbook::topics;
+
+/// Job states. The order is the order operators see in `status`.
+pub const JOB_STATES: &[&str] = &[
+    "pending",
+    "running",
+    "succeeded",
+    "failed",
+    "quarantined",
+    "cancelled",
+];
+
+/// Migrations, applied in order; index + 1 is the resulting `user_version`. Never edit a landed
+/// migration: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: daemon bookkeeping and the job table.
+    "CREATE TABLE daemon_instances (
+        instance_id TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        version TEXT NOT NULL,
+        config_path TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL,
+        stopped_at INTEGER,
+        stop_kind TEXT CHECK (stop_kind IN ('clean', 'crashed')),
+        workers_max INTEGER NOT NULL,
+        workers_busy INTEGER NOT NULL DEFAULT 0,
+        shutdown_grace_seconds INTEGER NOT NULL
+    );
+    CREATE TABLE recoveries (
+        id INTEGER PRIMARY KEY,
+        recovered_at INTEGER NOT NULL,
+        instance_id TEXT NOT NULL,
+        crashed_instance_id TEXT,
+        crashed_pid INTEGER,
+        crashed_started_at INTEGER,
+        jobs_requeued INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN
+            ('pending', 'running', 'succeeded', 'failed', 'quarantined', 'cancelled')),
+        priority INTEGER NOT NULL DEFAULT 1,
+        scheduled_for INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX jobs_by_state ON jobs (state, scheduled_for);
+    CREATE TABLE job_events (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs (id),
+        at INTEGER NOT NULL,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT
+    );
+    CREATE INDEX job_events_by_job ON job_events (job_id, at);",
+];
+
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// A connection to queue.db.
+pub struct QueueDb {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn db_error(path: &Path, err: impl std::fmt::Display) -> OperatorError {
+    OperatorError::new(
+        ExitCode::Database,
+        format!(
+            "the queue database {} is unreadable or corrupt: {err}",
+            display_path(path)
+        ),
+        "the orchestrator did not start and nothing was written; move the file aside \
+         (keep it for inspection) and start again to create a fresh queue",
+        topics::START_REFUSED,
+    )
+}
+
+impl QueueDb {
+    /// Open for the daemon: create if missing, set pragmas, check integrity, migrate.
+    pub fn open_for_daemon(path: &Path, cfg: &QueueConfig) -> Result<QueueDb> {
+        if !path.exists() {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| db_error(path, e))?;
+        }
+        let conn = Connection::open(path).map_err(|e| db_error(path, e))?;
+        let db = QueueDb {
+            conn,
+            path: path.to_path_buf(),
+        };
+        db.configure(cfg)?;
+        db.quick_check()?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// Open an existing queue.db for a short-lived CLI command. `None` when it does not exist.
+    pub fn open_existing(path: &Path) -> Result<Option<QueueDb>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| db_error(path, e))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| db_error(path, e))?;
+        let db = QueueDb {
+            conn,
+            path: path.to_path_buf(),
+        };
+        let version = db.user_version()?;
+        if version > SCHEMA_VERSION {
+            return Err(newer_schema(path, version));
+        }
+        Ok(Some(db))
+    }
+
+    fn configure(&self, cfg: &QueueConfig) -> Result<()> {
+        let c = &self.conn;
+        c.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| db_error(&self.path, e))?;
+        let mode = if cfg.wal_mode { "WAL" } else { "DELETE" };
+        let applied: String = c
+            .query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0))
+            .map_err(|e| db_error(&self.path, e))?;
+        if !applied.eq_ignore_ascii_case(mode) {
+            return Err(db_error(
+                &self.path,
+                format!("could not switch journal_mode to {mode} (still {applied})"),
+            ));
+        }
+        c.execute_batch(&format!(
+            "PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA wal_autocheckpoint = {};",
+            cfg.checkpoint_interval
+        ))
+        .map_err(|e| db_error(&self.path, e))
+    }
+
+    fn quick_check(&self) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA quick_check")
+            .map_err(|e| db_error(&self.path, e))?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| db_error(&self.path, e))?;
+        if rows.len() == 1 && rows[0] == "ok" {
+            Ok(())
+        } else {
+            Err(db_error(
+                &self.path,
+                format!("integrity check failed: {}", rows.join("; ")),
+            ))
+        }
+    }
+
+    pub fn user_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| db_error(&self.path, e))
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let current = self.user_version()?;
+        if current > SCHEMA_VERSION {
+            return Err(newer_schema(&self.path, current));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let version = i as i64 + 1;
+            let tx = self
+                .conn
+                .unchecked_transaction()
+                .map_err(|e| db_error(&self.path, e))?;
+            tx.execute_batch(sql)
+                .and_then(|_| tx.execute_batch(&format!("PRAGMA user_version = {version}")))
+                .and_then(|_| tx.commit())
+                .map_err(|e| db_error(&self.path, format!("migration {version} failed: {e}")))?;
+        }
+        Ok(())
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Job counts for every state, zero-filled, in `JOB_STATES` order.
+    pub fn job_counts(&self) -> Result<Vec<(&'static str, i64)>> {
+        let mut counts: Vec<(&'static str, i64)> = JOB_STATES.iter().map(|s| (*s, 0)).collect();
+        if self.user_version()? == 0 {
+            return Ok(counts);
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+            .map_err(|e| db_error(&self.path, e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| db_error(&self.path, e))?;
+        for (state, n) in rows {
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {
+                slot.1 = n;
+            }
+        }
+        Ok(counts)
+    }
+
+    pub fn insert_instance(&self, inst: &InstanceRow) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO daemon_instances (instance_id, pid, version, config_path, started_at,
+                    heartbeat_at, workers_max, workers_busy, shutdown_grace_seconds)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, 0, ?7)",
+                params![
+                    inst.instance_id,
+                    inst.pid,
+                    inst.version,
+                    inst.config_path,
+                    inst.started_at,
+                    inst.workers_max,
+                    inst.shutdown_grace_seconds
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(&self.path, e))
+    }
+
+    pub fn heartbeat(&self, instance_id: &str, workers_busy: u32) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE daemon_instances SET heartbeat_at = ?2, workers_busy = ?3
+                 WHERE instance_id = ?1",
+                params![instance_id, now_ms(), workers_busy],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(&self.path, e))
+    }
+
+    pub fn mark_stopped(&self, instance_id: &str, kind: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE daemon_instances SET stopped_at = ?2, stop_kind = ?3, workers_busy = 0
+                 WHERE instance_id = ?1",
+                params![instance_id, now_ms(), kind],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(&self.path, e))
+    }
+
+    /// Record a recovery from an unclean shutdown and close out the crashed instance.
+    pub fn record_recovery(&self, rec: &RecoveryRow) -> Result<()> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| db_error(&self.path, e))?;
+        tx.execute(
+            "INSERT INTO recoveries (recovered_at, instance_id, crashed_instance_id, crashed_pid,
+                crashed_started_at, jobs_requeued) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                rec.recovered_at,
+                rec.instance_id,
+                rec.crashed_instance_id,
+                rec.crashed_pid,
+                rec.crashed_started_at,
+                rec.jobs_requeued
+            ],
+        )
+        .and_then(|_| {
+            tx.execute(
+                "UPDATE daemon_instances SET stop_kind = 'crashed', workers_busy = 0,
+                    stopped_at = COALESCE(stopped_at, heartbeat_at)
+                 WHERE stopped_at IS NULL AND instance_id != ?1",
+                params![rec.instance_id],
+            )
+        })
+        .and_then(|_| tx.commit())
+        .map_err(|e| db_error(&self.path, e))
+    }
+
+    /// The most recently started daemon instance, if any.
+    pub fn latest_instance(&self) -> Result<Option<InstanceRow>> {
+        if self.user_version()? == 0 {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT instance_id, pid, version, config_path, started_at, heartbeat_at,
+                        stopped_at, stop_kind, workers_max, workers_busy, shutdown_grace_seconds
+                 FROM daemon_instances ORDER BY started_at DESC, rowid DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(InstanceRow {
+                        instance_id: r.get(0)?,
+                        pid: r.get(1)?,
+                        version: r.get(2)?,
+                        config_path: r.get(3)?,
+                        started_at: r.get(4)?,
+                        heartbeat_at: r.get(5)?,
+                        stopped_at: r.get(6)?,
+                        stop_kind: r.get(7)?,
+                        workers_max: r.get(8)?,
+                        workers_busy: r.get(9)?,
+                        shutdown_grace_seconds: r.get(10)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| db_error(&self.path, e))
+    }
+
+    pub fn latest_recovery(&self) -> Result<Option<RecoveryRow>> {
+        if self.user_version()? == 0 {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT recovered_at, instance_id, crashed_instance_id, crashed_pid,
+                        crashed_started_at, jobs_requeued
+                 FROM recoveries ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(RecoveryRow {
+                        recovered_at: r.get(0)?,
+                        instance_id: r.get(1)?,
+                        crashed_instance_id: r.get(2)?,
+                        crashed_pid: r.get(3)?,
+                        crashed_started_at: r.get(4)?,
+                        jobs_requeued: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| db_error(&self.path, e))
+    }
+
+    /// Facts about the database file for `status --verbose`.
+    pub fn file_facts(&self) -> Result<DbFacts> {
+        let q = |sql: &str| -> Result<String> {
+            self.conn
+                .query_row(sql, [], |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| match v {
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    other => format!("{other:?}"),
+                })
+                .map_err(|e| db_error(&self.path, e))
+        };
+        let size = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        let wal = std::fs::metadata(wal_path(&self.path))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        Ok(DbFacts {
+            path: self.path.clone(),
+            schema_version: self.user_version()?,
+            journal_mode: q("PRAGMA journal_mode")?,
+            size_bytes: size,
+            wal_bytes: wal,
+        })
+    }
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}
+
+fn newer_schema(path: &Path, version: i64) -> OperatorError {
+    OperatorError::new(
+        ExitCode::Database,
+        format!(
+            "the queue database {} has schema version {version}, newer than this futurnal \
+             understands ({SCHEMA_VERSION})",
+            display_path(path)
+        ),
+        "nothing was changed; run the futurnal version that wrote this database, or upgrade",
+        topics::START_REFUSED,
+    )
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceRow {
+    pub instance_id: String,
+    pub pid: i64,
+    pub version: String,
+    pub config_path: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    pub stopped_at: Option<i64>,
+    pub stop_kind: Option<String>,
+    pub workers_max: i64,
+    pub workers_busy: i64,
+    pub shutdown_grace_seconds: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryRow {
+    pub recovered_at: i64,
+    pub instance_id: String,
+    pub crashed_instance_id: Option<String>,
+    pub crashed_pid: Option<i64>,
+    pub crashed_started_at: Option<i64>,
+    pub jobs_requeued: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DbFacts {
+    pub path: PathBuf,
+    pub schema_version: i64,
+    pub journal_mode: String,
+    pub size_bytes: u64,
+    pub wal_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_fresh_db_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        let cfg = QueueConfig::default();
+        let db = QueueDb::open_for_daemon(&path, &cfg).unwrap();
+        assert_eq!(db.user_version().unwrap(), SCHEMA_VERSION);
+        drop(db);
+        let db = QueueDb::open_for_daemon(&path, &cfg).unwrap();
+        assert_eq!(db.user_version().unwrap(), SCHEMA_VERSION);
+        let counts = db.job_counts().unwrap();
+        assert_eq!(counts.len(), JOB_STATES.len());
+        assert!(counts.iter().all(|(_, n)| *n == 0));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("PRAGMA user_version = 999").unwrap();
+        }
+        let err = QueueDb::open_for_daemon(&path, &QueueConfig::default())
+            .err()
+            .unwrap();
+        assert_eq!(err.exit, ExitCode::Database);
+        assert!(err.what.contains("schema version 999"), "{}", err.what);
+    }
+
+    #[test]
+    fn refuses_garbage_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        std::fs::write(&path, vec![0x5au8; 8192]).unwrap();
+        let err = QueueDb::open_for_daemon(&path, &QueueConfig::default())
+            .err()
+            .unwrap();
+        assert_eq!(err.exit, ExitCode::Database);
+        // The file must not have been modified.
+        assert_eq!(std::fs::read(&path).unwrap(), vec![0x5au8; 8192]);
+    }
+}

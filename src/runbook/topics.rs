@@ -1,0 +1,39 @@
+//! Runbook topics that error messages point operators to.
+//!
+//! Invariant: every constant here resolves to a chapter or section of the embedded book; the test
+//! below fails the build's tests the moment a heading is renamed without updating this list.
+
+pub const HOME_AND_FILES: &str = "files-in-the-futurnal-home";
+pub const START_REFUSED: &str = "when-start-refuses";
+pub const ALREADY_RUNNING: &str = "already-running";
+pub const STOPPING: &str = "stopping-the-orchestrator";
+pub const CONFIGURATION: &str = "configuration";
+pub const RUNBOOK_HARNESS: &str = "writing-runbooks";
+pub const READING_THE_BOOK: &str = "reading-the-book-in-the-terminal";
+
+pub const ALL: &[&str] = &[
+    HOME_AND_FILES,
+    START_REFUSED,
+    ALREADY_RUNNING,
+    STOPPING,
+    CONFIGURATION,
+    RUNBOOK_HARNESS,
+    READING_THE_BOOK,
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_topic_named_by_an_error_exists_in_the_book() {
+        for topic in super::ALL {
+            let found = super::super::find(topic);
+            assert!(found.is_ok(), "topic `{topic}` is not a chapter or heading of the book");
+            // An exact slug, not a fuzzy word match: the operator types exactly this.
+            let exact = match found.unwrap() {
+                super::super::Found::Chapter(c) => c.slug == *topic,
+                super::super::Found::Section { heading, .. } => heading.slug == *topic,
+            };
+            assert!(exact, "topic `{topic}` only matched loosely");
+        }
+    }
+}
