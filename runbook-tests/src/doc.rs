@@ -274,6 +274,14 @@ fn parse_steps(text: &str) -> (Vec<Step>, Vec<DocError>) {
         });
     }
     for step in &steps {
+        if let Some(offset) = negation_that_cannot_fail(&step.script) {
+            errors.push(DocError {
+                line: step.line + offset,
+                message: "`! command` before the last line never fails the block (bash ignores \
+                          set -e for negated commands); write `if command; then exit 1; fi`"
+                    .into(),
+            });
+        }
         if let Some(reason) = &step.directives.skip
             && step.hidden
         {
@@ -284,6 +292,19 @@ fn parse_steps(text: &str) -> (Vec<Step>, Vec<DocError>) {
         }
     }
     (steps, errors)
+}
+
+/// Line offset (from the block's first line) of a `! cmd` that is not the script's last command.
+fn negation_that_cannot_fail(script: &str) -> Option<usize> {
+    let lines: Vec<&str> = script.lines().collect();
+    let last = lines.iter().rposition(|l| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#')
+    })?;
+    lines[..last]
+        .iter()
+        .position(|l| l.trim_start().starts_with("! "))
+        .map(|i| i + 1)
 }
 
 fn expected_block(text: &str, range: Range<usize>, line: usize, content: &str) -> Expected {
@@ -494,6 +515,15 @@ mod tests {
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert_eq!(errors[0].line, 3);
         assert_eq!(errors[1].line, 7);
+    }
+
+    #[test]
+    fn negation_before_the_last_line_is_an_error() {
+        let (_, errors) = parse("```bash\n! grep -q x f\necho done\n```\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 2);
+        let (_, errors) = parse("```bash\necho first\n! grep -q x f\n```\n");
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     #[test]

@@ -186,12 +186,13 @@ pub fn compare(expected: &str, actual: &str) -> Comparison {
             diff.push(DiffLine::Same(exp_lines[i].clone(), act[j].clone()));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            diff.push(DiffLine::Extra(act[j].clone()));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Expected lines first, as in a unified diff.
             diff.push(DiffLine::Missing(exp_lines[i].clone()));
             i += 1;
+        } else {
+            diff.push(DiffLine::Extra(act[j].clone()));
+            j += 1;
         }
     }
     Comparison { matched, diff }
@@ -301,8 +302,8 @@ mod tests {
             c.diff,
             vec![
                 DiffLine::Same("a".into(), "a".into()),
-                DiffLine::Extra("B".into()),
                 DiffLine::Missing("b".into()),
+                DiffLine::Extra("B".into()),
                 DiffLine::Same("c".into(), "c".into()),
             ]
         );

@@ -17,9 +17,12 @@ fn rel(path: &Path) -> String {
 pub fn render(summary: &Summary, opts: &Options) -> String {
     let mut out = String::new();
     for f in summary.failures() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
         let _ = writeln!(
             out,
-            "\nFAILED {}:{}{}",
+            "FAILED {}:{}{}",
             rel(&f.file),
             f.line,
             if f.hidden { " (hidden step)" } else { "" }
@@ -59,17 +62,23 @@ pub fn render(summary: &Summary, opts: &Options) -> String {
     }
     let skipped: Vec<_> = summary.skipped().collect();
     if !skipped.is_empty() {
-        let _ = writeln!(out, "\nskipped blocks:");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "skipped blocks:");
         for s in &skipped {
             let _ = writeln!(out, "  {}:{}: {}", rel(&s.file), s.line, s.reason);
         }
     }
     let failed = summary.failures().count();
+    if !out.is_empty() {
+        out.push('\n');
+    }
     let _ = write!(
         out,
-        "\nrunbook: {} chapters, {} blocks executed, {} skipped, {} failed",
-        summary.chapters.len(),
-        summary.executed(),
+        "runbook: {}, {} executed, {} skipped, {} failed",
+        plural(summary.chapters.len(), "chapter"),
+        plural(summary.executed(), "block"),
         skipped.len(),
         failed
     );
@@ -77,8 +86,20 @@ pub fn render(summary: &Summary, opts: &Options) -> String {
         let _ = write!(out, ", {} not run after a failure", summary.not_run());
     }
     if summary.blessed() > 0 {
-        let _ = write!(out, ", {} output blocks blessed", summary.blessed());
+        let _ = write!(
+            out,
+            ", {} blessed",
+            plural(summary.blessed(), "output block")
+        );
     }
     out.push('\n');
     out
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }

@@ -199,7 +199,7 @@ pub fn run_chapter(file: &Path, opts: &Options) -> ChapterResult {
     if doc.steps.is_empty() {
         return result;
     }
-    let sandbox = match Sandbox::new(opts) {
+    let sandbox = match Sandbox::new(opts, file) {
         Ok(s) => s,
         Err(e) => {
             result.failures.push(doc_failure(
@@ -375,7 +375,7 @@ set -euo pipefail
 "#;
 
 impl Sandbox {
-    fn new(opts: &Options) -> std::io::Result<Sandbox> {
+    fn new(opts: &Options, chapter: &Path) -> std::io::Result<Sandbox> {
         let dir = tempfile::Builder::new().prefix("runbook-").tempdir()?;
         let root = dir.path().canonicalize()?;
         let home = root.join("home");
@@ -423,6 +423,14 @@ impl Sandbox {
             ("COLUMNS".into(), "80".into()),
             ("LINES".into(), "24".into()),
             ("RUNBOOK_SESSION".into(), token.clone()),
+            (
+                "RUNBOOK_DIR".into(),
+                chapter
+                    .canonicalize()
+                    .ok()
+                    .and_then(|p| p.parent().map(|d| d.display().to_string()))
+                    .unwrap_or_default(),
+            ),
             ("__RB_STATE".into(), state.display().to_string()),
         ];
         let mut pairs = vec![

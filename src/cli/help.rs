@@ -55,8 +55,14 @@ fn runbook_help(words: &[String]) -> Result<()> {
             out,
             "The futurnal operator book. Show a chapter or a section with:\n  futurnal help runbook TOPIC\n"
         );
+        let text_width = render::width_from_env().saturating_sub(width + 4).max(20);
         for c in CHAPTERS {
-            let _ = writeln!(out, "  {:<width$}  {}", c.slug, runbook::summary(c));
+            let mut lines = wrap_words(&runbook::summary(c), text_width).into_iter();
+            let first = lines.next().unwrap_or_default();
+            let _ = writeln!(out, "  {:<width$}  {first}", c.slug);
+            for line in lines {
+                let _ = writeln!(out, "  {:<width$}  {line}", "");
+            }
         }
         let _ = writeln!(
             out,
@@ -88,4 +94,20 @@ fn runbook_help(words: &[String]) -> Result<()> {
             topics::READING_THE_BOOK,
         )),
     }
+}
+
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let line = lines.last_mut().expect("never empty");
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(word.to_string());
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines
 }

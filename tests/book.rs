@@ -1,0 +1,42 @@
+//! Runs every chapter of the operator book (book/src) against the futurnal binary cargo just
+//! built, and prints executed / skipped / failed counts. `harness = false`: this is the whole test.
+//!
+//! Filters: `cargo test --test book -- WORD` runs chapters whose file name contains WORD.
+//! Bless: `RUNBOOK_BLESS=1 cargo test --test book -- WORD` rewrites expected-output blocks.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        // libtest protocol, so `cargo test -- --list` keeps working.
+        println!("book: test");
+        return ExitCode::SUCCESS;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_futurnal"));
+    let files: Vec<PathBuf> = runbook_tests::collect_markdown(&[root.join("book").join("src")])
+        .expect("book/src is readable")
+        .into_iter()
+        .filter(|f| {
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            filters.is_empty() || filters.iter().any(|w| name.contains(w.as_str()))
+        })
+        .collect();
+    let opts = runbook_tests::Options {
+        bin_dirs: vec![bin.parent().expect("binary has a directory").to_path_buf()],
+        fixtures: Some(root.join("fixtures")),
+        bless: std::env::var("RUNBOOK_BLESS").is_ok_and(|v| v == "1"),
+        bless_hint: "RUNBOOK_BLESS=1 cargo test --test book -- CHAPTER".into(),
+        ..Default::default()
+    };
+    let summary = runbook_tests::run(&files, &opts);
+    print!("{}", runbook_tests::report::render(&summary, &opts));
+    if summary.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
