@@ -397,7 +397,15 @@ pub fn load(home: &Home, overrides: &Overrides) -> Result<Loaded, Vec<Problem>> 
             }
             true
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => false,
+        Err(e)
+            if !explicit
+                && matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+        {
+            false
+        }
         Err(e) => {
             problems.push(Problem {
                 at: display_path(&path),

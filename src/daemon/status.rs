@@ -123,8 +123,11 @@ pub fn collect(home: &Home, config: Result<&Loaded, String>, verbose: bool) -> S
         config_path: live
             .map(|i| display_path(std::path::Path::new(&i.config_path)))
             .unwrap_or(config_path),
-        config_present,
-        config_error,
+        config_present: live
+            .map(|i| std::path::Path::new(&i.config_path).exists())
+            .unwrap_or(config_present),
+        // The running daemon validated its own file at start; the CLI's view does not apply.
+        config_error: if live.is_some() { None } else { config_error },
         workers: Workers {
             busy: live.map(|i| i.workers_busy).unwrap_or(0),
             max: live.map(|i| i.workers_max).unwrap_or(workers_max),

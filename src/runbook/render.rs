@@ -222,9 +222,18 @@ pub fn render(markdown: &str, width: usize) -> String {
                 };
                 let text = inline.plain();
                 inline.spans.clear();
-                let prefix = if level >= 3 { "#".repeat(level - 1) + " " } else { String::new() };
-                out.push_str(&styled(&format!("{prefix}{text}"), style));
-                out.push_str("\n\n");
+                out.push_str(&styled(&text, style));
+                out.push('\n');
+                // Plain text keeps the hierarchy visible the classic way: underlines.
+                match level {
+                    1 => out.push_str(&"=".repeat(text.chars().count())),
+                    2 => out.push_str(&"-".repeat(text.chars().count())),
+                    _ => {}
+                }
+                if level <= 2 {
+                    out.push('\n');
+                }
+                out.push('\n');
             }
             Event::Start(Tag::Paragraph) => {
                 if item_prefix.is_none() {

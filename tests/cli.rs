@@ -1,0 +1,312 @@
+//! End-to-end tests of the futurnal binary: lifecycle edge cases the book does not walk through.
+//!
+//! Every test gets its own temporary HOME and FUTURNAL_HOME and a clean environment, and the
+//! `Sandbox` guard kills any daemon it started, whatever happens.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_futurnal");
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+    fn futurnal_home(&self) -> PathBuf {
+        self.home().join(".futurnal")
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home())
+            .env("FUTURNAL_HOME", self.futurnal_home())
+            .env("NO_COLOR", "1")
+            .env("TZ", "UTC")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        std::fs::create_dir_all(self.home()).unwrap();
+        self.cmd(args).output().expect("futurnal runs")
+    }
+    fn status_json(&self) -> serde_json::Value {
+        let out = self.run(&["orchestrator", "status", "--format", "json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("status is JSON")
+    }
+    fn daemon_pid(&self) -> Option<i32> {
+        self.status_json()["pid"].as_i64().map(|p| p as i32)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Kill by the lock's record, not by asking the daemon: it may be the thing that is broken.
+        let lock = self.futurnal_home().join("orchestrator.lock");
+        if let Ok(text) = std::fs::read_to_string(lock)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(pid) = v["pid"].as_i64()
+        {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn start_status_second_start_stop() {
+    let s = Sandbox::new();
+    let out = s.run(&["orchestrator", "start"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = s.status_json();
+    assert_eq!(status["running"], true);
+    let pid = status["pid"].as_i64().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid {pid}")));
+
+    let second = s.run(&["orchestrator", "start"]);
+    assert_eq!(second.status.code(), Some(4), "{}", text(&second));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("already running"), "{err}");
+    assert!(err.contains("futurnal help runbook already-running"), "{err}");
+
+    let stop = s.run(&["orchestrator", "stop"]);
+    assert!(stop.status.success(), "{}", text(&stop));
+    let status = s.status_json();
+    assert_eq!(status["running"], false);
+    assert_eq!(status["last_stop"]["kind"], "clean");
+    assert!(!s.futurnal_home().join(".orchestrator_recovery").exists());
+}
+
+#[test]
+fn concurrent_starts_leave_exactly_one_daemon() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.home()).unwrap();
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            s.cmd(&["orchestrator", "start"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let ok = outputs.iter().filter(|o| o.status.success()).count();
+    let refused = outputs
+        .iter()
+        .filter(|o| o.status.code() == Some(4))
+        .count();
+    assert_eq!(
+        (ok, refused),
+        (1, 2),
+        "{}",
+        outputs.iter().map(text).collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(s.status_json()["running"], true);
+}
+
+#[test]
+fn a_stale_lock_file_never_blocks_a_start() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.futurnal_home()).unwrap();
+    // A record naming a live process (this test) that does not hold the lock.
+    std::fs::write(
+        s.futurnal_home().join("orchestrator.lock"),
+        format!(
+            r#"{{"pid":{},"instance_id":"stale","started_at":0}}"#,
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    assert_eq!(s.status_json()["running"], false);
+    let out = s.run(&["orchestrator", "start"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_ne!(s.daemon_pid(), Some(std::process::id() as i32));
+}
+
+#[test]
+fn kill_minus_nine_then_start_reports_recovery() {
+    let s = Sandbox::new();
+    assert!(s.run(&["orchestrator", "start"]).status.success());
+    let pid = s.daemon_pid().expect("running");
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_until("the lock to be released", Duration::from_secs(10), || {
+        s.status_json()["running"] == false
+    });
+    assert!(s.futurnal_home().join(".orchestrator_recovery").exists());
+
+    let out = s.run(&["orchestrator", "start"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("recovered from an unclean shutdown of pid {pid}")),
+        "{stdout}"
+    );
+    let status = s.status_json();
+    assert_eq!(status["last_recovery"]["crashed_pid"], pid);
+    // A clean stop afterwards leaves nothing to recover.
+    assert!(s.run(&["orchestrator", "stop"]).status.success());
+    let again = s.run(&["orchestrator", "start"]);
+    assert!(
+        !String::from_utf8_lossy(&again.stdout).contains("recovered"),
+        "{}",
+        text(&again)
+    );
+}
+
+#[test]
+fn foreground_stops_cleanly_on_sigterm() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.home()).unwrap();
+    let mut child = s
+        .cmd(&["orchestrator", "start", "--foreground"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the foreground daemon", Duration::from_secs(10), || {
+        s.status_json()["running"] == true
+    });
+    let stop = s.run(&["orchestrator", "stop"]);
+    assert!(stop.status.success(), "{}", text(&stop));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SIGTERM received"));
+    assert_eq!(s.status_json()["last_stop"]["kind"], "clean");
+}
+
+#[test]
+fn start_with_a_home_that_cannot_exist_fails_clearly() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.home()).unwrap();
+    let blocker = s.home().join("not-a-dir");
+    std::fs::write(&blocker, "a file where the home should be").unwrap();
+    let out = s
+        .cmd(&["orchestrator", "start"])
+        .env("FUTURNAL_HOME", blocker.join("home"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not writable"), "{err}");
+    assert!(err.contains("futurnal help runbook when-start-refuses"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&blocker).unwrap(),
+        "a file where the home should be"
+    );
+}
+
+#[test]
+fn invalid_config_fixture_names_file_line_column_and_suggestion() {
+    let s = Sandbox::new();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/configs/misspelled-key.yaml");
+    let out = s.run(&["config", "validate", "--config", fixture.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("misspelled-key.yaml:3:3: workers.max_wrokers: unknown key; did you mean `max_workers`?"),
+        "{err}"
+    );
+    // The daemon refuses the same file before anything starts.
+    let start = s.run(&["orchestrator", "start", "--config", fixture.to_str().unwrap()]);
+    assert_eq!(start.status.code(), Some(3), "{}", text(&start));
+    assert!(!s.futurnal_home().join("queue.db").exists());
+}
+
+#[test]
+fn every_config_fixture_is_classified_correctly() {
+    let s = Sandbox::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/configs");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let out = s.run(&["config", "validate", "--config", path.to_str().unwrap()]);
+        let expect_valid = name.starts_with("valid-");
+        assert_eq!(out.status.success(), expect_valid, "{name}: {}", text(&out));
+        if !expect_valid {
+            assert_eq!(out.status.code(), Some(3), "{name}: {}", text(&out));
+        }
+    }
+}
+
+#[test]
+fn help_runbook_topics_sections_and_unknown() {
+    let s = Sandbox::new();
+    let list = s.run(&["help", "runbook"]);
+    assert!(list.status.success());
+    let list = String::from_utf8_lossy(&list.stdout);
+    for topic in ["introduction", "operator-guide", "configuration", "writing-runbooks"] {
+        assert!(list.contains(topic), "{list}");
+    }
+
+    let section = s.run(&["help", "runbook", "force", "stop"]);
+    assert!(section.status.success());
+    let section = String::from_utf8_lossy(&section.stdout);
+    assert!(section.starts_with("Force stop\n"), "{section}");
+
+    let unknown = s.run(&["help", "runbook", "orchestratr-guide"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(err.contains("closest: operator-guide"), "{err}");
+}
+
+#[test]
+fn help_runbook_is_styled_when_forced_and_plain_when_piped() {
+    let s = Sandbox::new();
+    let plain = s.run(&["help", "runbook", "operator-guide"]);
+    assert!(!plain.stdout.contains(&0x1b));
+    let styled = s
+        .cmd(&["help", "runbook", "operator-guide"])
+        .env_remove("NO_COLOR")
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
+    assert!(styled.stdout.contains(&0x1b), "expected escape codes");
+    let stripped = anstream::adapter::strip_bytes(&styled.stdout).into_vec();
+    assert_eq!(stripped, plain.stdout, "styling must not change the text");
+}
+
+#[test]
+fn usage_errors_name_a_runbook_topic() {
+    let s = Sandbox::new();
+    let out = s.run(&["config", "valdate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("futurnal help runbook configuration"), "{err}");
+}
