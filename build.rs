@@ -28,7 +28,10 @@ fn main() {
             continue;
         }
         let path = book_src.join(file);
-        assert!(path.exists(), "SUMMARY.md lists {file}, which does not exist");
+        assert!(
+            path.exists(),
+            "SUMMARY.md lists {file}, which does not exist"
+        );
         let slug = file.trim_end_matches(".md").replace('/', "-");
         writeln!(
             code,

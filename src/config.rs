@@ -531,19 +531,20 @@ fn parse_file(text: &str, path: &Path) -> Result<FileConfig, Problem> {
     }
     let mut key_path = String::new();
     let options = serde_saphyr::options! { with_snippet: false };
-    let result =
-        serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-            serde_path_to_error::deserialize::<_, FileConfig>(de).map_err(|e| {
-                key_path = e.path().to_string();
-                e.into_inner()
-            })
-        });
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize::<_, FileConfig>(de).map_err(|e| {
+            key_path = e.path().to_string();
+            e.into_inner()
+        })
+    });
     result.map_err(|err| problem_from_yaml(err, &key_path, path))
 }
 
 fn problem_from_yaml(err: serde_saphyr::Error, key_path: &str, file: &Path) -> Problem {
     let at = match err.location() {
-        Some(loc) if loc.line() > 0 => format!("{}:{}:{}", display_path(file), loc.line(), loc.column()),
+        Some(loc) if loc.line() > 0 => {
+            format!("{}:{}:{}", display_path(file), loc.line(), loc.column())
+        }
         _ => display_path(file),
     };
     // Spanned<T> adds a `.value` segment and unknown positions show as `?`; operators never
@@ -607,7 +608,9 @@ fn plain_message(msg: &str) -> String {
             );
         }
         m if m.starts_with("cannot deserialize null") => "a value is missing here",
-        m if m.starts_with("missing field") => return m.replacen("missing field", "missing key", 1),
+        m if m.starts_with("missing field") => {
+            return m.replacen("missing field", "missing key", 1);
+        }
         m => m,
     };
     replaced.to_string()
@@ -637,8 +640,14 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -
     }
 }
 
-fn validate_sources(list: Vec<FileSource>, file: &Path, problems: &mut Vec<Problem>) -> Vec<SourceConfig> {
-    let at = |loc: &serde_saphyr::Location| format!("{}:{}:{}", display_path(file), loc.line(), loc.column());
+fn validate_sources(
+    list: Vec<FileSource>,
+    file: &Path,
+    problems: &mut Vec<Problem>,
+) -> Vec<SourceConfig> {
+    let at = |loc: &serde_saphyr::Location| {
+        format!("{}:{}:{}", display_path(file), loc.line(), loc.column())
+    };
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Vec::new();
     for (i, s) in list.into_iter().enumerate() {
@@ -682,7 +691,11 @@ fn validate_sources(list: Vec<FileSource>, file: &Path, problems: &mut Vec<Probl
             .map(|v| v.value.trim().to_string())
             .unwrap_or_else(|| "manual".to_string());
         if let Err(message) = check_schedule_shape(&schedule) {
-            let loc = s.schedule.as_ref().map(|v| v.defined).unwrap_or(s.name.defined);
+            let loc = s
+                .schedule
+                .as_ref()
+                .map(|v| v.defined)
+                .unwrap_or(s.name.defined);
             problems.push(Problem {
                 at: at(&loc),
                 key: key("schedule"),
@@ -708,7 +721,9 @@ fn check_schedule_shape(s: &str) -> Result<(), String> {
     if s == "manual" {
         return Ok(());
     }
-    if s.parse::<jiff::SignedDuration>().is_ok_and(|d| d.is_positive()) {
+    if s.parse::<jiff::SignedDuration>()
+        .is_ok_and(|d| d.is_positive())
+    {
         return Ok(());
     }
     let fields: Vec<&str> = s.split_whitespace().collect();
@@ -727,10 +742,10 @@ fn check_schedule_shape(s: &str) -> Result<(), String> {
 }
 
 pub fn expand_tilde(p: &str) -> PathBuf {
-    if p == "~" || p.starts_with("~/") {
-        if let Some(home) = std::env::var_os("HOME") {
-            return PathBuf::from(home).join(p.trim_start_matches('~').trim_start_matches('/'));
-        }
+    if (p == "~" || p.starts_with("~/"))
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(p.trim_start_matches('~').trim_start_matches('/'));
     }
     PathBuf::from(p)
 }
@@ -786,13 +801,21 @@ impl Loaded {
             ));
         }
         if self.config.sources.is_empty() {
-            rows.push(("sources: []".into(), self.sources_origin.describe(&self.file.path)));
+            rows.push((
+                "sources: []".into(),
+                self.sources_origin.describe(&self.file.path),
+            ));
         } else {
-            rows.push(("sources:".into(), self.sources_origin.describe(&self.file.path)));
+            rows.push((
+                "sources:".into(),
+                self.sources_origin.describe(&self.file.path),
+            ));
             for s in &self.config.sources {
                 let json = serde_json::to_value(s).unwrap_or_default();
                 let mut first = true;
-                for field in ["name", "type", "path", "schedule", "priority", "enabled", "include", "exclude"] {
+                for field in [
+                    "name", "type", "path", "schedule", "priority", "enabled", "include", "exclude",
+                ] {
                     let v = &json[field];
                     let text = match v {
                         serde_json::Value::Array(items) => format!(

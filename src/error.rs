@@ -37,6 +37,22 @@ impl ExitCode {
     pub fn code(self) -> u8 {
         self as u8
     }
+
+    /// What the status means, as the Operator Guide's table says it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ExitCode::Ok => "the command did what was asked",
+            ExitCode::Failure => "the command failed; the message says why",
+            ExitCode::Usage => {
+                "the command line could not be parsed (unknown subcommand or flag, bad value)"
+            }
+            ExitCode::Config => "the configuration is invalid",
+            ExitCode::AlreadyRunning => "another orchestrator holds this home's lock",
+            ExitCode::Database => {
+                "the queue database is unreadable, corrupt or from a newer futurnal"
+            }
+        }
+    }
 }
 
 /// An error an operator can act on.

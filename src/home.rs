@@ -99,7 +99,9 @@ impl Home {
             create_private_dir(&dir).map_err(|e| not_writable(&dir, &e))?;
         }
         // A home we can list but not write into fails later in confusing ways; fail here instead.
-        let probe = self.root.join(format!(".write-probe-{}", std::process::id()));
+        let probe = self
+            .root
+            .join(format!(".write-probe-{}", std::process::id()));
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -163,7 +165,9 @@ pub fn write_private_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
 
 /// Permission bits of a path, for status and health output.
 pub fn mode_of(path: &Path) -> Option<u32> {
-    fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o777)
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
 }
 
 /// Show a path the way an operator would type it: `~/...` when under `$HOME`.

@@ -96,7 +96,10 @@ fn start_status_second_start_stop() {
     assert_eq!(second.status.code(), Some(4), "{}", text(&second));
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("already running"), "{err}");
-    assert!(err.contains("futurnal help runbook already-running"), "{err}");
+    assert!(
+        err.contains("futurnal help runbook already-running"),
+        "{err}"
+    );
 
     let stop = s.run(&["orchestrator", "stop"]);
     assert!(stop.status.success(), "{}", text(&stop));
@@ -194,7 +197,7 @@ fn kill_minus_nine_then_start_reports_recovery() {
 fn foreground_stops_cleanly_on_sigterm() {
     let s = Sandbox::new();
     std::fs::create_dir_all(s.home()).unwrap();
-    let mut child = s
+    let child = s
         .cmd(&["orchestrator", "start", "--foreground"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -225,7 +228,10 @@ fn start_with_a_home_that_cannot_exist_fails_clearly() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not writable"), "{err}");
-    assert!(err.contains("futurnal help runbook when-start-refuses"), "{err}");
+    assert!(
+        err.contains("futurnal help runbook when-start-refuses"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(&blocker).unwrap(),
         "a file where the home should be"
@@ -235,16 +241,24 @@ fn start_with_a_home_that_cannot_exist_fails_clearly() {
 #[test]
 fn invalid_config_fixture_names_file_line_column_and_suggestion() {
     let s = Sandbox::new();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/configs/misspelled-key.yaml");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/configs/misspelled-key.yaml");
     let out = s.run(&["config", "validate", "--config", fixture.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("misspelled-key.yaml:3:3: workers.max_wrokers: unknown key; did you mean `max_workers`?"),
+        err.contains(
+            "misspelled-key.yaml:3:3: workers.max_wrokers: unknown key; did you mean `max_workers`?"
+        ),
         "{err}"
     );
     // The daemon refuses the same file before anything starts.
-    let start = s.run(&["orchestrator", "start", "--config", fixture.to_str().unwrap()]);
+    let start = s.run(&[
+        "orchestrator",
+        "start",
+        "--config",
+        fixture.to_str().unwrap(),
+    ]);
     assert_eq!(start.status.code(), Some(3), "{}", text(&start));
     assert!(!s.futurnal_home().join("queue.db").exists());
 }
@@ -271,7 +285,12 @@ fn help_runbook_topics_sections_and_unknown() {
     let list = s.run(&["help", "runbook"]);
     assert!(list.status.success());
     let list = String::from_utf8_lossy(&list.stdout);
-    for topic in ["introduction", "operator-guide", "configuration", "writing-runbooks"] {
+    for topic in [
+        "introduction",
+        "operator-guide",
+        "configuration",
+        "writing-runbooks",
+    ] {
         assert!(list.contains(topic), "{list}");
     }
 

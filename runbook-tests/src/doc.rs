@@ -25,7 +25,7 @@ pub const HIDDEN_LINE_PREFIX: char = '~';
 pub const OUTPUT_LANG: &str = "output";
 /// Languages the harness executes (with bash).
 pub const RUNNABLE_LANGS: &[&str] = &["bash", "sh"];
-const DIRECTIVE_KEYS: &[&str] = &["skip", "exit", "timeout", "session", "hidden"];
+pub const DIRECTIVE_KEYS: &[&str] = &["skip", "exit", "timeout", "session", "hidden"];
 
 /// One executable step of a chapter.
 #[derive(Debug, Clone)]
@@ -125,7 +125,11 @@ pub fn split_hidden_lines(code: &str) -> (String, String) {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 struct PendingDirective {
@@ -340,6 +344,13 @@ fn parse_directive_comment(raw: &str) -> Result<Comment, String> {
         .strip_prefix("<!--")
         .and_then(|b| b.strip_suffix("-->"))
         .ok_or("a runbook directive must be one HTML comment: <!-- runbook: ... -->")?;
+    if body.contains("<!--") {
+        return Err(
+            "`<!--` inside a runbook comment nests comments, which HTML forbids (mdBook warns); \
+             write it as `<!-[-]` in a grep pattern"
+                .into(),
+        );
+    }
     let body = body.trim_start().strip_prefix("runbook").unwrap_or(body);
     let body = body.strip_prefix(':').unwrap_or(body);
     let (first, rest) = match body.find('\n') {
@@ -352,7 +363,9 @@ fn parse_directive_comment(raw: &str) -> Result<Comment, String> {
         match (key.as_str(), value) {
             ("hidden", None) => hidden = true,
             ("skip", Some(reason)) if !reason.trim().is_empty() => directives.skip = Some(reason),
-            ("skip", _) => return Err("skip needs a reason: skip=\"why this block must not run\"".into()),
+            ("skip", _) => {
+                return Err("skip needs a reason: skip=\"why this block must not run\"".into());
+            }
             ("exit", Some(v)) => {
                 directives.exit = v
                     .parse()
@@ -506,12 +519,16 @@ mod tests {
     fn misspelled_directive_is_an_error_with_suggestion() {
         let (_, errors) = parse("<!-- runbook: skp=\"x\" -->\n```bash\ntrue\n```\n");
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].message.contains("did you mean `skip`"), "{errors:?}");
+        assert!(
+            errors[0].message.contains("did you mean `skip`"),
+            "{errors:?}"
+        );
     }
 
     #[test]
     fn orphan_output_block_and_dangling_directive_are_errors() {
-        let (_, errors) = parse("text\n\n```output\nx\n```\n\n<!-- runbook: exit=1 -->\n\nparagraph\n");
+        let (_, errors) =
+            parse("text\n\n```output\nx\n```\n\n<!-- runbook: exit=1 -->\n\nparagraph\n");
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert_eq!(errors[0].line, 3);
         assert_eq!(errors[1].line, 7);

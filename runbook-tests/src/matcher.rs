@@ -26,7 +26,11 @@ pub const PLACEHOLDERS: &[(&str, &str, &str)] = &[
         r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
         "a UUID",
     ),
-    ("[NUMBER]", r"-?\d+(?:\.\d+)?", "an integer or decimal number"),
+    (
+        "[NUMBER]",
+        r"-?\d+(?:\.\d+)?",
+        "an integer or decimal number",
+    ),
     ("[HEX]", r"[0-9a-f]+", "lowercase hexadecimal digits"),
     (
         "[VERSION]",
@@ -275,7 +279,13 @@ mod tests {
     fn inline_elision_and_placeholders() {
         assert!(compare("started (pid [PID])", "started (pid 4242)").matched);
         assert!(!compare("started (pid [PID])", "started (pid abc)").matched);
-        assert!(compare("at [TIMESTAMP] took [DURATION]", "at 2026-11-28T09:30:00Z took 1h 2m").matched);
+        assert!(
+            compare(
+                "at [TIMESTAMP] took [DURATION]",
+                "at 2026-11-28T09:30:00Z took 1h 2m"
+            )
+            .matched
+        );
         assert!(compare("x [..] z", "x anything here z").matched);
         assert!(compare("x [..] z", "x  z").matched);
         assert!(!compare("x [..] z", "x y").matched);

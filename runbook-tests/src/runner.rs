@@ -183,7 +183,9 @@ pub fn run_chapter(file: &Path, opts: &Options) -> ChapterResult {
     let doc = match Document::load(file) {
         Ok(d) => d,
         Err(e) => {
-            result.failures.push(doc_failure(file, 0, format!("cannot read: {e}")));
+            result
+                .failures
+                .push(doc_failure(file, 0, format!("cannot read: {e}")));
             return result;
         }
     };
@@ -296,9 +298,11 @@ pub fn run_chapter(file: &Path, opts: &Options) -> ChapterResult {
             text.replace_range(range, &replacement);
         }
         if let Err(e) = fs::write(file, text) {
-            result
-                .failures
-                .push(doc_failure(file, 0, format!("cannot write blessed output: {e}")));
+            result.failures.push(doc_failure(
+                file,
+                0,
+                format!("cannot write blessed output: {e}"),
+            ));
         }
     }
     if opts.keep_temp {
@@ -400,10 +404,8 @@ impl Sandbox {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        path_parts.push(
-            std::env::var("PATH")
-                .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
-        );
+        path_parts
+            .push(std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()));
         let mut env = vec![
             ("PATH".to_string(), path_parts.join(":")),
             ("HOME".into(), home.display().to_string()),
@@ -412,8 +414,14 @@ impl Sandbox {
                 home.join(".futurnal").display().to_string(),
             ),
             ("TMPDIR".into(), tmp.display().to_string()),
-            ("USER".into(), std::env::var("USER").unwrap_or_else(|_| "operator".into())),
-            ("LOGNAME".into(), std::env::var("USER").unwrap_or_else(|_| "operator".into())),
+            (
+                "USER".into(),
+                std::env::var("USER").unwrap_or_else(|_| "operator".into()),
+            ),
+            (
+                "LOGNAME".into(),
+                std::env::var("USER").unwrap_or_else(|_| "operator".into()),
+            ),
             ("SHELL".into(), "/bin/bash".into()),
             ("LANG".into(), "C.UTF-8".into()),
             ("LC_ALL".into(), "C.UTF-8".into()),
@@ -455,11 +463,16 @@ impl Sandbox {
 
     fn reset_session(&self) {
         let _ = fs::remove_file(self.state.join("vars.sh"));
-        let _ = fs::write(self.state.join("cwd"), self.home.as_os_str().as_encoded_bytes());
+        let _ = fs::write(
+            self.state.join("cwd"),
+            self.home.as_os_str().as_encoded_bytes(),
+        );
     }
 
     fn run_step(&self, index: usize, step: &Step, timeout: Duration) -> StepOutcome {
-        let script = self.state.join(format!("block-{index}-line-{}.sh", step.line));
+        let script = self
+            .state
+            .join(format!("block-{index}-line-{}.sh", step.line));
         let out_path = self.state.join(format!("block-{index}.out"));
         let spawn = || -> std::io::Result<std::process::Child> {
             fs::write(&script, &step.script)?;
@@ -569,7 +582,11 @@ fn processes_with_env(needle: &str) -> Vec<i32> {
     };
     let mut out = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         if pid == me {
@@ -584,7 +601,10 @@ fn processes_with_env(needle: &str) -> Vec<i32> {
         {
             let zombie = fs::read_to_string(entry.path().join("stat"))
                 .ok()
-                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+                })
                 .unwrap_or(false);
             if !zombie {
                 out.push(pid);

@@ -75,7 +75,10 @@ fn runbook_help(words: &[String]) -> Result<()> {
         Ok(found) => {
             let text = render::render(found.markdown(), render::width_from_env());
             let _ = writeln!(out, "{text}");
-            if let Found::Section { chapter, heading, .. } = &found {
+            if let Found::Section {
+                chapter, heading, ..
+            } = &found
+            {
                 let _ = writeln!(
                     out,
                     "\n(from \"{}\"; the whole chapter: futurnal help runbook {}; this section: #{})",

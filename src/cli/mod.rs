@@ -105,7 +105,12 @@ pub fn print_json(value: &impl serde::Serialize) {
 }
 
 fn topic_for_args(args: &[String]) -> &'static str {
-    match args.iter().skip(1).find(|a| !a.starts_with('-')).map(String::as_str) {
+    match args
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map(String::as_str)
+    {
         Some("config") => topics::CONFIGURATION,
         Some("runbook") => topics::RUNBOOK_HARNESS,
         Some("help") => topics::READING_THE_BOOK,

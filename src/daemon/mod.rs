@@ -73,7 +73,11 @@ pub fn start(
     start_background(home, &loaded, overrides)
 }
 
-fn start_background(home: &Home, loaded: &Loaded, overrides: &Overrides) -> Result<(), CommandError> {
+fn start_background(
+    home: &Home,
+    loaded: &Loaded,
+    overrides: &Overrides,
+) -> Result<(), CommandError> {
     let exe = std::env::current_exe().map_err(|e| {
         OperatorError::failure(
             format!("cannot find the futurnal executable to start the daemon: {e}"),
@@ -170,7 +174,9 @@ fn absolute(p: &std::path::Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
@@ -206,7 +212,10 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
 
     let log = RotatingFile::open(&home.log_file()).map_err(|e| {
         OperatorError::failure(
-            format!("cannot open the log {}: {e}", display_path(&home.log_file())),
+            format!(
+                "cannot open the log {}: {e}",
+                display_path(&home.log_file())
+            ),
             "nothing was started; check permissions and free space of the home",
             topics::START_REFUSED,
         )
@@ -398,7 +407,11 @@ pub fn stop(home: &Home, force: bool, audit_on: bool) -> Result<()> {
     audit(
         home,
         audit_on,
-        if force { "orchestrator.kill" } else { "orchestrator.stop_requested" },
+        if force {
+            "orchestrator.kill"
+        } else {
+            "orchestrator.stop_requested"
+        },
         json!({"instance_id": info.instance_id, "target_pid": info.pid}),
     );
     if force {

@@ -42,7 +42,11 @@ pub fn remove_marker(home: &Home) {
 }
 
 /// If the previous run ended uncleanly, record the recovery and return it.
-pub fn recover_if_needed(home: &Home, db: &QueueDb, instance_id: &str) -> Result<Option<RecoveryRow>> {
+pub fn recover_if_needed(
+    home: &Home,
+    db: &QueueDb,
+    instance_id: &str,
+) -> Result<Option<RecoveryRow>> {
     let marker_path = home.recovery_marker();
     let marker: Option<Option<Marker>> = std::fs::read(&marker_path)
         .ok()

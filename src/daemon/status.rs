@@ -94,9 +94,12 @@ pub fn collect(home: &Home, config: Result<&Loaded, String>, verbose: bool) -> S
     let running = holder.is_some();
     let lock_info = holder.flatten();
     // The instance row belongs to the running daemon only if the ids agree.
-    let live = instance
-        .as_ref()
-        .filter(|i| running && lock_info.as_ref().is_some_and(|l| l.instance_id == i.instance_id));
+    let live = instance.as_ref().filter(|i| {
+        running
+            && lock_info
+                .as_ref()
+                .is_some_and(|l| l.instance_id == i.instance_id)
+    });
     let now = now_ms();
     let (config_path, config_present, config_error, workers_max) = match config {
         Ok(l) => (
@@ -133,16 +136,11 @@ pub fn collect(home: &Home, config: Result<&Loaded, String>, verbose: bool) -> S
             max: live.map(|i| i.workers_max).unwrap_or(workers_max),
         },
         queue,
-        last_stop: instance
-            .as_ref()
-            .filter(|_| !running)
-            .and_then(|i| {
-                Some(LastStop {
-                    at: display::timestamp(i.stopped_at.unwrap_or(i.heartbeat_at)),
-                    kind: i.stop_kind.clone().unwrap_or_else(|| "unclean".into()),
-                    pid: i.pid,
-                })
-            }),
+        last_stop: instance.as_ref().filter(|_| !running).map(|i| LastStop {
+            at: display::timestamp(i.stopped_at.unwrap_or(i.heartbeat_at)),
+            kind: i.stop_kind.clone().unwrap_or_else(|| "unclean".into()),
+            pid: i.pid,
+        }),
         last_recovery: recovery.map(|r| Recovery {
             at: display::timestamp(r.recovered_at),
             crashed_pid: r.crashed_pid,
@@ -180,7 +178,10 @@ pub fn render_table(s: &Status, home: &Home, verbose: bool) -> String {
     rows.push(("version", s.version.clone()));
     rows.push(("home", s.home.clone()));
     let config = match (&s.config_error, s.config_present) {
-        (Some(_), _) => format!("{} (invalid: run `futurnal config validate`)", s.config_path),
+        (Some(_), _) => format!(
+            "{} (invalid: run `futurnal config validate`)",
+            s.config_path
+        ),
         (None, true) => s.config_path.clone(),
         (None, false) => format!("{} (absent: built-in defaults)", s.config_path),
     };
@@ -230,7 +231,10 @@ pub fn render_table(s: &Status, home: &Home, verbose: bool) -> String {
             rows.push(("started", at.clone()));
         }
         if let Some(age) = s.heartbeat_age_seconds {
-            rows.push(("heartbeat", format!("{} ago", display::duration_ms(age * 1000))));
+            rows.push((
+                "heartbeat",
+                format!("{} ago", display::duration_ms(age * 1000)),
+            ));
         }
         match &s.database {
             Some(db) => rows.push((

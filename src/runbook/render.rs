@@ -62,12 +62,14 @@ fn wrap(inline: &Inline, width: usize, first: &str, rest: &str) -> String {
     let mut words: Vec<Vec<(String, Style)>> = vec![Vec::new()];
     let mut breaks_before = vec![false];
     for (text, style) in &inline.spans {
-        let mut chars = text.chars().peekable();
         let mut cur = String::new();
-        while let Some(c) = chars.next() {
+        for c in text.chars() {
             if c == '\n' || c == ' ' {
                 if !cur.is_empty() {
-                    words.last_mut().unwrap().push((std::mem::take(&mut cur), *style));
+                    words
+                        .last_mut()
+                        .unwrap()
+                        .push((std::mem::take(&mut cur), *style));
                 }
                 if !words.last().unwrap().is_empty() || c == '\n' {
                     words.push(Vec::new());
@@ -235,11 +237,8 @@ pub fn render(markdown: &str, width: usize) -> String {
                 }
                 out.push('\n');
             }
-            Event::Start(Tag::Paragraph) => {
-                if item_prefix.is_none() {
-                    blank(&mut out);
-                }
-            }
+            Event::Start(Tag::Paragraph) if item_prefix.is_none() => blank(&mut out),
+            Event::Start(Tag::Paragraph) => {}
             Event::End(TagEnd::Paragraph) => {
                 flush(&mut out, &mut inline, &lists, quote_depth, &mut item_prefix);
                 if lists.is_empty() {
@@ -297,7 +296,10 @@ pub fn render(markdown: &str, width: usize) -> String {
                     }
                     None => "- ".to_string(),
                 };
-                item_prefix = Some(format!("{marker}{}", " ".repeat(3usize.saturating_sub(marker.len()))));
+                item_prefix = Some(format!(
+                    "{marker}{}",
+                    " ".repeat(3usize.saturating_sub(marker.len()))
+                ));
             }
             Event::End(TagEnd::Item) => {
                 flush(&mut out, &mut inline, &lists, quote_depth, &mut item_prefix);
@@ -317,7 +319,9 @@ pub fn render(markdown: &str, width: usize) -> String {
                 }
             }
             Event::End(TagEnd::CodeBlock) => {
-                let Some((lang, text)) = code.take() else { continue };
+                let Some((lang, text)) = code.take() else {
+                    continue;
+                };
                 let base = indent(&lists, quote_depth);
                 let (shown, style, mark) = if RUNNABLE_LANGS.contains(&lang.as_str()) {
                     (split_hidden_lines(&text).1, COMMAND, "")
@@ -367,13 +371,19 @@ pub fn render(markdown: &str, width: usize) -> String {
                     out.push('\n');
                 }
             }
-            Event::Start(Tag::Emphasis) => style_stack.push(top.effects(top.get_effects() | EMPH.get_effects())),
-            Event::Start(Tag::Strong) => style_stack.push(top.effects(top.get_effects() | STRONG.get_effects())),
-            Event::Start(Tag::Strikethrough) => style_stack.push(top.effects(top.get_effects() | Effects::STRIKETHROUGH)),
-            Event::End(TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough) => {
-                if style_stack.len() > 1 {
-                    style_stack.pop();
-                }
+            Event::Start(Tag::Emphasis) => {
+                style_stack.push(top.effects(top.get_effects() | EMPH.get_effects()))
+            }
+            Event::Start(Tag::Strong) => {
+                style_stack.push(top.effects(top.get_effects() | STRONG.get_effects()))
+            }
+            Event::Start(Tag::Strikethrough) => {
+                style_stack.push(top.effects(top.get_effects() | Effects::STRIKETHROUGH))
+            }
+            Event::End(TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough)
+                if style_stack.len() > 1 =>
+            {
+                style_stack.pop();
             }
             Event::Start(Tag::Link { dest_url, .. }) => {
                 link_targets.push(dest_url.to_string());
@@ -383,10 +393,8 @@ pub fn render(markdown: &str, width: usize) -> String {
                 if style_stack.len() > 1 {
                     style_stack.pop();
                 }
-                if let Some(url) = link_targets.pop() {
-                    if let Some(hint) = link_hint(&url) {
-                        inline.push(&format!(" ({hint})"), Style::new());
-                    }
+                if let Some(hint) = link_targets.pop().and_then(|url| link_hint(&url)) {
+                    inline.push(&format!(" ({hint})"), Style::new());
                 }
             }
             Event::Start(Tag::Image { .. }) => inline.push("[image: ", top),
@@ -454,7 +462,10 @@ mod tests {
     fn lists_tables_and_links() {
         let md = "Some [guide](operator-guide.md#stopping-the-orchestrator) text.\n\n- one\n- two\n\n1. first\n2. second\n\n| a | b |\n|---|---|\n| 1 | 2 |\n";
         let text = plain(md);
-        assert!(text.contains("(futurnal help runbook stopping-the-orchestrator)"), "{text}");
+        assert!(
+            text.contains("(futurnal help runbook stopping-the-orchestrator)"),
+            "{text}"
+        );
         assert!(text.contains("-  one"), "{text}");
         assert!(text.contains("1. first"), "{text}");
         assert!(text.contains(" a "), "{text}");

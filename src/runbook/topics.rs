@@ -27,7 +27,10 @@ mod tests {
     fn every_topic_named_by_an_error_exists_in_the_book() {
         for topic in super::ALL {
             let found = super::super::find(topic);
-            assert!(found.is_ok(), "topic `{topic}` is not a chapter or heading of the book");
+            assert!(
+                found.is_ok(),
+                "topic `{topic}` is not a chapter or heading of the book"
+            );
             // An exact slug, not a fuzzy word match: the operator types exactly this.
             let exact = match found.unwrap() {
                 super::super::Found::Chapter(c) => c.slug == *topic,

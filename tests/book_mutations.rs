@@ -1,0 +1,184 @@
+//! Negative control for the whole book: proves that the book test can fail.
+//!
+//! For every executed block that runs futurnal, one copy of the book misspells the first word
+//! after `futurnal` (a subcommand or flag); for every expected-output block, one copy changes one
+//! character. Each mutant must make the harness fail at exactly that block's `file:line`.
+//! `harness = false`: prints how many mutants were killed.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use runbook_tests::doc::{Document, HIDDEN_LINE_PREFIX};
+
+struct Mutant {
+    file: PathBuf,
+    line: usize,
+    what: String,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("book_mutations: test");
+        return ExitCode::SUCCESS;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("book").join("src");
+    let work = tempfile::tempdir().expect("tempdir");
+    let chapters = runbook_tests::collect_markdown(std::slice::from_ref(&src)).expect("book");
+
+    let mut mutants = Vec::new();
+    for chapter in &chapters {
+        let name = chapter.file_name().unwrap().to_string_lossy().to_string();
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let doc = Document::load(chapter).expect("chapter");
+        let lines: Vec<&str> = doc.text.lines().collect();
+        for step in doc
+            .steps
+            .iter()
+            .filter(|s| !s.hidden && s.directives.skip.is_none())
+        {
+            // Misspell the word after the first visible `futurnal ` of the block.
+            let body = step.line; // 0-based index of the first line after the fence
+            let visible_end = body + step.script.lines().count();
+            for i in body..visible_end.min(lines.len()) {
+                let l = lines[i];
+                if l.trim_start().starts_with(HIDDEN_LINE_PREFIX) {
+                    continue;
+                }
+                if let Some(pos) = l.find("futurnal ") {
+                    let start = pos + "futurnal ".len();
+                    let end = l[start..]
+                        .find(|c: char| c.is_whitespace() || c == '|' || c == ')')
+                        .map(|e| start + e)
+                        .unwrap_or(l.len());
+                    let mut mutated = lines.clone();
+                    let new_line = format!("{}x{}", &l[..end], &l[end..]);
+                    mutated[i] = &new_line;
+                    mutants.push(write_mutant(
+                        work.path(),
+                        &src,
+                        &name,
+                        mutants.len(),
+                        &mutated,
+                        step.line,
+                        format!("line {} `{}`", i + 1, &l[start..end]),
+                    ));
+                    break;
+                }
+            }
+            // Change one character of the expected output.
+            if let Some(expected) = &step.expected {
+                let first = expected.line; // fence line (1-based) == index of first content line
+                let target = (first..first + expected.text.lines().count()).find_map(|i| {
+                    let l = lines[i];
+                    let t = l.trim();
+                    if t.is_empty() || t == "..." {
+                        return None;
+                    }
+                    // A character outside any [PLACEHOLDER].
+                    let mut depth = 0;
+                    l.char_indices()
+                        .find(|(_, c)| {
+                            match c {
+                                '[' => depth += 1,
+                                ']' => depth -= 1,
+                                _ => {}
+                            }
+                            depth == 0 && c.is_ascii_alphanumeric()
+                        })
+                        .map(|(p, c)| (i, p, c))
+                });
+                if let Some((i, p, c)) = target {
+                    let replacement = if c == 'q' { 'z' } else { 'q' };
+                    let new_line =
+                        format!("{}{}{}", &lines[i][..p], replacement, &lines[i][p + 1..]);
+                    let mut mutated = lines.clone();
+                    mutated[i] = &new_line;
+                    mutants.push(write_mutant(
+                        work.path(),
+                        &src,
+                        &name,
+                        mutants.len(),
+                        &mutated,
+                        step.line,
+                        format!("output line {} `{c}`", i + 1),
+                    ));
+                }
+            }
+        }
+    }
+
+    let opts = runbook_tests::Options {
+        bin_dirs: vec![
+            PathBuf::from(env!("CARGO_BIN_EXE_futurnal"))
+                .parent()
+                .unwrap()
+                .to_path_buf(),
+        ],
+        fixtures: Some(root.join("fixtures")),
+        ..Default::default()
+    };
+    let files: Vec<PathBuf> = mutants.iter().map(|m| m.file.clone()).collect();
+    let summary = runbook_tests::run(&files, &opts);
+    let report = runbook_tests::report::render(&summary, &opts);
+    let mut survivors = Vec::new();
+    for (m, result) in mutants.iter().zip(&summary.chapters) {
+        let first = result.failures.first();
+        let located = format!("{}:{}", m.file.display(), m.line);
+        let killed = first.is_some_and(|f| f.file == m.file && f.line == m.line)
+            && report.contains(&located);
+        if !killed {
+            survivors.push(format!(
+                "{} ({}): first failure {:?}",
+                located,
+                m.what,
+                first.map(|f| (f.line, f.problems.clone()))
+            ));
+        }
+    }
+    println!(
+        "book mutations: {} mutants, {} killed at the right file:line, {} survived",
+        mutants.len(),
+        mutants.len() - survivors.len(),
+        survivors.len()
+    );
+    for s in &survivors {
+        println!("  SURVIVED {s}");
+    }
+    if survivors.is_empty() && !mutants.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// A full copy of the book with one chapter replaced, so `RUNBOOK_DIR` siblings still exist.
+fn write_mutant(
+    work: &Path,
+    src: &Path,
+    chapter: &str,
+    n: usize,
+    lines: &[&str],
+    line: usize,
+    what: String,
+) -> Mutant {
+    let dir = work.join(format!("m{n}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let file = dir.join(chapter);
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    Mutant {
+        file: file.canonicalize().unwrap(),
+        line,
+        what,
+    }
+}

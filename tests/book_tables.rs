@@ -1,0 +1,132 @@
+//! Reference tables in the book are checked against the code, in both directions: a key, exit
+//! code, placeholder or directive the code has and the book lacks fails, and so does the reverse.
+
+use std::path::Path;
+
+fn chapter(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("book/src")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// Rows of the first table after `heading`, cells trimmed and without backticks.
+fn table_after(text: &str, heading: &str, first_header_cell: &str) -> Vec<Vec<String>> {
+    let start = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("heading {heading:?} not found"));
+    let mut rows = Vec::new();
+    let mut in_table = false;
+    for line in text[start..].lines() {
+        let t = line.trim();
+        if t.starts_with('|') {
+            let cells: Vec<String> = t
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().trim_matches('`').to_string())
+                .collect();
+            if !in_table {
+                if cells.first().map(String::as_str) != Some(first_header_cell) {
+                    continue;
+                }
+                in_table = true;
+                continue;
+            }
+            if cells
+                .iter()
+                .all(|c| c.chars().all(|ch| ch == '-' || ch == ':'))
+            {
+                continue;
+            }
+            rows.push(cells);
+        } else if in_table {
+            break;
+        }
+    }
+    assert!(!rows.is_empty(), "no table under {heading:?}");
+    rows
+}
+
+#[test]
+fn exit_code_table_matches_the_code() {
+    let rows = table_after(&chapter("operator-guide.md"), "## Exit codes", "status");
+    let book: Vec<(String, String)> = rows
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    let code: Vec<(String, String)> = futurnal::error::ExitCode::ALL
+        .iter()
+        .map(|c| (c.code().to_string(), c.meaning().to_string()))
+        .collect();
+    assert_eq!(book, code);
+}
+
+#[test]
+fn configuration_reference_matches_the_schema() {
+    let rows = table_after(&chapter("configuration.md"), "## Reference", "key");
+    let book: Vec<Vec<String>> = rows;
+    let code: Vec<Vec<String>> = futurnal::config::KEYS
+        .iter()
+        .map(|k| {
+            vec![
+                k.path.to_string(),
+                k.kind.to_string(),
+                k.default_doc.to_string(),
+                k.env.to_string(),
+                k.doc.to_string(),
+            ]
+        })
+        .collect();
+    assert_eq!(book, code);
+}
+
+#[test]
+fn placeholder_and_stand_in_tables_match_the_matcher() {
+    let text = chapter("writing-runbooks.md");
+    let book: Vec<(String, String)> = table_after(&text, "## Expected output", "placeholder")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    let code: Vec<(String, String)> = runbook_tests::matcher::PLACEHOLDERS
+        .iter()
+        .map(|(p, _, d)| (p.to_string(), d.to_string()))
+        .collect();
+    assert_eq!(book, code);
+
+    let book: Vec<(String, String)> = table_after(&text, "## Expected output", "stand-in")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    let code: Vec<(String, String)> = runbook_tests::matcher::STAND_INS
+        .iter()
+        .map(|(p, d)| (p.to_string(), d.to_string()))
+        .collect();
+    assert_eq!(book, code);
+}
+
+#[test]
+fn directive_table_lists_every_directive() {
+    let rows = table_after(
+        &chapter("writing-runbooks.md"),
+        "## Directives",
+        "directive",
+    );
+    let mut book: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r[0].split(['=', ' '])
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let mut code: Vec<String> = runbook_tests::doc::DIRECTIVE_KEYS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    book.sort();
+    code.sort();
+    assert_eq!(book, code);
+}
