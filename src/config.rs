@@ -184,6 +184,10 @@ schema! {
             env "FUTURNAL_WORKERS_SHUTDOWN_GRACE_SECONDS"; kind "integer"; default_doc "30";
             check |v| in_range(*v, 0, 3600);
             doc "How long a graceful stop waits for in-flight jobs before cancelling them.";
+        cancel_grace_seconds: u64 = 10;
+            env "FUTURNAL_WORKERS_CANCEL_GRACE_SECONDS"; kind "integer"; default_doc "10";
+            check |v| in_range(*v, 1, 3600);
+            doc "How long a cancelled running job may take to stop before it is marked cancelled.";
     }
     retry: Retry / FileRetry {
         max_attempts: u32 = 3;
@@ -295,6 +299,10 @@ pub struct SourceConfig {
     pub enabled: bool,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    /// Items larger than this fail as `too_large` instead of being read.
+    pub max_item_mb: u64,
+    /// Jobs of this source (its run and item retries) that may run at once.
+    pub concurrency: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +322,10 @@ struct FileSource {
     include: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     exclude: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    max_item_mb: Option<Spanned<u64>>,
+    #[serde(default)]
+    concurrency: Option<Spanned<u32>>,
 }
 
 type Origins = BTreeMap<&'static str, Origin>;
@@ -625,16 +637,21 @@ fn first_line(s: &str) -> String {
     }
 }
 
-/// "; did you mean `x`?" when one candidate is close enough, else a list of valid keys.
-pub fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
-    let candidates: Vec<&str> = candidates.collect();
-    let best = candidates
+/// The candidate closest to a misspelled word, if one is close enough.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
         .iter()
         .map(|c| (strsim::jaro_winkler(word, c), *c))
         .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    match best {
-        Some((_, c)) => format!("; did you mean `{c}`?"),
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// "; did you mean `x`?" when one candidate is close enough, else a list of valid keys.
+pub fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    let candidates: Vec<&str> = candidates.collect();
+    match closest(word, &candidates) {
+        Some(c) => format!("; did you mean `{c}`?"),
         None if candidates.is_empty() => String::new(),
         None => format!("; valid keys here: {}", candidates.join(", ")),
     }
@@ -702,6 +719,37 @@ fn validate_sources(
                 message,
             });
         }
+        for (field, patterns) in [("include", &s.include), ("exclude", &s.exclude)] {
+            if let Some(p) = patterns
+                && let Err(message) = crate::sources::check_patterns(&p.value)
+            {
+                problems.push(Problem {
+                    at: at(&p.defined),
+                    key: key(field),
+                    message,
+                });
+            }
+        }
+        let max_item_mb = s.max_item_mb.as_ref().map(|v| v.value).unwrap_or(64);
+        if let Some(v) = &s.max_item_mb
+            && let Err(message) = in_range(v.value, 1, 4096)
+        {
+            problems.push(Problem {
+                at: at(&v.defined),
+                key: key("max_item_mb"),
+                message,
+            });
+        }
+        let concurrency = s.concurrency.as_ref().map(|v| v.value).unwrap_or(1);
+        if let Some(v) = &s.concurrency
+            && let Err(message) = in_range(v.value, 1, 64)
+        {
+            problems.push(Problem {
+                at: at(&v.defined),
+                key: key("concurrency"),
+                message,
+            });
+        }
         out.push(SourceConfig {
             name,
             source_type: s.source_type.value,
@@ -711,34 +759,15 @@ fn validate_sources(
             enabled: s.enabled.map(|e| e.value).unwrap_or(true),
             include: s.include.map(|v| v.value).unwrap_or_default(),
             exclude: s.exclude.map(|v| v.value).unwrap_or_default(),
+            max_item_mb,
+            concurrency,
         });
     }
     out
 }
 
-/// `manual`, an interval such as `15m` or `1h30m`, or a five-field cron expression.
 fn check_schedule_shape(s: &str) -> Result<(), String> {
-    if s == "manual" {
-        return Ok(());
-    }
-    if s.parse::<jiff::SignedDuration>()
-        .is_ok_and(|d| d.is_positive())
-    {
-        return Ok(());
-    }
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    if fields.len() == 5
-        && fields.iter().all(|f| {
-            f.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-'))
-        })
-    {
-        return Ok(());
-    }
-    Err(format!(
-        "`{s}` is not a schedule: use `manual`, an interval such as `15m`, or a five-field cron \
-         expression such as `*/30 * * * *`"
-    ))
+    crate::scheduler::Schedule::parse(s).map(|_| ())
 }
 
 pub fn expand_tilde(p: &str) -> PathBuf {

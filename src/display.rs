@@ -59,3 +59,92 @@ mod tests {
         assert_eq!(size(3 * 1024 * 1024 + 100_000), "3.1 MiB");
     }
 }
+
+/// `5s ago`, `in 3m 10s`, relative to `now` (both epoch milliseconds).
+pub fn relative(ms: i64, now: i64) -> String {
+    if ms <= now {
+        format!("{} ago", duration_ms(now - ms))
+    } else {
+        format!("in {}", duration_ms(ms - now))
+    }
+}
+
+/// Plain left-aligned columns separated by two spaces, header first; the last column is not
+/// padded, so lines carry no trailing spaces.
+pub fn columns(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let n = headers.len();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(n) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                l.push_str(cell);
+                l.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// Shorten text to `max` characters, marking the cut with `…`.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// Parse `--since`: a duration back from now (`30m`, `24h`, `7d`, `1h30m`) or a date/time.
+pub fn parse_since(text: &str, now: i64) -> Result<i64, String> {
+    let t = text.trim();
+    if let Some(days) = t.strip_suffix('d').and_then(|d| d.parse::<i64>().ok()) {
+        return Ok(now - days * 86_400_000);
+    }
+    if let Ok(d) = t.parse::<jiff::SignedDuration>() {
+        return Ok(now - d.as_millis() as i64);
+    }
+    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_millisecond());
+    }
+    if let Ok(date) = t.parse::<jiff::civil::Date>()
+        && let Ok(z) = date.to_zoned_datetime(jiff::tz::TimeZone::system())
+    {
+        return Ok(z.timestamp().as_millisecond());
+    }
+    Err(format!(
+        "`{t}` is not a time: use a duration such as 30m, 24h or 7d, or a date such as 2026-11-28"
+    ))
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn columns_and_since() {
+        let t = columns(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A    LONGER\nxyz  1\n");
+        assert_eq!(parse_since("24h", 100_000_000).unwrap(), 100_000_000 - 86_400_000);
+        assert_eq!(parse_since("2d", 200_000_000).unwrap(), 200_000_000 - 172_800_000);
+        assert!(parse_since("yesterday-ish", 0).is_err());
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(relative(1_000, 6_000), "5s ago");
+    }
+}

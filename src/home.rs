@@ -63,6 +63,9 @@ impl Home {
     pub fn queue_db(&self) -> PathBuf {
         self.root.join("queue.db")
     }
+    pub fn store_db(&self) -> PathBuf {
+        self.root.join("store.db")
+    }
     pub fn config_dir(&self) -> PathBuf {
         self.root.join("config")
     }

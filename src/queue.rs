@@ -7,8 +7,6 @@
 //! daemon is the only long-lived writer (CLI commands open short-lived connections); queue.db is
 //! created 0600 before SQLite touches it, so its -wal and -shm files inherit that mode.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -57,25 +55,65 @@ const MIGRATIONS: &[&str] = &[
         jobs_requeued INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE jobs (
-        id TEXT PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         source TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('source_run', 'item')),
+        item TEXT,
         state TEXT NOT NULL CHECK (state IN
             ('pending', 'running', 'succeeded', 'failed', 'quarantined', 'cancelled')),
         priority INTEGER NOT NULL DEFAULT 1,
-        scheduled_for INTEGER,
+        trigger TEXT NOT NULL,
+        scheduled_for INTEGER NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
         created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL
+        updated_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER,
+        instance_id TEXT,
+        lease_until INTEGER,
+        parent_job_id INTEGER,
+        cancel_requested_at INTEGER,
+        cancel_reason TEXT,
+        error_class TEXT,
+        last_error TEXT,
+        items_total INTEGER NOT NULL DEFAULT 0,
+        items_done INTEGER NOT NULL DEFAULT 0,
+        items_seen INTEGER NOT NULL DEFAULT 0,
+        docs_new INTEGER NOT NULL DEFAULT 0,
+        docs_changed INTEGER NOT NULL DEFAULT 0,
+        docs_unchanged INTEGER NOT NULL DEFAULT 0,
+        docs_deleted INTEGER NOT NULL DEFAULT 0,
+        items_skipped INTEGER NOT NULL DEFAULT 0,
+        items_failed INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX jobs_by_state ON jobs (state, scheduled_for);
+    CREATE INDEX jobs_by_source ON jobs (source, state);
     CREATE TABLE job_events (
         id INTEGER PRIMARY KEY,
-        job_id TEXT NOT NULL REFERENCES jobs (id),
+        job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
         at INTEGER NOT NULL,
         from_state TEXT,
         to_state TEXT NOT NULL,
         actor TEXT NOT NULL,
         reason TEXT
+    );
+    CREATE TABLE job_item_errors (
+        job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        item TEXT NOT NULL,
+        class TEXT NOT NULL,
+        message TEXT NOT NULL,
+        item_job_id INTEGER,
+        PRIMARY KEY (job_id, item)
+    );
+    CREATE TABLE source_state (
+        name TEXT PRIMARY KEY,
+        paused_at INTEGER,
+        paused_reason TEXT,
+        paused_by TEXT,
+        last_scheduled_at INTEGER,
+        next_run_at INTEGER
     );
     CREATE INDEX job_events_by_job ON job_events (job_id, at);",
 ];
@@ -108,23 +146,21 @@ fn db_error(path: &Path, err: impl std::fmt::Display) -> OperatorError {
 impl QueueDb {
     /// Open for the daemon: create if missing, set pragmas, check integrity, migrate.
     pub fn open_for_daemon(path: &Path, cfg: &QueueConfig) -> Result<QueueDb> {
-        if !path.exists() {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| db_error(path, e))?;
-        }
-        let conn = Connection::open(path).map_err(|e| db_error(path, e))?;
-        let db = QueueDb {
+        let conn = crate::db::open_migrated(path, cfg.wal_mode, "FULL", MIGRATIONS, true).map_err(
+            |e| match e {
+                crate::db::OpenError::Newer { found, .. } => newer_schema(path, found),
+                crate::db::OpenError::Sqlite(m) => db_error(path, m),
+            },
+        )?;
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = {};",
+            cfg.checkpoint_interval
+        ))
+        .map_err(|e| db_error(path, e))?;
+        Ok(QueueDb {
             conn,
             path: path.to_path_buf(),
-        };
-        db.configure(cfg)?;
-        db.quick_check()?;
-        db.migrate()?;
-        Ok(db)
+        })
     }
 
     /// Open an existing queue.db for a short-lived CLI command. `None` when it does not exist.
@@ -150,71 +186,10 @@ impl QueueDb {
         Ok(Some(db))
     }
 
-    fn configure(&self, cfg: &QueueConfig) -> Result<()> {
-        let c = &self.conn;
-        c.busy_timeout(Duration::from_secs(5))
-            .map_err(|e| db_error(&self.path, e))?;
-        let mode = if cfg.wal_mode { "WAL" } else { "DELETE" };
-        let applied: String = c
-            .query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0))
-            .map_err(|e| db_error(&self.path, e))?;
-        if !applied.eq_ignore_ascii_case(mode) {
-            return Err(db_error(
-                &self.path,
-                format!("could not switch journal_mode to {mode} (still {applied})"),
-            ));
-        }
-        c.execute_batch(&format!(
-            "PRAGMA synchronous = FULL;
-             PRAGMA foreign_keys = ON;
-             PRAGMA wal_autocheckpoint = {};",
-            cfg.checkpoint_interval
-        ))
-        .map_err(|e| db_error(&self.path, e))
-    }
-
-    fn quick_check(&self) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare("PRAGMA quick_check")
-            .map_err(|e| db_error(&self.path, e))?;
-        let rows: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .map_err(|e| db_error(&self.path, e))?;
-        if rows.len() == 1 && rows[0] == "ok" {
-            Ok(())
-        } else {
-            Err(db_error(
-                &self.path,
-                format!("integrity check failed: {}", rows.join("; ")),
-            ))
-        }
-    }
-
     pub fn user_version(&self) -> Result<i64> {
         self.conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| db_error(&self.path, e))
-    }
-
-    fn migrate(&self) -> Result<()> {
-        let current = self.user_version()?;
-        if current > SCHEMA_VERSION {
-            return Err(newer_schema(&self.path, current));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let version = i as i64 + 1;
-            let tx = self
-                .conn
-                .unchecked_transaction()
-                .map_err(|e| db_error(&self.path, e))?;
-            tx.execute_batch(sql)
-                .and_then(|_| tx.execute_batch(&format!("PRAGMA user_version = {version}")))
-                .and_then(|_| tx.commit())
-                .map_err(|e| db_error(&self.path, format!("migration {version} failed: {e}")))?;
-        }
-        Ok(())
     }
 
     pub fn conn(&self) -> &Connection {

@@ -7,7 +7,9 @@
 
 mod config_cmd;
 mod help;
+mod jobs_cmd;
 mod runbook_cmd;
+mod sources_cmd;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -80,6 +82,16 @@ pub enum OrchestratorCommand {
         /// Kill it now; interrupted work is recovered at the next start
         #[arg(long)]
         force: bool,
+    },
+    /// List, inspect, pause, resume and trigger sources
+    Sources {
+        #[command(subcommand)]
+        command: sources_cmd::SourcesCommand,
+    },
+    /// List, inspect and cancel jobs
+    Jobs {
+        #[command(subcommand)]
+        command: jobs_cmd::JobsCommand,
     },
     /// Show whether the orchestrator runs, and what is queued
     Status {
@@ -174,6 +186,10 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
                         .unwrap_or(true);
                     daemon::stop(&home, force, audit_on).map_err(Into::into)
                 }
+                OrchestratorCommand::Sources { command } => {
+                    sources_cmd::run(&home, &overrides, command)
+                }
+                OrchestratorCommand::Jobs { command } => jobs_cmd::run(&home, command),
                 OrchestratorCommand::Status { verbose, format } => {
                     let loaded = daemon::load_config(&home, &overrides);
                     let config = loaded.as_ref().map_err(|e| e.what.clone());

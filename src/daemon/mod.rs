@@ -27,6 +27,9 @@ use crate::queue::{InstanceRow, QueueDb, now_ms};
 use crate::runbook::topics;
 use crate::security::audit;
 use lock::{AcquireError, LockInfo};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::workers::{self, Pool};
 
 const READY: &str = "futurnal-ready ";
 const RECOVERED: &str = "futurnal-recovered ";
@@ -187,6 +190,29 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
         let _ = rustix::process::setsid();
     }
     home.ensure_layout()?;
+    // Signal handlers exist before the lock is taken: once `status` can see this daemon, a
+    // `stop` must find a handler, never the default action.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("futurnal-runtime")
+        .build()
+        .map_err(|e| {
+            OperatorError::failure(
+                format!("cannot start the async runtime: {e}"),
+                "nothing was started; check system limits (threads, file descriptors)",
+                topics::START_REFUSED,
+            )
+        })?;
+    let signals = {
+        let _context = runtime.enter();
+        Signals::install().map_err(|e| {
+            OperatorError::failure(
+                format!("cannot install signal handlers: {e}"),
+                "nothing was started",
+                topics::START_REFUSED,
+            )
+        })?
+    };
     let pid = std::process::id();
     let instance_id = uuid::Uuid::now_v7().to_string();
     let started_at = now_ms();
@@ -288,19 +314,9 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
         println!("orchestrator running in the foreground (pid {pid}); press Ctrl-C to stop");
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("futurnal-worker")
-        .build()
-        .map_err(|e| {
-            OperatorError::failure(
-                format!("cannot start the async runtime: {e}"),
-                "the orchestrator stopped before accepting work; check system limits",
-                topics::START_REFUSED,
-            )
-        })?;
-    let reason = runtime.block_on(main_loop(&db, &instance_id));
-    tracing::info!("stopping: {reason}; no jobs in flight");
+    let grace = Duration::from_secs(cfg.workers.shutdown_grace_seconds);
+    let (pool, messages) = Pool::new(home, cfg, &instance_id, workers_max as usize);
+    let reason = runtime.block_on(main_loop(&db, &instance_id, pool, messages, grace, signals));
 
     if let Err(e) = db.mark_stopped(&instance_id, "clean") {
         tracing::error!("could not record the clean stop: {}", e.what);
@@ -318,29 +334,90 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
     Ok(())
 }
 
-async fn main_loop(db: &QueueDb, instance_id: &str) -> String {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        return "signal handlers could not be installed".into();
-    };
-    let mut tick = tokio::time::interval(HEARTBEAT);
-    loop {
+const TICK: Duration = Duration::from_millis(200);
+/// After the grace, interrupted jobs get this long to notice and report before the daemon exits.
+const INTERRUPT_WAIT: Duration = Duration::from_secs(5);
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Must run inside the runtime's context.
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+async fn main_loop(
+    db: &QueueDb,
+    instance_id: &str,
+    mut pool: Pool,
+    mut messages: UnboundedReceiver<workers::Message>,
+    grace: Duration,
+    signals: Signals,
+) -> String {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    let reason: String = loop {
         tokio::select! {
-            _ = term.recv() => return "SIGTERM received".into(),
-            _ = int.recv() => return "SIGINT received".into(),
+            _ = term.recv() => break "SIGTERM received".into(),
+            _ = int.recv() => break "SIGINT received".into(),
             _ = hup.recv() => {
                 tracing::info!("SIGHUP ignored: configuration is read at start; restart to apply changes");
             }
-            _ = tick.tick() => {
-                if let Err(e) = db.heartbeat(instance_id, 0) {
-                    tracing::warn!("heartbeat failed: {}", e.what);
-                }
+            Some(msg) = messages.recv() => pool.handle(db, msg),
+            _ = tick.tick() => pool.tick(db),
+            _ = beat.tick() => heartbeat(db, instance_id, &pool),
+        }
+    };
+    // Graceful stop: no new work; in-flight jobs get the grace to finish, then are interrupted
+    // and handed back to the queue.
+    pool.drain();
+    let in_flight = pool.busy();
+    tracing::info!(
+        "stopping: {reason}; {in_flight} job{} in flight",
+        if in_flight == 1 { "" } else { "s" }
+    );
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut interrupted = false;
+    while !pool.idle() {
+        tokio::select! {
+            Some(msg) = messages.recv() => pool.handle(db, msg),
+            _ = tick.tick() => pool.tick(db),
+            _ = tokio::time::sleep_until(deadline), if !interrupted => {
+                tracing::warn!("grace of {}s is over: interrupting {} job(s)", grace.as_secs(), pool.busy());
+                pool.interrupt_all();
+                interrupted = true;
+            }
+            _ = tokio::time::sleep_until(deadline + INTERRUPT_WAIT), if interrupted => {
+                tracing::warn!("{} job(s) did not stop in time; they resume at the next start", pool.busy());
+                pool.abandon(db);
             }
         }
+    }
+    reason
+}
+
+fn heartbeat(db: &QueueDb, instance_id: &str, pool: &Pool) {
+    if let Err(e) = db.heartbeat(instance_id, pool.busy() as u32) {
+        tracing::warn!("heartbeat failed: {}", e.what);
+    }
+    if let Err(e) = crate::jobs::renew_leases(db.conn(), instance_id, now_ms(), workers::LEASE_MS) {
+        tracing::warn!("lease renewal failed: {e}");
     }
 }
 

@@ -47,13 +47,23 @@ pub fn recover_if_needed(
     db: &QueueDb,
     instance_id: &str,
 ) -> Result<Option<RecoveryRow>> {
+    // Jobs an earlier instance left running go back to the queue, whatever else happened.
+    let requeued = crate::jobs::requeue_orphans(db.conn(), instance_id, now_ms()).map_err(|e| {
+        OperatorError::new(
+            crate::error::ExitCode::Database,
+            format!("cannot return interrupted jobs to the queue: {e}"),
+            "the orchestrator did not start; run `sqlite3 ~/.futurnal/queue.db \"PRAGMA integrity_check\"`",
+            topics::START_REFUSED,
+        )
+    })?;
     let marker_path = home.recovery_marker();
     let marker: Option<Option<Marker>> = std::fs::read(&marker_path)
         .ok()
         .map(|bytes| serde_json::from_slice(&bytes).ok());
     let unfinished = db.latest_instance()?.filter(|i| i.stopped_at.is_none());
     let crashed = match (marker, unfinished) {
-        (None, None) => return Ok(None),
+        (None, None) if requeued == 0 => return Ok(None),
+        (None, None) => (None, None, None),
         (Some(Some(m)), _) => (Some(m.instance_id), Some(m.pid as i64), Some(m.started_at)),
         (Some(None), Some(i)) | (None, Some(i)) => {
             (Some(i.instance_id), Some(i.pid), Some(i.started_at))
@@ -66,12 +76,13 @@ pub fn recover_if_needed(
         crashed_instance_id: crashed.0,
         crashed_pid: crashed.1,
         crashed_started_at: crashed.2,
-        jobs_requeued: 0,
+        jobs_requeued: requeued,
     };
     db.record_recovery(&row)?;
     tracing::warn!(
         crashed_pid = row.crashed_pid,
         crashed_instance = row.crashed_instance_id.as_deref().unwrap_or("unknown"),
+        jobs_requeued = row.jobs_requeued,
         "recovered from an unclean shutdown"
     );
     Ok(Some(row))
@@ -79,11 +90,16 @@ pub fn recover_if_needed(
 
 /// One line an operator reads after a recovery.
 pub fn describe(row: &RecoveryRow) -> String {
-    match (row.crashed_pid, row.crashed_started_at) {
+    let who = match (row.crashed_pid, row.crashed_started_at) {
         (Some(pid), Some(at)) => format!(
             "recovered from an unclean shutdown of pid {pid} (started {})",
             crate::display::timestamp(at)
         ),
         _ => "recovered from an unclean shutdown (previous instance unknown)".to_string(),
+    };
+    match row.jobs_requeued {
+        0 => who,
+        1 => format!("{who}; 1 interrupted job returned to the queue"),
+        n => format!("{who}; {n} interrupted jobs returned to the queue"),
     }
 }

@@ -132,7 +132,10 @@ pub fn collect(home: &Home, config: Result<&Loaded, String>, verbose: bool) -> S
         // The running daemon validated its own file at start; the CLI's view does not apply.
         config_error: if live.is_some() { None } else { config_error },
         workers: Workers {
-            busy: live.map(|i| i.workers_busy).unwrap_or(0),
+            // Every running job belongs to the live daemon (recovery requeues the others).
+            busy: live
+                .map(|_| queue.get("running").and_then(Value::as_i64).unwrap_or(0))
+                .unwrap_or(0),
             max: live.map(|i| i.workers_max).unwrap_or(workers_max),
         },
         queue,

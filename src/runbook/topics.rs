@@ -8,6 +8,8 @@ pub const START_REFUSED: &str = "when-start-refuses";
 pub const ALREADY_RUNNING: &str = "already-running";
 pub const STOPPING: &str = "stopping-the-orchestrator";
 pub const CONFIGURATION: &str = "configuration";
+pub const MANAGING_SOURCES: &str = "managing-sources";
+pub const MANAGING_JOBS: &str = "managing-jobs";
 pub const RUNBOOK_HARNESS: &str = "writing-runbooks";
 pub const READING_THE_BOOK: &str = "reading-the-book-in-the-terminal";
 
@@ -17,6 +19,8 @@ pub const ALL: &[&str] = &[
     ALREADY_RUNNING,
     STOPPING,
     CONFIGURATION,
+    MANAGING_SOURCES,
+    MANAGING_JOBS,
     RUNBOOK_HARNESS,
     READING_THE_BOOK,
 ];

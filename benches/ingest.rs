@@ -1,0 +1,149 @@
+//! Ingestion benchmark: `cargo bench --bench ingest`.
+//!
+//! Prints each figure beside a reference measured in the same run, on the same files:
+//! 1. fresh ingest of a generated corpus (~200 MB, 10,000 markdown files) against the raw copy
+//!    of the same files into SQLite with the sqlite3 shell's `fsdir()`;
+//! 2. a no-change rescan of 100,000 files against `find CORPUS -type f -printf '%s %T@\n'`.
+//!
+//! Targets: ingest ≥ 1.0× the raw-copy reference (the spec's floor is 5 MB/s); rescan ≤ 2× find.
+//! Sizes can be scaled down for a quick look: `FUTURNAL_BENCH_SCALE=0.1 cargo bench --bench ingest`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use futurnal::config::{Priority, SourceConfig, SourceType};
+use futurnal::ingest::Run;
+
+fn source(name: &str, path: &Path) -> SourceConfig {
+    SourceConfig {
+        name: name.into(),
+        source_type: SourceType::LocalFiles,
+        path: path.to_path_buf(),
+        schedule: "manual".into(),
+        priority: Priority::Normal,
+        enabled: true,
+        include: Vec::new(),
+        exclude: Vec::new(),
+        max_item_mb: 64,
+        concurrency: 1,
+    }
+}
+
+/// Deterministic markdown of roughly `size` bytes.
+fn note(i: usize, size: usize) -> String {
+    let words = [
+        "garden", "timber", "frame", "roof", "local", "first", "queue", "notes", "vault", "mail",
+        "engine", "music", "rain", "compost", "north", "fence", "orchestrator", "runbook",
+    ];
+    let mut s = format!("# Note {i}\n\nTags: #bench #n{}\n\n", i % 97);
+    let mut w = i;
+    while s.len() < size {
+        for _ in 0..12 {
+            w = w.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s.push_str(words[(w >> 33) as usize % words.len()]);
+            s.push(' ');
+        }
+        s.push_str("and [a link](https://example.org/x).\n\n");
+    }
+    s
+}
+
+fn generate(dir: &Path, files: usize, size: usize) -> u64 {
+    let mut total = 0u64;
+    for i in 0..files {
+        let sub = dir.join(format!("d{:03}", i % 100));
+        if i < 100 {
+            std::fs::create_dir_all(&sub).unwrap();
+        }
+        let text = note(i, size);
+        total += text.len() as u64;
+        std::fs::write(sub.join(format!("note-{i:06}.md")), text).unwrap();
+    }
+    total
+}
+
+fn ingest(src: &SourceConfig, store: &Path) -> (Duration, futurnal::ingest::Report) {
+    let cancel = AtomicBool::new(false);
+    let progress = |_: u64, _: u64| {};
+    let run = Run {
+        source: src,
+        store,
+        cancel: &cancel,
+        progress: &progress,
+        threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    };
+    let t = Instant::now();
+    let report = run.source_run().expect("ingest runs");
+    (t.elapsed(), report)
+}
+
+fn timed(cmd: &mut Command) -> Duration {
+    let t = Instant::now();
+    let status = cmd.stdout(Stdio::null()).status().expect("command runs");
+    assert!(status.success(), "{cmd:?} failed");
+    t.elapsed()
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1_048_576.0 / d.as_secs_f64()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let scale: f64 = std::env::var("FUTURNAL_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let work = tempfile::tempdir().expect("tempdir");
+    let root: PathBuf = work.path().to_path_buf();
+
+    // 1. Fresh ingest vs raw copy into SQLite.
+    let files = ((10_000.0 * scale) as usize).max(10);
+    let corpus = root.join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    let bytes = generate(&corpus, files, 20 * 1024);
+    // Warm the page cache the same way for both contenders.
+    timed(Command::new("find").arg(&corpus).args(["-type", "f", "-exec", "cat", "{}", "+"]));
+    let reference = timed(
+        Command::new("sqlite3")
+            .arg(root.join("ref.db"))
+            .arg("CREATE TABLE files AS SELECT name, mode, mtime, data FROM fsdir('corpus');")
+            .current_dir(&root),
+    );
+    let src = source("bench", &corpus);
+    let (took, report) = ingest(&src, &root.join("store.db"));
+    assert_eq!(report.counts.new as usize, files, "every note becomes a document");
+    let ours = mbps(bytes, took);
+    let theirs = mbps(bytes, reference);
+    println!(
+        "fresh ingest: {files} files, {:.1} MB: futurnal {:.1} MB/s ({:.2}s) vs raw copy into SQLite {:.1} MB/s ({:.2}s): ratio {:.2}x (target >= 1.0x; floor 5 MB/s)",
+        bytes as f64 / 1_048_576.0,
+        ours,
+        took.as_secs_f64(),
+        theirs,
+        reference.as_secs_f64(),
+        ours / theirs
+    );
+
+    // 2. No-change rescan vs find.
+    let many = ((100_000.0 * scale) as usize).max(100);
+    let tree = root.join("many");
+    std::fs::create_dir_all(&tree).unwrap();
+    generate(&tree, many, 512);
+    let src = source("many", &tree);
+    let store = root.join("many.db");
+    ingest(&src, &store);
+    let find = timed(Command::new("find").arg(&tree).args(["-type", "f", "-printf", "%s %T@\\n"]));
+    let (rescan, report) = ingest(&src, &store);
+    assert_eq!(report.counts.new + report.counts.changed, 0, "nothing changed");
+    println!(
+        "no-change rescan: {many} files: futurnal {:.3}s vs find {:.3}s: ratio {:.2}x (target <= 2.0x)",
+        rescan.as_secs_f64(),
+        find.as_secs_f64(),
+        rescan.as_secs_f64() / find.as_secs_f64()
+    );
+}

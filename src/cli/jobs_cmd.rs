@@ -1,0 +1,376 @@
+//! `futurnal orchestrator jobs ...`: list, show, cancel.
+
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{TableOrJson, print_json};
+use crate::daemon::lock;
+use crate::display;
+use crate::error::{CommandError, ExitCode, OperatorError, Result};
+use crate::home::{Home, display_path};
+use crate::jobs::{self, CancelOutcome, Job, ListFilter};
+use crate::queue::{JOB_STATES, QueueDb, now_ms};
+use crate::runbook::topics;
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Recent jobs, newest first
+    List {
+        /// How many jobs to show
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Only jobs in this state: pending, running, succeeded, failed, quarantined, cancelled
+        #[arg(long)]
+        status: Option<String>,
+        /// Only jobs of this source
+        #[arg(long)]
+        source: Option<String>,
+        /// Only jobs updated since: a duration back from now (30m, 24h, 7d) or a date
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+        format: TableOrJson,
+    },
+    /// One job: its numbers, failed items and the timeline of its states
+    Show {
+        job_id: i64,
+        #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+        format: TableOrJson,
+    },
+    /// Cancel a job: a waiting job never runs; a running job stops at its next item
+    Cancel {
+        job_id: i64,
+        /// Why; kept in the job's timeline
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+fn open(home: &Home) -> Result<Option<QueueDb>> {
+    QueueDb::open_existing(&home.queue_db())
+}
+
+fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
+    OperatorError::new(
+        ExitCode::Database,
+        format!("queue database {}: {e}", display_path(&home.queue_db())),
+        "nothing was changed; check it with `sqlite3 ~/.futurnal/queue.db \"PRAGMA integrity_check\"`",
+        topics::START_REFUSED,
+    )
+}
+
+fn no_such_job(home: &Home, db: Option<&QueueDb>, id: i64) -> OperatorError {
+    let newest = db.and_then(|db| {
+        db.conn()
+            .query_row("SELECT MAX(id) FROM jobs", [], |r| r.get::<_, Option<i64>>(0))
+            .ok()
+            .flatten()
+    });
+    let what = match newest {
+        Some(n) => format!("no job {id}; job ids run from 1 to {n}"),
+        None => format!(
+            "no job {id}: there are no jobs yet in {}",
+            display_path(&home.queue_db())
+        ),
+    };
+    OperatorError::new(
+        ExitCode::Usage,
+        what,
+        "nothing was changed; `futurnal orchestrator jobs list` shows the recent jobs",
+        topics::MANAGING_JOBS,
+    )
+}
+
+/// What a job is about, for tables: `run` or the item it retries.
+fn what(job: &Job) -> String {
+    match &job.item {
+        Some(item) => format!("item {}", display::truncate(item, 24)),
+        None => "run".into(),
+    }
+}
+
+/// One line on how a job ended, for `trigger --wait` and `cancel`.
+pub fn outcome_line(job: &Job) -> String {
+    let took = job
+        .duration_ms()
+        .map(|d| format!(" in {}", display::duration_ms(d)))
+        .unwrap_or_default();
+    match job.state.as_str() {
+        "succeeded" if job.kind == "source_run" => {
+            let mut line = format!(
+                "job {} succeeded{took}: {} new, {} changed, {} deleted, {} unchanged documents; {} items skipped",
+                job.id, job.docs_new, job.docs_changed, job.docs_deleted, job.docs_unchanged, job.items_skipped
+            );
+            if job.items_failed > 0 {
+                line.push_str(&format!(
+                    ", {} failed (see `futurnal orchestrator jobs show {}`)",
+                    job.items_failed, job.id
+                ));
+            }
+            line
+        }
+        "succeeded" => format!("job {} succeeded{took}", job.id),
+        "failed" => format!(
+            "job {} failed: {}: {}; it retries at {}",
+            job.id,
+            job.error_class.as_deref().unwrap_or("?"),
+            job.last_error.as_deref().unwrap_or(""),
+            display::timestamp(job.scheduled_for)
+        ),
+        "quarantined" => format!(
+            "job {} quarantined: {}: {}",
+            job.id,
+            job.error_class.as_deref().unwrap_or("?"),
+            job.last_error.as_deref().unwrap_or("")
+        ),
+        other => format!("job {} {other}", job.id),
+    }
+}
+
+pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
+    let db = open(home)?;
+    match cmd {
+        JobsCommand::List {
+            limit,
+            status,
+            source,
+            since,
+            format,
+        } => {
+            if let Some(s) = &status
+                && !JOB_STATES.contains(&s.as_str())
+            {
+                return Err(OperatorError::new(
+                    ExitCode::Usage,
+                    format!("`{s}` is not a job state; states: {}", JOB_STATES.join(", ")),
+                    "nothing was shown",
+                    topics::MANAGING_JOBS,
+                )
+                .into());
+            }
+            let since = since
+                .as_deref()
+                .map(|t| display::parse_since(t, now_ms()))
+                .transpose()
+                .map_err(|e| OperatorError::new(ExitCode::Usage, e, "nothing was shown", topics::MANAGING_JOBS))?;
+            let list = match &db {
+                Some(db) => jobs::list(
+                    db.conn(),
+                    &ListFilter {
+                        state: status,
+                        source,
+                        since,
+                        limit: limit.max(1),
+                    },
+                )
+                .map_err(|e| sql(home, e))?,
+                None => Vec::new(),
+            };
+            if format == TableOrJson::Json {
+                print_json(&list);
+                return Ok(());
+            }
+            if list.is_empty() {
+                println!("no jobs match");
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|j| {
+                    vec![
+                        j.id.to_string(),
+                        display::truncate(&j.source, 12),
+                        what(j),
+                        j.state.clone(),
+                        display::timestamp(j.updated_at),
+                        j.duration_ms().map(display::duration_ms).unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                display::columns(&["ID", "SOURCE", "WHAT", "STATE", "UPDATED", "TOOK"], &rows)
+            );
+            Ok(())
+        }
+        JobsCommand::Show { job_id, format } => {
+            let Some(job) = db
+                .as_ref()
+                .map(|db| jobs::get(db.conn(), job_id))
+                .transpose()
+                .map_err(|e| sql(home, e))?
+                .flatten()
+            else {
+                return Err(no_such_job(home, db.as_ref(), job_id).into());
+            };
+            let conn = db.as_ref().expect("a job was found").conn();
+            let events = jobs::events(conn, job_id).map_err(|e| sql(home, e))?;
+            let items = jobs::item_errors(conn, job_id).map_err(|e| sql(home, e))?;
+            if format == TableOrJson::Json {
+                print_json(&json!({ "job": job, "events": events, "failed_items": items }));
+                return Ok(());
+            }
+            print!("{}", render_job(&job, &events, &items));
+            Ok(())
+        }
+        JobsCommand::Cancel { job_id, reason } => {
+            let reason = reason.trim().to_string();
+            if reason.is_empty() {
+                return Err(OperatorError::new(
+                    ExitCode::Usage,
+                    "--reason must say why the job is cancelled",
+                    "nothing was changed; pass --reason \"...\"",
+                    topics::MANAGING_JOBS,
+                )
+                .into());
+            }
+            let Some(db) = db else {
+                return Err(no_such_job(home, None, job_id).into());
+            };
+            let actor = format!(
+                "{} (cli)",
+                std::env::var("USER").unwrap_or_else(|_| "operator".into())
+            );
+            match jobs::request_cancel(db.conn(), job_id, &reason, &actor, now_ms()).map_err(|e| sql(home, e))? {
+                None => Err(no_such_job(home, Some(&db), job_id).into()),
+                Some(CancelOutcome::Cancelled) => {
+                    println!("cancelled job {job_id}: it was waiting and will not run");
+                    Ok(())
+                }
+                Some(CancelOutcome::AlreadyFinished(state)) => Err(OperatorError::failure(
+                    format!("job {job_id} already finished ({state}); there is nothing to cancel"),
+                    "nothing was changed",
+                    topics::MANAGING_JOBS,
+                )
+                .into()),
+                Some(CancelOutcome::Requested) => {
+                    if lock::holder(home).is_none() {
+                        println!(
+                            "cancel requested for job {job_id}; the orchestrator is not running, so it \
+                             is cancelled when it starts"
+                        );
+                        return Ok(());
+                    }
+                    // The daemon stops the job at its next item, or marks it cancelled after its
+                    // grace; wait for that (with a margin) so the operator sees the outcome.
+                    let grace = crate::daemon::load_config(home, &Default::default())
+                        .map(|l| l.config.workers.cancel_grace_seconds)
+                        .unwrap_or(10);
+                    let deadline = Instant::now() + Duration::from_secs(grace + 5);
+                    loop {
+                        let job = jobs::get(db.conn(), job_id)
+                            .map_err(|e| sql(home, e))?
+                            .ok_or_else(|| no_such_job(home, Some(&db), job_id))?;
+                        if job.state != "running" {
+                            println!("{}", outcome_line(&job));
+                            return Ok(());
+                        }
+                        if Instant::now() > deadline {
+                            println!(
+                                "cancel requested for job {job_id}; it is still finishing its current item"
+                            );
+                            return Ok(());
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn render_job(job: &Job, events: &[jobs::Event], items: &[jobs::ItemError]) -> String {
+    let mut rows: Vec<(&str, String)> = Vec::new();
+    let kind = match &job.item {
+        Some(item) => format!("retry of item {item}"),
+        None => "source run".into(),
+    };
+    rows.push(("source", job.source.clone()));
+    rows.push(("kind", kind));
+    rows.push(("state", job.state.clone()));
+    rows.push(("trigger", job.trigger.clone()));
+    rows.push(("priority", job.priority_name().into()));
+    rows.push(("attempts", format!("{} of {}", job.attempts, job.max_attempts)));
+    rows.push(("created", display::timestamp(job.created_at)));
+    if matches!(job.state.as_str(), "pending" | "failed") {
+        rows.push(("scheduled for", display::timestamp(job.scheduled_for)));
+    }
+    if let Some(at) = job.started_at {
+        rows.push(("started", display::timestamp(at)));
+    }
+    if let Some(at) = job.finished_at {
+        rows.push(("finished", display::timestamp(at)));
+    }
+    if let Some(d) = job.duration_ms() {
+        rows.push(("duration", display::duration_ms(d)));
+    }
+    if job.state == "running" && job.items_total > 0 {
+        rows.push(("progress", format!("{} of {} items", job.items_done, job.items_total)));
+    }
+    if job.kind == "source_run" && job.finished_at.is_some() {
+        rows.push((
+            "documents",
+            format!(
+                "{} new, {} changed, {} deleted, {} unchanged",
+                job.docs_new, job.docs_changed, job.docs_deleted, job.docs_unchanged
+            ),
+        ));
+        rows.push((
+            "items",
+            format!(
+                "{} seen, {} skipped, {} failed",
+                job.items_seen, job.items_skipped, job.items_failed
+            ),
+        ));
+    }
+    if job.bytes > 0 || (job.kind == "source_run" && job.finished_at.is_some()) {
+        let rate = job
+            .duration_ms()
+            .filter(|d| *d > 0)
+            .map(|d| format!(" at {:.1} MB/s", job.bytes as f64 / 1_048_576.0 / (d as f64 / 1000.0)))
+            .unwrap_or_default();
+        rows.push(("read", format!("{}{rate}", display::size(job.bytes as u64))));
+    }
+    if let (Some(class), Some(err)) = (&job.error_class, &job.last_error) {
+        rows.push(("last error", format!("{class}: {err}")));
+    }
+    if let Some(reason) = &job.cancel_reason {
+        rows.push(("cancel reason", reason.clone()));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut out = format!("job {}\n", job.id);
+    for (k, v) in &rows {
+        out.push_str(&format!("{:<width$} {v}\n", format!("{k}:")));
+    }
+    if !items.is_empty() {
+        out.push_str("\nfailed items:\n");
+        let table: Vec<Vec<String>> = items
+            .iter()
+            .map(|i| {
+                vec![
+                    i.item.clone(),
+                    i.class.clone(),
+                    i.item_job_id.map(|j| format!("job {j}")).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        out.push_str(&display::columns(&["ITEM", "CLASS", "RETRIED AS"], &table));
+    }
+    out.push_str("\ntimeline:\n");
+    for e in events {
+        let who = &e.actor;
+        let change = match &e.from_state {
+            Some(from) if from != &e.to_state => format!("{from} -> {}", e.to_state),
+            Some(_) => e.to_state.clone(),
+            None => e.to_state.clone(),
+        };
+        out.push_str(&format!(
+            "  {}  {change}  by {who}: {}\n",
+            display::timestamp(e.at),
+            e.reason.as_deref().unwrap_or("")
+        ));
+    }
+    out
+}

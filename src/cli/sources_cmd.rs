@@ -1,0 +1,507 @@
+//! `futurnal orchestrator sources ...`: list, show, pause, resume, trigger.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::{TableOrJson, print_json};
+use crate::config::{Loaded, SourceConfig};
+use crate::daemon::{self, lock};
+use crate::display;
+use crate::error::{CommandError, ExitCode, OperatorError, Result};
+use crate::home::{Home, display_path};
+use crate::jobs::{self, Enqueued};
+use crate::queue::{QueueDb, now_ms};
+use crate::runbook::topics;
+use crate::store::Store;
+
+#[derive(Debug, Subcommand)]
+pub enum SourcesCommand {
+    /// Every configured source: state, schedule, last run, what it has ingested
+    List {
+        #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+        format: TableOrJson,
+    },
+    /// One source in detail, with its most recent documents
+    Show {
+        name: String,
+        #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+        format: TableOrJson,
+    },
+    /// Stop starting new runs of a source (running jobs finish)
+    Pause {
+        name: String,
+        /// Why; shown by `sources list` and kept in the audit log
+        #[arg(long)]
+        reason: String,
+    },
+    /// Let a paused source run again
+    Resume { name: String },
+    /// Queue a run of a source now
+    Trigger {
+        name: String,
+        /// Wait for the run to finish; the exit status reflects its outcome
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+/// The configuration the running daemon uses (or would use if started now).
+pub fn effective_config(home: &Home, overrides: &crate::config::Overrides) -> Result<Loaded> {
+    let mut overrides = overrides.clone();
+    if overrides.config_path.is_none()
+        && std::env::var_os(crate::config::CONFIG_ENV).is_none()
+        && let Some(info) = lock::holder(home).flatten()
+        && let Ok(Some(db)) = QueueDb::open_existing(&home.queue_db())
+        && let Ok(Some(inst)) = db.latest_instance()
+        && inst.instance_id == info.instance_id
+        && std::path::Path::new(&inst.config_path).exists()
+    {
+        overrides.config_path = Some(inst.config_path.into());
+    }
+    daemon::load_config(home, &overrides)
+}
+
+pub fn find_source<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a SourceConfig> {
+    loaded
+        .config
+        .sources
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = loaded.config.sources.iter().map(|s| s.name.as_str()).collect();
+            let what = if names.is_empty() {
+                format!(
+                    "no source named `{name}`: {} declares no sources",
+                    display_path(&loaded.file.path)
+                )
+            } else {
+                let hint = crate::config::closest(name, &names)
+                    .map(|c| format!(" (did you mean `{c}`?)"))
+                    .unwrap_or_default();
+                format!(
+                    "no source named `{name}`{hint}; configured sources: {}",
+                    names.join(", ")
+                )
+            };
+            OperatorError::new(
+                ExitCode::Usage,
+                what,
+                "nothing was changed; use one of the names above, or declare the source in the \
+                 configuration file",
+                topics::MANAGING_SOURCES,
+            )
+        })
+}
+
+fn open_queue(home: &Home) -> Result<Option<QueueDb>> {
+    QueueDb::open_existing(&home.queue_db())
+}
+
+/// queue.db for a command that writes: created by a daemon start first.
+fn queue_for_write(home: &Home) -> Result<QueueDb> {
+    open_queue(home)?.ok_or_else(|| {
+        OperatorError::failure(
+            format!(
+                "there is no queue yet: {} has not been created",
+                display_path(&home.queue_db())
+            ),
+            "nothing was changed; start the orchestrator once (`futurnal orchestrator start`) to \
+             create it",
+            topics::MANAGING_SOURCES,
+        )
+    })
+}
+
+fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
+    OperatorError::new(
+        ExitCode::Database,
+        format!("queue database {}: {e}", display_path(&home.queue_db())),
+        "nothing was changed; check it with `sqlite3 ~/.futurnal/queue.db \"PRAGMA integrity_check\"`",
+        topics::START_REFUSED,
+    )
+}
+
+fn source_json(
+    s: &SourceConfig,
+    state: Option<&jobs::SourceState>,
+    runs: Option<&(Option<jobs::Job>, Option<jobs::Job>)>,
+    stats: Option<&crate::store::SourceStats>,
+    open: Option<&(i64, i64)>,
+) -> Value {
+    let paused = state.and_then(|st| {
+        st.paused_at.map(|at| {
+            json!({
+                "at": display::timestamp(at),
+                "reason": st.paused_reason,
+                "by": st.paused_by,
+            })
+        })
+    });
+    let status = if !s.enabled {
+        "disabled"
+    } else if paused.is_some() {
+        "paused"
+    } else {
+        "active"
+    };
+    let run = |j: &Option<jobs::Job>| {
+        j.as_ref().map(|j| {
+            json!({
+                "job_id": j.id,
+                "state": j.state,
+                "finished_at": j.finished_at.map(display::timestamp),
+                "documents_new": j.docs_new,
+                "documents_changed": j.docs_changed,
+                "documents_deleted": j.docs_deleted,
+                "items_failed": j.items_failed,
+            })
+        })
+    };
+    json!({
+        "name": s.name,
+        "type": s.source_type,
+        "path": s.path,
+        "schedule": s.schedule,
+        "priority": s.priority,
+        "enabled": s.enabled,
+        "status": status,
+        "paused": paused,
+        "last_run": runs.and_then(|r| run(&r.0)),
+        "last_success": runs.and_then(|r| run(&r.1)),
+        "next_run_at": state
+            .filter(|_| status == "active")
+            .and_then(|st| st.next_run_at)
+            .map(display::timestamp),
+        "documents": stats.map(|x| x.documents).unwrap_or(0),
+        "bytes": stats.map(|x| x.bytes).unwrap_or(0),
+        "skipped_items": stats.map(|x| x.skipped_items).unwrap_or(0),
+        "pending_jobs": open.map(|o| o.0).unwrap_or(0),
+        "running_jobs": open.map(|o| o.1).unwrap_or(0),
+    })
+}
+
+fn gather(home: &Home, loaded: &Loaded) -> Result<Vec<Value>> {
+    let db = open_queue(home)?;
+    let (states, runs, open) = match &db {
+        Some(db) => (
+            jobs::source_states(db.conn()).map_err(|e| sql(home, e))?,
+            jobs::last_runs(db.conn()).map_err(|e| sql(home, e))?,
+            jobs::open_counts(db.conn()).map_err(|e| sql(home, e))?,
+        ),
+        None => Default::default(),
+    };
+    let stats = match Store::open_existing(&home.store_db()) {
+        Ok(Some(store)) => store.stats().unwrap_or_default(),
+        _ => Default::default(),
+    };
+    Ok(loaded
+        .config
+        .sources
+        .iter()
+        .map(|s| {
+            source_json(
+                s,
+                states.get(&s.name),
+                runs.get(&s.name),
+                stats.get(&s.name),
+                open.get(&s.name),
+            )
+        })
+        .collect())
+}
+
+fn last_run_text(v: &Value, now: i64) -> String {
+    let Some(run) = v.get("last_run").filter(|r| !r.is_null()) else {
+        return "never".into();
+    };
+    let when = run["finished_at"]
+        .as_str()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| display::relative(t.as_millisecond(), now))
+        .unwrap_or_default();
+    format!("{} {when}", run["state"].as_str().unwrap_or("?"))
+}
+
+pub fn run(home: &Home, overrides: &crate::config::Overrides, cmd: SourcesCommand) -> Result<(), CommandError> {
+    let loaded = effective_config(home, overrides)?;
+    let now = now_ms();
+    match cmd {
+        SourcesCommand::List { format } => {
+            let sources = gather(home, &loaded)?;
+            if format == TableOrJson::Json {
+                print_json(&sources);
+                return Ok(());
+            }
+            if sources.is_empty() {
+                println!(
+                    "no sources are configured; declare them under `sources:` in {}",
+                    display_path(&loaded.file.path)
+                );
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = sources
+                .iter()
+                .map(|s| {
+                    vec![
+                        s["name"].as_str().unwrap_or_default().to_string(),
+                        s["type"].as_str().unwrap_or_default().to_string(),
+                        s["status"].as_str().unwrap_or_default().to_string(),
+                        display::truncate(s["schedule"].as_str().unwrap_or_default(), 12),
+                        last_run_text(s, now),
+                        s["documents"].to_string(),
+                        display::size(s["bytes"].as_u64().unwrap_or(0)),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                display::columns(&["NAME", "TYPE", "STATE", "SCHEDULE", "LAST RUN", "DOCS", "SIZE"], &rows)
+            );
+            for s in &sources {
+                if let Some(p) = s.get("paused").filter(|p| !p.is_null()) {
+                    println!(
+                        "{} paused at {} by {}: {}",
+                        s["name"].as_str().unwrap_or_default(),
+                        p["at"].as_str().unwrap_or_default(),
+                        p["by"].as_str().unwrap_or("?"),
+                        p["reason"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+        SourcesCommand::Show { name, format } => {
+            let source = find_source(&loaded, &name)?;
+            let all = gather(home, &loaded)?;
+            let mut info = all
+                .into_iter()
+                .find(|v| v["name"] == name.as_str())
+                .unwrap_or_default();
+            let docs = match Store::open_existing(&home.store_db()) {
+                Ok(Some(store)) => store.recent_documents(&source.name, 10).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            info["recent_documents"] = json!(docs);
+            if format == TableOrJson::Json {
+                print_json(&info);
+                return Ok(());
+            }
+            let mut rows: Vec<(&str, String)> = vec![
+                ("source", source.name.clone()),
+                ("type", info["type"].as_str().unwrap_or_default().into()),
+                ("path", display_path(&source.path)),
+                ("state", info["status"].as_str().unwrap_or_default().into()),
+                ("schedule", source.schedule.clone()),
+                ("priority", info["priority"].as_str().unwrap_or_default().into()),
+            ];
+            if let Some(p) = info.get("paused").filter(|p| !p.is_null()) {
+                rows.push((
+                    "paused",
+                    format!(
+                        "at {} by {}: {}",
+                        p["at"].as_str().unwrap_or_default(),
+                        p["by"].as_str().unwrap_or("?"),
+                        p["reason"].as_str().unwrap_or_default()
+                    ),
+                ));
+            }
+            if let Some(next) = info["next_run_at"].as_str() {
+                rows.push(("next run", next.to_string()));
+            }
+            rows.push(("last run", last_run_text(&info, now)));
+            let success = info
+                .get("last_success")
+                .and_then(|r| r["finished_at"].as_str())
+                .unwrap_or("never")
+                .to_string();
+            rows.push(("last success", success));
+            rows.push((
+                "documents",
+                format!(
+                    "{} ({}), {} items skipped",
+                    info["documents"],
+                    display::size(info["bytes"].as_u64().unwrap_or(0)),
+                    info["skipped_items"]
+                ),
+            ));
+            rows.push((
+                "jobs",
+                format!("{} pending, {} running", info["pending_jobs"], info["running_jobs"]),
+            ));
+            let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+            for (k, v) in &rows {
+                println!("{:<width$} {v}", format!("{k}:"));
+            }
+            if !docs.is_empty() {
+                println!("\nrecent documents:");
+                let table: Vec<Vec<String>> = docs
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            display::truncate(&d.item, 34),
+                            d.kind.clone(),
+                            d.chunks.to_string(),
+                            display::truncate(&d.title, 28),
+                        ]
+                    })
+                    .collect();
+                print!("{}", display::columns(&["ITEM", "KIND", "CHUNKS", "TITLE"], &table));
+            }
+            Ok(())
+        }
+        SourcesCommand::Pause { name, reason } => {
+            let source = find_source(&loaded, &name)?;
+            let db = queue_for_write(home)?;
+            let reason = reason.trim();
+            if reason.is_empty() {
+                return Err(OperatorError::new(
+                    ExitCode::Usage,
+                    "--reason must say why the source is paused",
+                    "nothing was changed; pass --reason \"...\"",
+                    topics::MANAGING_SOURCES,
+                )
+                .into());
+            }
+            let actor = actor();
+            if jobs::pause(db.conn(), &source.name, reason, &actor, now).map_err(|e| sql(home, e))? {
+                crate::security::audit(
+                    home,
+                    loaded.config.security.audit_logging,
+                    "source.pause",
+                    json!({"source": source.name, "reason": reason}),
+                );
+                println!("paused source {}: {reason}", source.name);
+            } else {
+                println!("source {} was already paused; its first reason is kept", source.name);
+            }
+            Ok(())
+        }
+        SourcesCommand::Resume { name } => {
+            let source = find_source(&loaded, &name)?;
+            let db = queue_for_write(home)?;
+            if jobs::resume(db.conn(), &source.name).map_err(|e| sql(home, e))? {
+                crate::security::audit(
+                    home,
+                    loaded.config.security.audit_logging,
+                    "source.resume",
+                    json!({"source": source.name}),
+                );
+                println!("resumed source {}", source.name);
+            } else {
+                println!("source {} is not paused; nothing to do", source.name);
+            }
+            Ok(())
+        }
+        SourcesCommand::Trigger { name, wait } => trigger(home, &loaded, &name, wait),
+    }
+}
+
+fn actor() -> String {
+    format!(
+        "{} (cli)",
+        std::env::var("USER").unwrap_or_else(|_| "operator".into())
+    )
+}
+
+fn trigger(home: &Home, loaded: &Loaded, name: &str, wait: bool) -> Result<(), CommandError> {
+    let source = find_source(loaded, name)?;
+    if !source.enabled {
+        return Err(OperatorError::failure(
+            format!("source `{name}` is disabled in the configuration (enabled: false)"),
+            "nothing was queued; set `enabled: true` and restart the orchestrator",
+            topics::MANAGING_SOURCES,
+        )
+        .into());
+    }
+    let running = lock::holder(home).is_some();
+    if wait && !running {
+        return Err(OperatorError::failure(
+            "the orchestrator is not running, so the run cannot finish",
+            "nothing was queued; start it with `futurnal orchestrator start`, then trigger again",
+            topics::MANAGING_SOURCES,
+        )
+        .into());
+    }
+    let db = queue_for_write(home)?;
+    let enqueued = jobs::enqueue_run(
+        db.conn(),
+        source,
+        "manual",
+        &actor(),
+        loaded.config.retry.max_attempts,
+        now_ms(),
+    )
+    .map_err(|e| sql(home, e))?;
+    match enqueued {
+        Enqueued::New(id) => println!("queued run job {id} for source {name}"),
+        Enqueued::Coalesced(id) => {
+            println!("source {name} already has run job {id} waiting; joined it")
+        }
+    }
+    if !running {
+        println!("the orchestrator is not running: the job runs when it starts");
+    }
+    if let Some(st) = jobs::source_states(db.conn()).ok().and_then(|s| s.get(name).cloned())
+        && st.paused_at.is_some()
+    {
+        println!("source {name} is paused: the job runs after `futurnal orchestrator sources resume {name}`");
+    }
+    if !wait {
+        return Ok(());
+    }
+    wait_for(home, &db, enqueued.id())
+}
+
+/// Poll a job until it finishes (or its attempt fails), showing progress on a terminal.
+pub fn wait_for(home: &Home, db: &QueueDb, id: i64) -> Result<(), CommandError> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} job {msg} [{bar:30}] {pos}/{len} items")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(id.to_string());
+        bar
+    });
+    let mut last_alive_check = Instant::now();
+    let job = loop {
+        let job = jobs::get(db.conn(), id)
+            .map_err(|e| sql(home, e))?
+            .ok_or_else(|| OperatorError::failure(format!("job {id} disappeared"), "nothing else changed", topics::MANAGING_JOBS))?;
+        if let Some(bar) = &bar {
+            bar.set_length(job.items_total.max(0) as u64);
+            bar.set_position(job.items_done.max(0) as u64);
+        }
+        if job.is_terminal() || job.state == "failed" {
+            break job;
+        }
+        if last_alive_check.elapsed() > Duration::from_secs(1) {
+            if lock::holder(home).is_none() {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
+                return Err(OperatorError::failure(
+                    format!("the orchestrator stopped while job {id} was {}", job.state),
+                    "the job stays queued and resumes at the next start",
+                    topics::MANAGING_JOBS,
+                )
+                .into());
+            }
+            last_alive_check = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    println!("{}", super::jobs_cmd::outcome_line(&job));
+    if job.state == "succeeded" {
+        Ok(())
+    } else {
+        Err(CommandError::Reported(ExitCode::Failure.code()))
+    }
+}

@@ -1,0 +1,180 @@
+//! Error classes: what kind of failure an item or a job hit, and whether retrying can help.
+//!
+//! Owns: the classification of typed errors (io::ErrorKind, parser errors, limits) into a small,
+//! stable set of classes that operators filter on (`--reason parse_error`).
+//! Invariants: classes come from error types, never from message text; each class is either
+//! transient (retried with backoff) or permanent (quarantined at once); the book's table of classes
+//! is checked against `ErrorClass::ALL`.
+
+use std::fmt;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    PermissionDenied,
+    NotFound,
+    ParseError,
+    TooLarge,
+    Timeout,
+    IoError,
+    ResourceExhausted,
+    Internal,
+}
+
+impl ErrorClass {
+    pub const ALL: &[ErrorClass] = &[
+        ErrorClass::PermissionDenied,
+        ErrorClass::NotFound,
+        ErrorClass::ParseError,
+        ErrorClass::TooLarge,
+        ErrorClass::Timeout,
+        ErrorClass::IoError,
+        ErrorClass::ResourceExhausted,
+        ErrorClass::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::PermissionDenied => "permission_denied",
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::ParseError => "parse_error",
+            ErrorClass::TooLarge => "too_large",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::IoError => "io_error",
+            ErrorClass::ResourceExhausted => "resource_exhausted",
+            ErrorClass::Internal => "internal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ErrorClass> {
+        ErrorClass::ALL.iter().copied().find(|c| c.as_str() == s)
+    }
+
+    /// Transient failures may go away by themselves (a file being written, a full disk, a busy
+    /// lock); permanent ones need an operator (fix permissions, the file, or a limit).
+    /// Permission errors are transient: an operator's `chmod` fixes them without touching the
+    /// file, and the retries give them time to.
+    pub fn is_transient(self) -> bool {
+        match self {
+            ErrorClass::PermissionDenied
+            | ErrorClass::NotFound
+            | ErrorClass::Timeout
+            | ErrorClass::IoError
+            | ErrorClass::ResourceExhausted => true,
+            ErrorClass::ParseError | ErrorClass::TooLarge | ErrorClass::Internal => false,
+        }
+    }
+
+    pub fn from_io(err: &std::io::Error) -> ErrorClass {
+        use std::io::ErrorKind as K;
+        match err.kind() {
+            K::PermissionDenied | K::ReadOnlyFilesystem => ErrorClass::PermissionDenied,
+            K::NotFound | K::NotADirectory => ErrorClass::NotFound,
+            K::TimedOut | K::WouldBlock => ErrorClass::Timeout,
+            K::StorageFull | K::OutOfMemory | K::QuotaExceeded | K::FileTooLarge => {
+                ErrorClass::ResourceExhausted
+            }
+            K::InvalidData => ErrorClass::ParseError,
+            _ => ErrorClass::IoError,
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A classified failure with an operator-readable message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Failure {
+        Failure {
+            class,
+            message: message.into(),
+        }
+    }
+
+    pub fn io(context: impl fmt::Display, err: &std::io::Error) -> Failure {
+        Failure::new(ErrorClass::from_io(err), format!("{context}: {err}"))
+    }
+
+    pub fn parse(message: impl Into<String>) -> Failure {
+        Failure::new(ErrorClass::ParseError, message)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for c in ErrorClass::ALL {
+            assert_eq!(ErrorClass::parse(c.as_str()), Some(*c));
+        }
+    }
+
+    #[test]
+    fn io_errors_classify_by_kind_not_text() {
+        let e = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "parse error, really");
+        assert_eq!(ErrorClass::from_io(&e), ErrorClass::PermissionDenied);
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(ErrorClass::from_io(&e), ErrorClass::NotFound);
+    }
+}
+
+/// Delay before retry number `attempts + 1`, in milliseconds: exponential backoff from
+/// `retry.base_delay_seconds` by `retry.backoff_multiplier`, capped at `retry.max_delay_seconds`,
+/// spread by ±`retry.jitter`. The jitter is derived from the job id and attempt, so it spreads
+/// different jobs apart but is reproducible for one job (and testable without a random source).
+pub fn retry_delay_ms(policy: &crate::config::Retry, attempts: i64, job_id: i64) -> i64 {
+    let exponent = (attempts.max(1) - 1).min(60) as i32;
+    let base = policy.base_delay_seconds as f64 * policy.backoff_multiplier.powi(exponent);
+    let capped = base.min(policy.max_delay_seconds as f64);
+    let hash = blake3::hash(format!("{job_id}:{attempts}").as_bytes());
+    let unit = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes")) as f64
+        / u64::MAX as f64; // 0..=1
+    let spread = capped * policy.jitter * (unit * 2.0 - 1.0);
+    ((capped + spread).max(1.0) * 1000.0).round() as i64
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use crate::config::Retry;
+
+    #[test]
+    fn exponential_capped_and_jittered_within_bounds() {
+        let p = Retry {
+            max_attempts: 5,
+            base_delay_seconds: 30,
+            backoff_multiplier: 2.0,
+            max_delay_seconds: 100,
+            jitter: 0.0,
+        };
+        assert_eq!(retry_delay_ms(&p, 1, 7), 30_000);
+        assert_eq!(retry_delay_ms(&p, 2, 7), 60_000);
+        assert_eq!(retry_delay_ms(&p, 3, 7), 100_000);
+        let p = Retry { jitter: 0.2, ..p };
+        for id in 0..200 {
+            let d = retry_delay_ms(&p, 1, id);
+            assert!((24_000..=36_000).contains(&d), "{d}");
+            assert_eq!(d, retry_delay_ms(&p, 1, id), "reproducible");
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Folder sources: `local_files` (text, markdown, HTML, JSON) and `obsidian` vaults.
+//!
+//! Invariants: the walk follows no symlinks out of the source and ignores names starting with
+//! `.` (so `.obsidian/`, `.git/` and `.trash/` never count); a file type futurnal does not ingest is
+//! recorded as skipped with the reason, never silently dropped.
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde_json::{Value, json};
+
+use super::markdown;
+use super::{Candidate, Enumeration, ParsedDoc, Rules, Skipped, relative_key, stat, utf8};
+use crate::config::SourceType;
+use crate::failure::Failure;
+
+pub fn enumerate(root: &Path, kind: SourceType, rules: &Rules) -> Enumeration {
+    let mut out = Enumeration::default();
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(err) => {
+                let key = err
+                    .path()
+                    .map(|p| relative_key(root, p))
+                    .unwrap_or_default();
+                let io = err
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
+                out.errors.push((key.clone(), Failure::io(format!("cannot list {key}"), &io)));
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let key = relative_key(root, entry.path());
+        if !rules.allows(&key) {
+            continue;
+        }
+        let (size, mtime_ns) = match entry.metadata() {
+            Ok(m) => stat(&m),
+            Err(err) => {
+                let io = err
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("metadata unavailable"));
+                out.errors.push((key.clone(), Failure::io(&key, &io)));
+                continue;
+            }
+        };
+        let ext = extension(&key);
+        let supported = match kind {
+            SourceType::Obsidian => ext == "md",
+            _ => matches!(ext.as_str(), "md" | "markdown" | "txt" | "text" | "html" | "htm" | "json"),
+        };
+        if supported {
+            out.candidates.push(Candidate {
+                key,
+                path: entry.into_path(),
+                size,
+                mtime_ns,
+            });
+        } else {
+            let reason = match (kind, ext.as_str()) {
+                (SourceType::Obsidian, _) => "attachment, not a note".to_string(),
+                (_, "") => "no file extension".to_string(),
+                (_, e) => format!("unsupported file type .{e}"),
+            };
+            out.skipped.push(Skipped {
+                key,
+                reason,
+                size,
+                mtime_ns,
+            });
+        }
+    }
+    out
+}
+
+fn extension(key: &str) -> String {
+    Path::new(key)
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
+}
+
+fn stem(key: &str) -> String {
+    Path::new(key)
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| key.to_string())
+}
+
+static HTML_TITLE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?is)<title[^>]*>(.*?)</title>").expect("valid regex"));
+
+fn doc(
+    c: &Candidate,
+    kind: &'static str,
+    title: String,
+    body: String,
+    metadata: Value,
+    links: Vec<(String, &'static str)>,
+    hash: String,
+) -> ParsedDoc {
+    ParsedDoc {
+        item: c.key.clone(),
+        kind,
+        title,
+        body,
+        metadata,
+        links,
+        content_hash: hash,
+        size: c.size,
+    }
+}
+
+/// A file of a `local_files` source.
+pub fn parse_file(c: &Candidate, bytes: &[u8], hash: String) -> Result<ParsedDoc, Failure> {
+    let text = utf8(bytes)?;
+    let path_meta = json!({ "path": c.key });
+    match extension(&c.key).as_str() {
+        "md" | "markdown" => {
+            let (front, body) = markdown::frontmatter(text)?;
+            let outline = markdown::outline(body);
+            let title = front
+                .as_ref()
+                .and_then(|f| f.get("title"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or(outline.first_heading)
+                .unwrap_or_else(|| stem(&c.key));
+            let links = outline.urls.into_iter().map(|u| (u, "url")).collect();
+            let mut meta = path_meta;
+            if let Some(f) = front {
+                meta["frontmatter"] = f;
+            }
+            Ok(doc(c, "markdown", title, markdown::normalize(body), meta, links, hash))
+        }
+        "html" | "htm" => {
+            let title = HTML_TITLE
+                .captures(text)
+                .map(|m| collapse_ws(&m[1]))
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| stem(&c.key));
+            let body = html_to_text(text)?;
+            Ok(doc(c, "html", title, body, path_meta, Vec::new(), hash))
+        }
+        "json" => {
+            let value: Value = serde_json::from_str(text).map_err(|e| {
+                Failure::parse(format!("not valid JSON: {e}"))
+            })?;
+            let title = value
+                .get("title")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| stem(&c.key));
+            let body = serde_json::to_string_pretty(&value).unwrap_or_default();
+            Ok(doc(c, "json", title, body, path_meta, Vec::new(), hash))
+        }
+        _ => {
+            let title = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(|l| l.chars().take(120).collect())
+                .unwrap_or_else(|| stem(&c.key));
+            Ok(doc(c, "text", title, text.trim().to_string(), path_meta, Vec::new(), hash))
+        }
+    }
+}
+
+/// A note of an `obsidian` vault.
+pub fn parse_obsidian(c: &Candidate, bytes: &[u8], hash: String) -> Result<ParsedDoc, Failure> {
+    let text = utf8(bytes)?;
+    let (front, body) = markdown::frontmatter(text)?;
+    let tags = markdown::tags(front.as_ref(), body);
+    let mut links = markdown::wikilinks(body);
+    links.extend(markdown::outline(body).urls.into_iter().map(|u| (u, "url")));
+    // Obsidian names a note by its file; a frontmatter title overrides it.
+    let title = front
+        .as_ref()
+        .and_then(|f| f.get("title"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| stem(&c.key));
+    let aliases: Vec<Value> = match front.as_ref().and_then(|f| f.get("aliases")) {
+        Some(Value::Array(a)) => a.clone(),
+        Some(Value::String(s)) => vec![Value::String(s.clone())],
+        _ => Vec::new(),
+    };
+    let mut meta = json!({ "path": c.key, "tags": tags, "aliases": aliases });
+    if let Some(f) = front {
+        meta["frontmatter"] = f;
+    }
+    Ok(doc(c, "note", title, markdown::normalize(body), meta, links, hash))
+}
+
+pub fn html_to_text(html: &str) -> Result<String, Failure> {
+    html2text::config::plain_no_decorate()
+        .string_from_read(html.as_bytes(), 100_000)
+        .map(|t| {
+            t.lines()
+                .map(str::trim_end)
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .to_string()
+        })
+        .map_err(|e| Failure::parse(format!("HTML could not be read: {e}")))
+}
+
+fn collapse_ws(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::ErrorClass;
+
+    fn cand(key: &str, size: usize) -> Candidate {
+        Candidate {
+            key: key.into(),
+            path: key.into(),
+            size: size as u64,
+            mtime_ns: 0,
+        }
+    }
+
+    #[test]
+    fn markdown_html_json_text() {
+        let md = b"---\ntitle: From front\n---\n# Heading\n\nBody with [x](https://a.example).\n";
+        let d = parse_file(&cand("a/note.md", md.len()), md, "h".into()).unwrap();
+        assert_eq!(d.title, "From front");
+        assert_eq!(d.body, "# Heading\n\nBody with [x](https://a.example).");
+        assert_eq!(d.links, vec![("https://a.example".to_string(), "url")]);
+
+        let html = b"<html><head><title> My\n page </title><style>p{}</style></head><body><p>Hello &amp; bye</p></body></html>";
+        let d = parse_file(&cand("p.html", html.len()), html, "h".into()).unwrap();
+        assert_eq!(d.title, "My page");
+        assert_eq!(d.body, "Hello & bye");
+
+        let bad = b"{ not json";
+        let f = parse_file(&cand("x.json", bad.len()), bad, "h".into()).unwrap_err();
+        assert_eq!(f.class, ErrorClass::ParseError);
+
+        let d = parse_file(&cand("t.txt", 12), b"\n  First line\nmore", "h".into()).unwrap();
+        assert_eq!(d.title, "First line");
+    }
+
+    #[test]
+    fn obsidian_note() {
+        let note = b"---\ntags: [project]\naliases: Plan\n---\nSee [[Other Note|other]] #idea\n![[pic.png]]\n";
+        let d = parse_obsidian(&cand("Plans/Plan A.md", note.len()), note, "h".into()).unwrap();
+        assert_eq!(d.title, "Plan A");
+        assert_eq!(d.metadata["tags"], json!(["project", "idea"]));
+        assert_eq!(d.metadata["aliases"], json!(["Plan"]));
+        assert_eq!(d.links.len(), 2);
+        assert!(d.body.starts_with("See [[Other Note|other]] #idea"), "{}", d.body);
+    }
+}

@@ -1,0 +1,615 @@
+//! The document store (`store.db`): what futurnal has ingested.
+//!
+//! Owns: documents with their normalized text, metadata, chunk boundaries (`chunks`: a JSON array
+//! of `[start, end]` byte offsets into `body`) and links (`links`: a JSON array of
+//! `{"target", "kind"}`), and the scan state that makes rescans incremental.
+//! Invariants: (source, item) identifies a document, so re-ingesting a source (even after losing
+//! queue.db) never duplicates one; a document whose content hash is unchanged is never rewritten;
+//! a deleted item is tombstoned (`deleted_at`), never silently kept live; store.db is separate
+//! from queue.db and is derived data, rebuilt by re-ingesting: it uses a rollback journal with
+//! synchronous=NORMAL, which writes each document once (a write-ahead log would write it twice,
+//! and bulk ingestion is write-bound). Writers wait on each other for at most one batch.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::failure::{ErrorClass, Failure};
+use crate::queue::now_ms;
+use crate::sources::{Candidate, ParsedDoc, Skipped, chunk_boundaries};
+
+/// A document serialized for the store, prepared off the writer thread.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub item: String,
+    pub kind: &'static str,
+    pub title: String,
+    pub body: String,
+    pub metadata: String,
+    pub chunks: String,
+    pub links: String,
+    pub content_hash: String,
+    pub size: u64,
+}
+
+impl Prepared {
+    pub fn from(doc: ParsedDoc) -> Prepared {
+        let chunks: Vec<[usize; 2]> = chunk_boundaries(&doc.body, CHUNK_TARGET)
+            .into_iter()
+            .map(|(a, b)| [a, b])
+            .collect();
+        #[derive(serde::Serialize)]
+        struct Link<'a> {
+            kind: &'a str,
+            target: &'a str,
+        }
+        let links: Vec<Link> = doc
+            .links
+            .iter()
+            .map(|(target, kind)| Link { kind, target })
+            .collect();
+        let links = serde_json::to_string(&links).unwrap_or_else(|_| "[]".into());
+        Prepared {
+            item: doc.item,
+            kind: doc.kind,
+            title: doc.title,
+            body: doc.body,
+            metadata: doc.metadata.to_string(),
+            chunks: serde_json::to_string(&chunks).unwrap_or_else(|_| "[]".into()),
+            links,
+            content_hash: doc.content_hash,
+            size: doc.size,
+        }
+    }
+}
+
+const MIGRATIONS: &[&str] = &["CREATE TABLE documents (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        item TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        chunks TEXT NOT NULL,
+        links TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        ingested_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        deleted_at INTEGER,
+        UNIQUE (source, item)
+    );
+    CREATE TABLE scan_state (
+        source TEXT NOT NULL,
+        key TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        content_hash TEXT,
+        status TEXT NOT NULL CHECK (status IN ('ok', 'skipped', 'failed')),
+        reason TEXT,
+        documents INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, key)
+    ) WITHOUT ROWID;"];
+
+/// Target size of a chunk, in bytes of normalized text.
+pub const CHUNK_TARGET: usize = 1500;
+
+fn store_err(e: impl std::fmt::Display) -> Failure {
+    let text = e.to_string();
+    let class = if text.contains("disk is full") || text.contains("database or disk is full") {
+        ErrorClass::ResourceExhausted
+    } else {
+        ErrorClass::IoError
+    };
+    Failure::new(class, format!("document store: {text}"))
+}
+
+/// What a source run did to the store, per document.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
+pub struct Counts {
+    pub new: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    pub deleted: u64,
+}
+
+/// What the last run saw of a candidate. The content hash is not loaded here: a rescan only
+/// needs it for the few candidates whose size or mtime changed (`Store::hash_of`).
+#[derive(Debug, Clone)]
+pub struct ScanRow {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ok: bool,
+    pub skipped: bool,
+    /// Live documents this candidate holds.
+    pub documents: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceStats {
+    pub documents: u64,
+    pub bytes: u64,
+    pub last_ingested_at: Option<i64>,
+    pub skipped_items: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentRow {
+    pub item: String,
+    pub kind: String,
+    pub title: String,
+    pub size: u64,
+    pub chunks: u64,
+    pub updated_at: i64,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, Failure> {
+        if !path.exists() {
+            // Large pages suit documents of tens of kilobytes: fewer overflow pages per body.
+            let conn = Connection::open(path).map_err(store_err)?;
+            conn.execute_batch("PRAGMA page_size = 16384; VACUUM;")
+                .map_err(store_err)?;
+        }
+        let conn = crate::db::open_migrated(path, false, "NORMAL", MIGRATIONS, false)
+            .map_err(store_err)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Open an existing store for reading; `None` if nothing was ever ingested.
+    pub fn open_existing(path: &Path) -> Result<Option<Store>, Failure> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open(path).map_err(store_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(store_err)?;
+        Ok(Some(Store {
+            conn,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn scan_rows(&self, source: &str) -> Result<HashMap<String, ScanRow>, Failure> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT key, size, mtime_ns, status, documents FROM scan_state WHERE source = ?1",
+            )
+            .map_err(store_err)?;
+        let mut rows = stmt.query([source]).map_err(store_err)?;
+        let mut out = HashMap::new();
+        while let Some(r) = rows.next().map_err(store_err)? {
+            let status = r.get_ref(3).map_err(store_err)?.as_str().unwrap_or("");
+            out.insert(
+                r.get::<_, String>(0).map_err(store_err)?,
+                ScanRow {
+                    size: r.get::<_, i64>(1).map_err(store_err)? as u64,
+                    mtime_ns: r.get(2).map_err(store_err)?,
+                    ok: status == "ok",
+                    skipped: status == "skipped",
+                    documents: r.get::<_, i64>(4).map_err(store_err)? as u64,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// The content hash recorded for a candidate, if it was ingested.
+    pub fn hash_of(&self, source: &str, key: &str) -> Result<Option<String>, Failure> {
+        self.conn
+            .prepare_cached("SELECT content_hash FROM scan_state WHERE source = ?1 AND key = ?2")
+            .and_then(|mut s| s.query_row(params![source, key], |r| r.get(0)).optional())
+            .map(Option::flatten)
+            .map_err(store_err)
+    }
+
+    pub fn live_documents(&self, source: &str) -> Result<u64, Failure> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM documents WHERE source = ?1 AND deleted_at IS NULL",
+                [source],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(store_err)
+    }
+
+    pub fn stats(&self) -> Result<HashMap<String, SourceStats>, Failure> {
+        let mut out: HashMap<String, SourceStats> = HashMap::new();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT source, COUNT(*), COALESCE(SUM(size), 0), MAX(updated_at)
+                 FROM documents WHERE deleted_at IS NULL GROUP BY source",
+            )
+            .map_err(store_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(store_err)?;
+        for (source, docs, bytes, last) in rows {
+            let s = out.entry(source).or_default();
+            s.documents = docs as u64;
+            s.bytes = bytes as u64;
+            s.last_ingested_at = last;
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source, COUNT(*) FROM scan_state WHERE status = 'skipped' GROUP BY source")
+            .map_err(store_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(store_err)?;
+        for (source, n) in rows {
+            out.entry(source).or_default().skipped_items = n as u64;
+        }
+        Ok(out)
+    }
+
+    /// The most recently updated live documents of a source.
+    pub fn recent_documents(&self, source: &str, limit: usize) -> Result<Vec<DocumentRow>, Failure> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT d.item, d.kind, d.title, d.size, json_array_length(d.chunks), d.updated_at
+                 FROM documents d WHERE d.source = ?1 AND d.deleted_at IS NULL
+                 ORDER BY d.updated_at DESC, d.item LIMIT ?2",
+            )
+            .map_err(store_err)?;
+        stmt.query_map(params![source, limit as i64], |r| {
+            Ok(DocumentRow {
+                item: r.get(0)?,
+                kind: r.get(1)?,
+                title: r.get(2)?,
+                size: r.get::<_, i64>(3)? as u64,
+                chunks: r.get::<_, i64>(4)? as u64,
+                updated_at: r.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(store_err)
+    }
+
+    pub fn transaction(&mut self) -> Result<StoreTx<'_>, Failure> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(store_err)?;
+        Ok(StoreTx { tx, now: now_ms() })
+    }
+}
+
+/// Item keys of the documents inside a container candidate (`archive.mbox#<message-id>`), as a
+/// half-open range on the (source, item) index: `#` is followed by `$` in byte order.
+fn container_range(key: &str) -> (String, String) {
+    (format!("{key}#"), format!("{key}$"))
+}
+
+/// One batch of store writes.
+pub struct StoreTx<'a> {
+    tx: rusqlite::Transaction<'a>,
+    now: i64,
+}
+
+impl StoreTx<'_> {
+    /// Upsert a scan row, writing nothing when it is unchanged. `documents: None` keeps the count.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_row(
+        &self,
+        source: &str,
+        key: &str,
+        size: u64,
+        mtime_ns: i64,
+        hash: Option<&str>,
+        status: &str,
+        reason: Option<&str>,
+        documents: Option<u64>,
+    ) -> Result<(), Failure> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO scan_state (source, key, size, mtime_ns, content_hash, status, reason,
+                    documents)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(?8, 0))
+                 ON CONFLICT (source, key) DO UPDATE SET size = excluded.size,
+                    mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash,
+                    status = excluded.status, reason = excluded.reason,
+                    documents = COALESCE(?8, scan_state.documents)
+                 WHERE (scan_state.size, scan_state.mtime_ns, scan_state.status)
+                        IS NOT (excluded.size, excluded.mtime_ns, excluded.status)
+                    OR scan_state.content_hash IS NOT excluded.content_hash
+                    OR scan_state.reason IS NOT excluded.reason
+                    OR scan_state.documents IS NOT COALESCE(?8, scan_state.documents)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    source,
+                    key,
+                    size as i64,
+                    mtime_ns,
+                    hash,
+                    status,
+                    reason,
+                    documents.map(|d| d as i64)
+                ])
+            })
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    /// Record a successfully parsed candidate and its documents.
+    pub fn put(
+        &mut self,
+        source: &str,
+        candidate: &Candidate,
+        hash: &str,
+        docs: &[Prepared],
+        counts: &mut Counts,
+    ) -> Result<(), Failure> {
+        for doc in docs {
+            self.put_document(source, doc, counts)?;
+        }
+        // Documents this candidate no longer contains (messages removed from an mbox). A file is
+        // its own single document, so the check is only needed for containers.
+        let single_file = docs.len() == 1 && docs[0].item == candidate.key;
+        if !single_file {
+            let items: Vec<&str> = docs.iter().map(|d| d.item.as_str()).collect();
+            let live: Vec<(i64, String)> = {
+                let mut stmt = self
+                    .tx
+                    .prepare_cached(
+                        "SELECT id, item FROM documents
+                         WHERE source = ?1 AND item >= ?2 AND item < ?3 AND deleted_at IS NULL",
+                    )
+                    .map_err(store_err)?;
+                let (lo, hi) = container_range(&candidate.key);
+                stmt.query_map(params![source, lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                    .map_err(store_err)?
+            };
+            for (id, item) in live {
+                if !items.contains(&item.as_str()) {
+                    self.tombstone(id)?;
+                    counts.deleted += 1;
+                }
+            }
+        }
+        self.scan_row(
+            source,
+            &candidate.key,
+            candidate.size,
+            candidate.mtime_ns,
+            Some(hash),
+            "ok",
+            None,
+            Some(docs.len() as u64),
+        )
+    }
+
+    /// One statement per document: insert, or update only when the content changed (or the
+    /// document was a tombstone). `RETURNING` tells which happened.
+    fn put_document(
+        &mut self,
+        source: &str,
+        doc: &Prepared,
+        counts: &mut Counts,
+    ) -> Result<(), Failure> {
+        let ingested_at: Option<i64> = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO documents (source, item, kind, title, body, metadata,
+                    chunks, links, content_hash, size, ingested_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+                 ON CONFLICT (source, item) DO UPDATE SET
+                    kind = excluded.kind, title = excluded.title, body = excluded.body,
+                    metadata = excluded.metadata, chunks = excluded.chunks,
+                    links = excluded.links, content_hash = excluded.content_hash,
+                    size = excluded.size, updated_at = excluded.updated_at, deleted_at = NULL
+                 WHERE documents.content_hash != excluded.content_hash
+                    OR documents.deleted_at IS NOT NULL
+                 RETURNING ingested_at",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![
+                        source,
+                        doc.item,
+                        doc.kind,
+                        doc.title,
+                        doc.body,
+                        doc.metadata,
+                        doc.chunks,
+                        doc.links,
+                        doc.content_hash,
+                        doc.size as i64,
+                        self.now
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .map_err(store_err)?;
+        match ingested_at {
+            None => counts.unchanged += 1,
+            Some(at) if at == self.now => counts.new += 1,
+            Some(_) => counts.changed += 1,
+        }
+        Ok(())
+    }
+
+    fn tombstone(&self, id: i64) -> Result<(), Failure> {
+        self.tx
+            .prepare_cached("UPDATE documents SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id, self.now]))
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    /// Same content under a new size or mtime (a `touch`, a copy): remember the new stat only.
+    pub fn touch(&mut self, source: &str, candidate: &Candidate, hash: &str) -> Result<(), Failure> {
+        self.scan_row(
+            source,
+            &candidate.key,
+            candidate.size,
+            candidate.mtime_ns,
+            Some(hash),
+            "ok",
+            None,
+            None,
+        )
+    }
+
+    pub fn skip(&mut self, source: &str, s: &Skipped) -> Result<(), Failure> {
+        self.scan_row(
+            source,
+            &s.key,
+            s.size,
+            s.mtime_ns,
+            None,
+            "skipped",
+            Some(&s.reason),
+            Some(0),
+        )
+    }
+
+    /// A candidate that failed: its documents stay as they were, and the next run tries again.
+    pub fn fail(&mut self, source: &str, candidate: &Candidate, reason: &str) -> Result<(), Failure> {
+        self.scan_row(
+            source,
+            &candidate.key,
+            candidate.size,
+            candidate.mtime_ns,
+            None,
+            "failed",
+            Some(reason),
+            None,
+        )
+    }
+
+    /// The candidate disappeared from the source: tombstone its documents, forget its stat.
+    pub fn delete(&mut self, source: &str, key: &str, counts: &mut Counts) -> Result<(), Failure> {
+        let (lo, hi) = container_range(key);
+        let n = self
+            .tx
+            .prepare_cached(
+                "UPDATE documents SET deleted_at = ?4, updated_at = ?4
+                 WHERE source = ?1 AND (item = ?2 OR (item >= ?3 AND item < ?5))
+                   AND deleted_at IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![source, key, lo, self.now, hi]))
+            .map_err(store_err)?;
+        counts.deleted += n as u64;
+        self.tx
+            .prepare_cached("DELETE FROM scan_state WHERE source = ?1 AND key = ?2")
+            .and_then(|mut s| s.execute(params![source, key]))
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    pub fn commit(self) -> Result<(), Failure> {
+        self.tx.commit().map_err(store_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(item: &str, body: &str) -> Prepared {
+        Prepared::from(ParsedDoc {
+            item: item.into(),
+            kind: "text",
+            title: item.into(),
+            body: body.into(),
+            metadata: json!({}),
+            links: vec![("https://x".into(), "url")],
+            content_hash: crate::sources::content_hash(body.as_bytes()),
+            size: body.len() as u64,
+        })
+    }
+
+    fn cand(key: &str) -> Candidate {
+        Candidate {
+            key: key.into(),
+            path: key.into(),
+            size: 1,
+            mtime_ns: 1,
+        }
+    }
+
+    #[test]
+    fn upsert_is_idempotent_and_deletes_tombstone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("store.db")).unwrap();
+        let mut counts = Counts::default();
+        let mut tx = store.transaction().unwrap();
+        tx.put("s", &cand("a"), "h", &[doc("a", "one")], &mut counts).unwrap();
+        tx.put("s", &cand("b"), "h", &[doc("b", "two")], &mut counts).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(counts, Counts { new: 2, ..Default::default() });
+
+        let mut counts = Counts::default();
+        let mut tx = store.transaction().unwrap();
+        tx.put("s", &cand("a"), "h", &[doc("a", "one")], &mut counts).unwrap();
+        tx.put("s", &cand("b"), "h", &[doc("b", "TWO")], &mut counts).unwrap();
+        tx.delete("s", "a", &mut counts).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(counts, Counts { changed: 1, unchanged: 1, deleted: 1, new: 0 });
+        assert_eq!(store.live_documents("s").unwrap(), 1);
+        let total: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(total, 2, "the deleted document is a tombstone, not gone");
+        let (links, chunks): (String, String) = store
+            .conn
+            .query_row(
+                "SELECT links, chunks FROM documents WHERE item = 'b'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(links, r#"[{"kind":"url","target":"https://x"}]"#);
+        assert_eq!(chunks, "[[0,3]]");
+    }
+
+    #[test]
+    fn mbox_candidate_drops_vanished_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("store.db")).unwrap();
+        let mut counts = Counts::default();
+        let mut tx = store.transaction().unwrap();
+        tx.put("m", &cand("box"), "h1", &[doc("box#1", "x"), doc("box#2", "y")], &mut counts)
+            .unwrap();
+        tx.commit().unwrap();
+        let mut counts = Counts::default();
+        let mut tx = store.transaction().unwrap();
+        tx.put("m", &cand("box"), "h2", &[doc("box#2", "y")], &mut counts).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(counts, Counts { unchanged: 1, deleted: 1, ..Default::default() });
+    }
+}

@@ -1,0 +1,447 @@
+//! The worker pool inside the daemon: scheduling, claiming, running and finishing jobs.
+//!
+//! Owns: turning due schedules into runs, claiming jobs up to the pool size, running each job on
+//! its own OS thread (parsing never blocks the async runtime), relaying progress, applying the
+//! retry policy to failures, operator cancellation and graceful shutdown.
+//! Invariants: the pool never runs more than `effective_workers` jobs; all queue.db writes happen
+//! on the daemon's main task (worker threads only send messages); a job stopped by shutdown goes
+//! back to pending without using up an attempt; a cancelled job ends CANCELLED, never FAILED.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::config::{Config, SourceConfig};
+use crate::failure::{Failure, retry_delay_ms};
+use crate::home::Home;
+use crate::ingest::{Report, Run, failure_summary};
+use crate::jobs::{self, Job, RunNumbers};
+use crate::queue::{QueueDb, now_ms};
+use crate::scheduler::Schedule;
+
+/// How long a claimed job's lease lasts without a heartbeat renewing it.
+pub const LEASE_MS: i64 = 60_000;
+
+pub enum Message {
+    Progress { id: i64, done: u64, total: u64 },
+    Done { id: i64, result: Result<Report, Failure> },
+}
+
+struct RunningJob {
+    job: Job,
+    cancel: Arc<AtomicBool>,
+    /// Why the cancel flag was raised, and when.
+    cancel_reason: Option<(CancelReason, Instant)>,
+}
+
+#[derive(Clone, PartialEq)]
+enum CancelReason {
+    Operator(String),
+    Shutdown,
+}
+
+pub struct Pool {
+    config: Config,
+    sources: Vec<SourceConfig>,
+    schedules: HashMap<String, Schedule>,
+    instance_id: String,
+    store: std::path::PathBuf,
+    max: usize,
+    running: HashMap<i64, RunningJob>,
+    tx: UnboundedSender<Message>,
+    draining: bool,
+}
+
+impl Pool {
+    pub fn new(home: &Home, config: &Config, instance_id: &str, max: usize) -> (Pool, UnboundedReceiver<Message>) {
+        let (tx, rx) = unbounded_channel();
+        let schedules = config
+            .sources
+            .iter()
+            .filter_map(|s| Schedule::parse(&s.schedule).ok().map(|p| (s.name.clone(), p)))
+            .collect();
+        (
+            Pool {
+                config: config.clone(),
+                sources: config.sources.clone(),
+                schedules,
+                instance_id: instance_id.to_string(),
+                store: home.store_db(),
+                max: max.max(1),
+                running: HashMap::new(),
+                tx,
+                draining: false,
+            },
+            rx,
+        )
+    }
+
+    pub fn busy(&self) -> usize {
+        self.running.len()
+    }
+
+    /// One scheduler tick: due schedules, cancel requests, claims.
+    pub fn tick(&mut self, db: &QueueDb) {
+        let conn = db.conn();
+        let now = now_ms();
+        let states = match jobs::source_states(conn) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot read source state: {e}");
+                return;
+            }
+        };
+        let paused: HashSet<String> = states
+            .iter()
+            .filter(|(_, s)| s.paused_at.is_some())
+            .map(|(n, _)| n.clone())
+            .collect();
+        if !self.draining {
+            self.schedule(db, &states, &paused, now);
+        }
+        self.watch_cancels(db, now);
+        if self.draining {
+            return;
+        }
+        while self.running.len() < self.max {
+            match jobs::claim(conn, now, &self.instance_id, LEASE_MS, &self.sources, &paused) {
+                Ok(Some(job)) => self.spawn(db, job),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("cannot claim a job: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn schedule(
+        &self,
+        db: &QueueDb,
+        states: &HashMap<String, jobs::SourceState>,
+        paused: &HashSet<String>,
+        now: i64,
+    ) {
+        let conn = db.conn();
+        for source in self.sources.iter().filter(|s| s.enabled) {
+            let Some(schedule) = self.schedules.get(&source.name) else {
+                continue;
+            };
+            if matches!(schedule, Schedule::Manual) {
+                continue;
+            }
+            let state = states.get(&source.name).cloned().unwrap_or_default();
+            let mut last = state.last_scheduled_at;
+            if last.is_none() && matches!(schedule, Schedule::Cron(_)) {
+                // A cron source's first slot is the first one after futurnal first saw it.
+                last = Some(now);
+            }
+            if !paused.contains(&source.name) && schedule.is_due(last, now) {
+                match jobs::enqueue_run(
+                    conn,
+                    source,
+                    "schedule",
+                    "scheduler",
+                    self.config.retry.max_attempts,
+                    now,
+                ) {
+                    Ok(e) => {
+                        tracing::info!(source = %source.name, job = e.id(), "scheduled run");
+                        last = Some(now);
+                    }
+                    Err(e) => tracing::warn!(source = %source.name, "cannot schedule a run: {e}"),
+                }
+            }
+            let next = schedule.next_due(last).map(|t| t.max(now));
+            if last != state.last_scheduled_at || next != state.next_run_at {
+                if let Err(e) = jobs::set_schedule_marks(conn, &source.name, last, next) {
+                    tracing::warn!("cannot record the schedule of {}: {e}", source.name);
+                }
+            }
+        }
+    }
+
+    fn watch_cancels(&mut self, db: &QueueDb, now: i64) {
+        let requests = match jobs::cancel_requests(db.conn()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("cannot read cancel requests: {e}");
+                return;
+            }
+        };
+        let grace = Duration::from_secs(self.config.workers.cancel_grace_seconds);
+        for (id, _) in requests {
+            let Some(r) = self.running.get_mut(&id) else {
+                continue;
+            };
+            if r.cancel_reason.is_none() {
+                let reason = jobs::get(db.conn(), id)
+                    .ok()
+                    .flatten()
+                    .and_then(|j| j.cancel_reason)
+                    .unwrap_or_default();
+                tracing::info!(job = id, "cancelling: {reason}");
+                r.cancel.store(true, Ordering::Relaxed);
+                r.cancel_reason = Some((CancelReason::Operator(reason), Instant::now()));
+            }
+        }
+        // A job that ignores its cancel flag past the grace is cancelled without it; whatever its
+        // thread still does is discarded when it reports.
+        let overdue: Vec<i64> = self
+            .running
+            .iter()
+            .filter(|(_, r)| {
+                matches!(&r.cancel_reason, Some((CancelReason::Operator(_), at)) if at.elapsed() >= grace)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in overdue {
+            if let Some(r) = self.running.remove(&id) {
+                let reason = match r.cancel_reason {
+                    Some((CancelReason::Operator(why), _)) => why,
+                    _ => String::new(),
+                };
+                let text = format!(
+                    "cancelled by operator: {reason} (forced after {}s)",
+                    grace.as_secs()
+                );
+                if let Err(e) = jobs::finish(db.conn(), id, "cancelled", now, "daemon", &text, &RunNumbers::default(), None) {
+                    tracing::warn!(job = id, "cannot record the cancellation: {e}");
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, db: &QueueDb, job: Job) {
+        let Some(source) = self.sources.iter().find(|s| s.name == job.source).cloned() else {
+            return;
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let id = job.id;
+        let tx = self.tx.clone();
+        let store = self.store.clone();
+        let flag = cancel.clone();
+        let item = job.item.clone();
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        tracing::info!(job = id, source = %job.source, kind = %job.kind, attempt = job.attempts, "job started");
+        let spawned = std::thread::Builder::new()
+            .name(format!("job-{id}"))
+            .spawn(move || {
+                let progress_tx = tx.clone();
+                let progress = move |done: u64, total: u64| {
+                    let _ = progress_tx.send(Message::Progress { id, done, total });
+                };
+                let run = Run {
+                    source: &source,
+                    store: &store,
+                    cancel: &flag,
+                    progress: &progress,
+                    threads,
+                };
+                // A panic in a parser must fail this job, not the daemon.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &item {
+                    Some(item) => run.item_run(item),
+                    None => run.source_run(),
+                }))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Err(Failure::new(
+                        crate::failure::ErrorClass::Internal,
+                        format!("the job crashed: {what}"),
+                    ))
+                });
+                let _ = tx.send(Message::Done { id, result });
+            });
+        match spawned {
+            Ok(_) => {
+                self.running.insert(
+                    id,
+                    RunningJob {
+                        job,
+                        cancel,
+                        cancel_reason: None,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::error!(job = id, "cannot start a worker thread: {e}");
+                let _ = jobs::requeue(
+                    db.conn(),
+                    id,
+                    now_ms(),
+                    "daemon",
+                    &format!("no worker thread could be started: {e}"),
+                );
+            }
+        }
+    }
+
+    /// Apply a message from a worker thread.
+    pub fn handle(&mut self, db: &QueueDb, msg: Message) {
+        match msg {
+            Message::Progress { id, done, total } => {
+                if self.running.contains_key(&id)
+                    && let Err(e) = jobs::progress(db.conn(), id, done as i64, total as i64)
+                {
+                    tracing::warn!(job = id, "cannot record progress: {e}");
+                }
+            }
+            Message::Done { id, result } => {
+                let Some(r) = self.running.remove(&id) else {
+                    tracing::info!(job = id, "a job finished after it was force-cancelled; result discarded");
+                    return;
+                };
+                if let Err(e) = self.finish(db, r, result) {
+                    tracing::error!(job = id, "cannot record the job's outcome: {e}");
+                }
+            }
+        }
+    }
+
+    fn finish(&self, db: &QueueDb, r: RunningJob, result: Result<Report, Failure>) -> rusqlite::Result<()> {
+        let now = now_ms();
+        let job = &r.job;
+        let tx = jobs::immediate(db.conn())?;
+        let source = self.sources.iter().find(|s| s.name == job.source);
+        match result {
+            Ok(report) if report.cancelled => {
+                let n = numbers(&report);
+                match &r.cancel_reason {
+                    Some((CancelReason::Shutdown, _)) | None => {
+                        jobs::requeue(&tx, job.id, now, "daemon", "interrupted by shutdown; resumes at next start")?;
+                    }
+                    Some((CancelReason::Operator(why), _)) => {
+                        let text = format!(
+                            "cancelled by operator: {why} ({} of {} items done)",
+                            n.docs_new + n.docs_changed + n.items_failed,
+                            report.items_seen
+                        );
+                        jobs::finish(&tx, job.id, "cancelled", now, "daemon", &text, &n, None)?;
+                    }
+                }
+            }
+            Ok(report) if job.kind == "item" && !report.failed.is_empty() => {
+                let (_, failure) = report.failed[0].clone();
+                self.failed(&tx, job, &failure, now, &numbers(&report))?;
+            }
+            Ok(report) => {
+                let n = numbers(&report);
+                if let Some(source) = source {
+                    for (item, failure) in &report.failed {
+                        let retry_at = now + retry_delay_ms(&self.config.retry, 1, job.id);
+                        let item_job = jobs::enqueue_item(
+                            &tx,
+                            source,
+                            item,
+                            job.id,
+                            failure,
+                            retry_at,
+                            self.config.retry.max_attempts,
+                            now,
+                        )?;
+                        jobs::record_item_error(&tx, job.id, item, failure, item_job)?;
+                    }
+                    jobs::resolve_items(&tx, &source.name, &report.succeeded_items, job.id, now)?;
+                }
+                let text = describe(&report);
+                jobs::finish(&tx, job.id, "succeeded", now, "daemon", &text, &n, None)?;
+                tracing::info!(job = job.id, source = %job.source, "job succeeded: {text}");
+            }
+            Err(failure) => self.failed(&tx, job, &failure, now, &RunNumbers::default())?,
+        }
+        tx.commit()
+    }
+
+    fn failed(
+        &self,
+        tx: &rusqlite::Connection,
+        job: &Job,
+        failure: &Failure,
+        now: i64,
+        n: &RunNumbers,
+    ) -> rusqlite::Result<()> {
+        let retries_left = job.attempts < job.max_attempts;
+        if failure.class.is_transient() && retries_left {
+            let retry_at = now + retry_delay_ms(&self.config.retry, job.attempts, job.id);
+            let text = format!(
+                "{failure}; retry {} of {} at {}",
+                job.attempts + 1,
+                job.max_attempts,
+                crate::display::timestamp(retry_at)
+            );
+            tracing::warn!(job = job.id, "job failed: {text}");
+            jobs::retry_later(tx, job.id, now, retry_at, failure, &text)?;
+        } else {
+            let why = if failure.class.is_transient() {
+                format!("{failure}; gave up after {} attempts", job.attempts)
+            } else {
+                format!("{failure} (permanent: not retried)")
+            };
+            tracing::warn!(job = job.id, "job quarantined: {why}");
+            jobs::finish(tx, job.id, "quarantined", now, "daemon", &why, n, Some(failure))?;
+        }
+        Ok(())
+    }
+
+    /// Stop claiming; from now on only in-flight jobs are finished.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    pub fn idle(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// The grace is over: ask every running job to stop.
+    pub fn interrupt_all(&mut self) {
+        for r in self.running.values_mut() {
+            r.cancel.store(true, Ordering::Relaxed);
+            if r.cancel_reason.is_none() {
+                r.cancel_reason = Some((CancelReason::Shutdown, Instant::now()));
+            }
+        }
+    }
+
+    /// Jobs still running when the daemon must exit go back to pending.
+    pub fn abandon(&mut self, db: &QueueDb) {
+        let now = now_ms();
+        for (id, _) in self.running.drain() {
+            if let Err(e) = jobs::requeue(db.conn(), id, now, "daemon", "interrupted by shutdown; resumes at next start") {
+                tracing::warn!(job = id, "cannot hand the job back: {e}");
+            }
+        }
+    }
+}
+
+fn numbers(r: &Report) -> RunNumbers {
+    RunNumbers {
+        items_seen: r.items_seen as i64,
+        docs_new: r.counts.new as i64,
+        docs_changed: r.counts.changed as i64,
+        docs_unchanged: r.counts.unchanged as i64,
+        docs_deleted: r.counts.deleted as i64,
+        items_skipped: r.skipped as i64,
+        items_failed: r.failed.len() as i64,
+        bytes: r.bytes as i64,
+    }
+}
+
+fn describe(r: &Report) -> String {
+    let mut text = format!(
+        "{} new, {} changed, {} deleted, {} unchanged documents; {} items skipped",
+        r.counts.new, r.counts.changed, r.counts.deleted, r.counts.unchanged, r.skipped
+    );
+    if !r.failed.is_empty() {
+        text.push_str(&format!(", {} failed ({})", r.failed.len(), failure_summary(&r.failed)));
+    }
+    text
+}
