@@ -28,24 +28,54 @@ fn source(name: &str, path: &Path) -> SourceConfig {
         exclude: Vec::new(),
         max_item_mb: 64,
         concurrency: 1,
+        items_per_second: 0,
     }
 }
 
-/// Deterministic markdown of roughly `size` bytes.
+/// Deterministic markdown of roughly `size` bytes, shaped like a personal note: paragraphs,
+/// a heading every few paragraphs, a list, and a link every fifth paragraph.
 fn note(i: usize, size: usize) -> String {
     let words = [
-        "garden", "timber", "frame", "roof", "local", "first", "queue", "notes", "vault", "mail",
-        "engine", "music", "rain", "compost", "north", "fence", "orchestrator", "runbook",
+        "garden",
+        "timber",
+        "frame",
+        "roof",
+        "local",
+        "first",
+        "queue",
+        "notes",
+        "vault",
+        "mail",
+        "engine",
+        "music",
+        "rain",
+        "compost",
+        "north",
+        "fence",
+        "orchestrator",
+        "runbook",
     ];
     let mut s = format!("# Note {i}\n\nTags: #bench #n{}\n\n", i % 97);
-    let mut w = i;
+    let mut w = i as u64;
+    let mut paragraph = 0;
     while s.len() < size {
-        for _ in 0..12 {
-            w = w.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        paragraph += 1;
+        if paragraph % 7 == 0 {
+            s.push_str(&format!(
+                "## Part {paragraph}\n\n- first point\n- second point\n\n"
+            ));
+        }
+        for _ in 0..40 {
+            w = w
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             s.push_str(words[(w >> 33) as usize % words.len()]);
             s.push(' ');
         }
-        s.push_str("and [a link](https://example.org/x).\n\n");
+        if paragraph % 5 == 0 {
+            s.push_str("(see [the reference](https://example.org/ref)).");
+        }
+        s.push_str("\n\n");
     }
     s
 }
@@ -72,7 +102,9 @@ fn ingest(src: &SourceConfig, store: &Path) -> (Duration, futurnal::ingest::Repo
         store,
         cancel: &cancel,
         progress: &progress,
-        threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        threads: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
     };
     let t = Instant::now();
     let report = run.source_run().expect("ingest runs");
@@ -107,7 +139,11 @@ fn main() {
     std::fs::create_dir_all(&corpus).unwrap();
     let bytes = generate(&corpus, files, 20 * 1024);
     // Warm the page cache the same way for both contenders.
-    timed(Command::new("find").arg(&corpus).args(["-type", "f", "-exec", "cat", "{}", "+"]));
+    timed(
+        Command::new("find")
+            .arg(&corpus)
+            .args(["-type", "f", "-exec", "cat", "{}", "+"]),
+    );
     let reference = timed(
         Command::new("sqlite3")
             .arg(root.join("ref.db"))
@@ -116,7 +152,10 @@ fn main() {
     );
     let src = source("bench", &corpus);
     let (took, report) = ingest(&src, &root.join("store.db"));
-    assert_eq!(report.counts.new as usize, files, "every note becomes a document");
+    assert_eq!(
+        report.counts.new as usize, files,
+        "every note becomes a document"
+    );
     let ours = mbps(bytes, took);
     let theirs = mbps(bytes, reference);
     println!(
@@ -137,9 +176,17 @@ fn main() {
     let src = source("many", &tree);
     let store = root.join("many.db");
     ingest(&src, &store);
-    let find = timed(Command::new("find").arg(&tree).args(["-type", "f", "-printf", "%s %T@\\n"]));
+    let find = timed(
+        Command::new("find")
+            .arg(&tree)
+            .args(["-type", "f", "-printf", "%s %T@\\n"]),
+    );
     let (rescan, report) = ingest(&src, &store);
-    assert_eq!(report.counts.new + report.counts.changed, 0, "nothing changed");
+    assert_eq!(
+        report.counts.new + report.counts.changed,
+        0,
+        "nothing changed"
+    );
     println!(
         "no-change rescan: {many} files: futurnal {:.3}s vs find {:.3}s: ratio {:.2}x (target <= 2.0x)",
         rescan.as_secs_f64(),

@@ -235,7 +235,7 @@ schema! {
         path_redaction: bool = true;
             env "FUTURNAL_SECURITY_PATH_REDACTION"; kind "boolean"; default_doc "true";
             check any_bool;
-            doc "Replace file paths in logs and telemetry with a stable fingerprint.";
+            doc "Keep item paths and error texts out of the logs (jobs show still has them).";
     }
 }
 
@@ -303,6 +303,9 @@ pub struct SourceConfig {
     pub max_item_mb: u64,
     /// Jobs of this source (its run and item retries) that may run at once.
     pub concurrency: u32,
+    /// At most this many items read per second (0: no limit), to keep a big first ingest from
+    /// hogging a laptop's disk.
+    pub items_per_second: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -326,6 +329,8 @@ struct FileSource {
     max_item_mb: Option<Spanned<u64>>,
     #[serde(default)]
     concurrency: Option<Spanned<u32>>,
+    #[serde(default)]
+    items_per_second: Option<Spanned<u32>>,
 }
 
 type Origins = BTreeMap<&'static str, Origin>;
@@ -750,6 +755,16 @@ fn validate_sources(
                 message,
             });
         }
+        let items_per_second = s.items_per_second.as_ref().map(|v| v.value).unwrap_or(0);
+        if let Some(v) = &s.items_per_second
+            && let Err(message) = in_range(v.value, 0, 1_000_000)
+        {
+            problems.push(Problem {
+                at: at(&v.defined),
+                key: key("items_per_second"),
+                message,
+            });
+        }
         out.push(SourceConfig {
             name,
             source_type: s.source_type.value,
@@ -761,6 +776,7 @@ fn validate_sources(
             exclude: s.exclude.map(|v| v.value).unwrap_or_default(),
             max_item_mb,
             concurrency,
+            items_per_second,
         });
     }
     out

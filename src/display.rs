@@ -60,6 +60,16 @@ mod tests {
     }
 }
 
+/// `1 item`, `2 items`.
+pub fn plural(n: impl Into<i64>, word: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 /// `5s ago`, `in 3m 10s`, relative to `now` (both epoch milliseconds).
 pub fn relative(ms: i64, now: i64) -> String {
     if ms <= now {
@@ -141,8 +151,14 @@ mod more_tests {
     fn columns_and_since() {
         let t = columns(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "A    LONGER\nxyz  1\n");
-        assert_eq!(parse_since("24h", 100_000_000).unwrap(), 100_000_000 - 86_400_000);
-        assert_eq!(parse_since("2d", 200_000_000).unwrap(), 200_000_000 - 172_800_000);
+        assert_eq!(
+            parse_since("24h", 100_000_000).unwrap(),
+            100_000_000 - 86_400_000
+        );
+        assert_eq!(
+            parse_since("2d", 200_000_000).unwrap(),
+            200_000_000 - 172_800_000
+        );
         assert!(parse_since("yesterday-ish", 0).is_err());
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(relative(1_000, 6_000), "5s ago");

@@ -53,7 +53,13 @@ pub struct Run<'a> {
 enum Work {
     /// Same content, new stat; carries the candidate's live document count.
     Touch(Candidate, String, u64),
-    Put(Candidate, String, Vec<Prepared>, Vec<(String, Failure)>, u64),
+    Put(
+        Candidate,
+        String,
+        Vec<Prepared>,
+        Vec<(String, Failure)>,
+        u64,
+    ),
     Fail(Candidate, Failure),
 }
 
@@ -169,7 +175,14 @@ impl Run<'_> {
         (self.progress)(0, total);
         let mut counts = Counts::default();
         let mut items_done = 0u64;
-        self.process_all(work, &mut store, &mut report, &mut counts, &mut items_done, total)?;
+        self.process_all(
+            work,
+            &mut store,
+            &mut report,
+            &mut counts,
+            &mut items_done,
+            total,
+        )?;
 
         if !report.cancelled {
             let mut tx = store.transaction()?;
@@ -217,7 +230,14 @@ impl Run<'_> {
             hash: None,
             documents: 0,
         };
-        self.process_all(vec![todo], &mut store, &mut report, &mut counts, &mut done, 1)?;
+        self.process_all(
+            vec![todo],
+            &mut store,
+            &mut report,
+            &mut counts,
+            &mut done,
+            1,
+        )?;
         report.counts = counts;
         Ok(report)
     }
@@ -241,6 +261,9 @@ impl Run<'_> {
         let (tx, rx) = mpsc::sync_channel::<Vec<Work>>(threads * 4);
         let work = &work;
         let cancel = self.cancel;
+        let started = Instant::now();
+        let per_item = (source.items_per_second > 0)
+            .then(|| Duration::from_secs_f64(1.0 / source.items_per_second as f64));
         std::thread::scope(|scope| -> Result<(), Failure> {
             for _ in 0..threads {
                 let tx = tx.clone();
@@ -254,6 +277,23 @@ impl Run<'_> {
                         }
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(todo) = work.get(i) else { break };
+                        if let Some(per_item) = per_item {
+                            // Throttled: item i may start at i × (1 / rate). Hand over what is
+                            // done first, and keep noticing a cancel while waiting.
+                            if !group.is_empty() && tx.send(std::mem::take(&mut group)).is_err() {
+                                return;
+                            }
+                            group_bytes = 0;
+                            let due = started + per_item.mul_f64(i as f64);
+                            while Instant::now() < due {
+                                if cancel.load(Ordering::Relaxed) {
+                                    return;
+                                }
+                                std::thread::sleep(
+                                    (due - Instant::now()).min(Duration::from_millis(50)),
+                                );
+                            }
+                        }
                         group_bytes += todo.candidate.size;
                         group.push(process(source, todo));
                         if (group.len() >= GROUP || group_bytes >= GROUP_BYTES)

@@ -205,7 +205,15 @@ pub fn enqueue_run(
                 "UPDATE jobs SET scheduled_for = ?2, updated_at = ?2 WHERE id = ?1",
                 params![id, now],
             )?;
-            event(&tx, id, now, Some(&state), &state, actor, &format!("brought forward ({trigger})"))?;
+            event(
+                &tx,
+                id,
+                now,
+                Some(&state),
+                &state,
+                actor,
+                &format!("brought forward ({trigger})"),
+            )?;
         }
         tx.commit()?;
         return Ok(Enqueued::Coalesced(id));
@@ -223,7 +231,15 @@ pub fn enqueue_run(
         ],
     )?;
     let id = tx.last_insert_rowid();
-    event(&tx, id, now, None, "pending", actor, &format!("queued ({trigger})"))?;
+    event(
+        &tx,
+        id,
+        now,
+        None,
+        "pending",
+        actor,
+        &format!("queued ({trigger})"),
+    )?;
     tx.commit()?;
     Ok(Enqueued::New(id))
 }
@@ -274,7 +290,10 @@ pub fn enqueue_item(
     )?;
     let id = tx.last_insert_rowid();
     let reason = if permanent {
-        format!("{} in run job {parent} (permanent): {}", failure.class, failure.message)
+        format!(
+            "{} in run job {parent} (permanent): {}",
+            failure.class, failure.message
+        )
     } else {
         format!(
             "{} in run job {parent}: {}; retry {} of {} at {}",
@@ -445,7 +464,13 @@ pub fn retry_later(
 }
 
 /// A running job stopped without failing (shutdown, crash): back to pending, attempt not counted.
-pub fn requeue(tx: &Connection, id: i64, now: i64, actor: &str, reason: &str) -> rusqlite::Result<bool> {
+pub fn requeue(
+    tx: &Connection,
+    id: i64,
+    now: i64,
+    actor: &str,
+    reason: &str,
+) -> rusqlite::Result<bool> {
     let n = tx.execute(
         "UPDATE jobs SET state = 'pending', attempts = MAX(attempts - 1, 0), updated_at = ?2,
             scheduled_for = ?2, lease_until = NULL, instance_id = NULL, items_done = 0
@@ -466,7 +491,12 @@ pub fn progress(conn: &Connection, id: i64, done: i64, total: i64) -> rusqlite::
     .map(|_| ())
 }
 
-pub fn renew_leases(conn: &Connection, instance_id: &str, now: i64, lease_ms: i64) -> rusqlite::Result<()> {
+pub fn renew_leases(
+    conn: &Connection,
+    instance_id: &str,
+    now: i64,
+    lease_ms: i64,
+) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE jobs SET lease_until = ?2 WHERE instance_id = ?1 AND state = 'running'",
         params![instance_id, now + lease_ms],
@@ -485,7 +515,13 @@ pub fn requeue_orphans(conn: &Connection, instance_id: &str, now: i64) -> rusqli
             .collect::<rusqlite::Result<_>>()?
     };
     for id in &ids {
-        requeue(&tx, *id, now, "recovery", "the orchestrator stopped uncleanly while this ran")?;
+        requeue(
+            &tx,
+            *id,
+            now,
+            "recovery",
+            "the orchestrator stopped uncleanly while this ran",
+        )?;
     }
     tx.commit()?;
     Ok(ids.len() as i64)
@@ -502,7 +538,13 @@ pub enum CancelOutcome {
     AlreadyFinished(String),
 }
 
-pub fn request_cancel(conn: &Connection, id: i64, reason: &str, actor: &str, now: i64) -> rusqlite::Result<Option<CancelOutcome>> {
+pub fn request_cancel(
+    conn: &Connection,
+    id: i64,
+    reason: &str,
+    actor: &str,
+    now: i64,
+) -> rusqlite::Result<Option<CancelOutcome>> {
     let tx = immediate(conn)?;
     let state: Option<String> = tx
         .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
@@ -524,7 +566,15 @@ pub fn request_cancel(conn: &Connection, id: i64, reason: &str, actor: &str, now
                     cancel_reason = ?3, updated_at = ?2 WHERE id = ?1",
                 params![id, now, reason],
             )?;
-            event(&tx, id, now, Some("running"), "running", actor, &format!("cancel requested: {reason}"))?;
+            event(
+                &tx,
+                id,
+                now,
+                Some("running"),
+                "running",
+                actor,
+                &format!("cancel requested: {reason}"),
+            )?;
             Some(CancelOutcome::Requested)
         }
         Some(other) => Some(CancelOutcome::AlreadyFinished(other.to_string())),
@@ -544,8 +594,12 @@ pub fn cancel_requests(conn: &Connection) -> rusqlite::Result<Vec<(i64, i64)>> {
 }
 
 pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Job>> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"), [id], job_from_row)
-        .optional()
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+        [id],
+        job_from_row,
+    )
+    .optional()
 }
 
 pub fn events(conn: &Connection, id: i64) -> rusqlite::Result<Vec<Event>> {
@@ -580,17 +634,35 @@ pub fn item_errors(conn: &Connection, id: i64) -> rusqlite::Result<Vec<ItemError
     .collect()
 }
 
-pub fn record_item_error(tx: &Connection, job: i64, item: &str, failure: &Failure, item_job: i64) -> rusqlite::Result<()> {
+pub fn record_item_error(
+    tx: &Connection,
+    job: i64,
+    item: &str,
+    failure: &Failure,
+    item_job: i64,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO job_item_errors (job_id, item, class, message, item_job_id)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![job, item, failure.class.as_str(), failure.message, item_job])
+    .execute(params![
+        job,
+        item,
+        failure.class.as_str(),
+        failure.message,
+        item_job
+    ])
     .map(|_| ())
 }
 
 /// Item jobs still open for items a run has now ingested: close them as succeeded.
-pub fn resolve_items(tx: &Connection, source: &str, items: &[String], by_job: i64, now: i64) -> rusqlite::Result<()> {
+pub fn resolve_items(
+    tx: &Connection,
+    source: &str,
+    items: &[String],
+    by_job: i64,
+    now: i64,
+) -> rusqlite::Result<()> {
     let mut find = tx.prepare_cached(
         "SELECT id, state FROM jobs WHERE source = ?1 AND kind = 'item' AND item = ?2
          AND state IN ('pending', 'failed', 'quarantined')",
@@ -605,7 +677,15 @@ pub fn resolve_items(tx: &Connection, source: &str, items: &[String], by_job: i6
             .collect::<rusqlite::Result<_>>()?;
         for (id, state) in open {
             if close.execute(params![id, now, state])? == 1 {
-                event(tx, id, now, Some(&state), "succeeded", "daemon", &format!("ingested by run job {by_job}"))?;
+                event(
+                    tx,
+                    id,
+                    now,
+                    Some(&state),
+                    "succeeded",
+                    "daemon",
+                    &format!("ingested by run job {by_job}"),
+                )?;
             }
         }
     }
@@ -635,9 +715,12 @@ pub fn list(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<Job>> {
     .collect()
 }
 
+/// A source's newest finished run, and its newest successful one.
+pub type LastRuns = (Option<Job>, Option<Job>);
+
 /// The newest finished run of each source, and the newest successful one.
-pub fn last_runs(conn: &Connection) -> rusqlite::Result<HashMap<String, (Option<Job>, Option<Job>)>> {
-    let mut out: HashMap<String, (Option<Job>, Option<Job>)> = HashMap::new();
+pub fn last_runs(conn: &Connection) -> rusqlite::Result<HashMap<String, LastRuns>> {
+    let mut out: HashMap<String, LastRuns> = HashMap::new();
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM jobs WHERE id IN (
             SELECT MAX(id) FROM jobs WHERE kind = 'source_run'
@@ -645,7 +728,9 @@ pub fn last_runs(conn: &Connection) -> rusqlite::Result<HashMap<String, (Option<
             UNION
             SELECT MAX(id) FROM jobs WHERE kind = 'source_run' AND state = 'succeeded' GROUP BY source)"
     ))?;
-    let jobs: Vec<Job> = stmt.query_map([], job_from_row)?.collect::<rusqlite::Result<_>>()?;
+    let jobs: Vec<Job> = stmt
+        .query_map([], job_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
     for job in jobs {
         let entry = out.entry(job.source.clone()).or_default();
         if job.state == "succeeded" && entry.1.as_ref().is_none_or(|j| j.id < job.id) {
@@ -689,7 +774,13 @@ pub fn source_states(conn: &Connection) -> rusqlite::Result<HashMap<String, Sour
 }
 
 /// Pause a source. `Ok(false)` if it was already paused (the first reason is kept).
-pub fn pause(conn: &Connection, name: &str, reason: &str, actor: &str, now: i64) -> rusqlite::Result<bool> {
+pub fn pause(
+    conn: &Connection,
+    name: &str,
+    reason: &str,
+    actor: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
     let n = conn.execute(
         "INSERT INTO source_state (name, paused_at, paused_reason, paused_by)
          VALUES (?1, ?2, ?3, ?4)
@@ -711,7 +802,12 @@ pub fn resume(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     Ok(n == 1)
 }
 
-pub fn set_schedule_marks(conn: &Connection, name: &str, last: Option<i64>, next: Option<i64>) -> rusqlite::Result<()> {
+pub fn set_schedule_marks(
+    conn: &Connection,
+    name: &str,
+    last: Option<i64>,
+    next: Option<i64>,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO source_state (name, last_scheduled_at, next_run_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (name) DO UPDATE SET last_scheduled_at = excluded.last_scheduled_at,
@@ -728,7 +824,13 @@ pub fn open_counts(conn: &Connection) -> rusqlite::Result<HashMap<String, (i64, 
         "SELECT source, state, COUNT(*) FROM jobs WHERE state IN ('pending', 'running')
          GROUP BY source, state",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
     for row in rows {
         let (source, state, n) = row?;
         let e = out.entry(source).or_default();

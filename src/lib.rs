@@ -25,6 +25,6 @@ pub mod queue;
 pub mod runbook;
 pub mod scheduler;
 pub mod security;
-pub mod workers;
 pub mod sources;
 pub mod store;
+pub mod workers;

@@ -73,7 +73,10 @@ mod tests {
         assert!(matches!(Schedule::parse("manual"), Ok(Schedule::Manual)));
         assert!(matches!(Schedule::parse("15m"), Ok(Schedule::Every(ms)) if ms == 15 * MIN));
         assert!(matches!(Schedule::parse("1h30m"), Ok(Schedule::Every(ms)) if ms == 90 * MIN));
-        assert!(matches!(Schedule::parse("*/30 * * * *"), Ok(Schedule::Cron(_))));
+        assert!(matches!(
+            Schedule::parse("*/30 * * * *"),
+            Ok(Schedule::Cron(_))
+        ));
         assert!(Schedule::parse("61 * * * *").is_err());
         assert!(Schedule::parse("0s").is_err());
         assert!(Schedule::parse("sometimes").is_err());

@@ -258,7 +258,9 @@ impl Store {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT source, COUNT(*) FROM scan_state WHERE status = 'skipped' GROUP BY source")
+            .prepare(
+                "SELECT source, COUNT(*) FROM scan_state WHERE status = 'skipped' GROUP BY source",
+            )
             .map_err(store_err)?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
@@ -271,7 +273,11 @@ impl Store {
     }
 
     /// The most recently updated live documents of a source.
-    pub fn recent_documents(&self, source: &str, limit: usize) -> Result<Vec<DocumentRow>, Failure> {
+    pub fn recent_documents(
+        &self,
+        source: &str,
+        limit: usize,
+    ) -> Result<Vec<DocumentRow>, Failure> {
         let mut stmt = self
             .conn
             .prepare(
@@ -469,7 +475,12 @@ impl StoreTx<'_> {
     }
 
     /// Same content under a new size or mtime (a `touch`, a copy): remember the new stat only.
-    pub fn touch(&mut self, source: &str, candidate: &Candidate, hash: &str) -> Result<(), Failure> {
+    pub fn touch(
+        &mut self,
+        source: &str,
+        candidate: &Candidate,
+        hash: &str,
+    ) -> Result<(), Failure> {
         self.scan_row(
             source,
             &candidate.key,
@@ -496,7 +507,12 @@ impl StoreTx<'_> {
     }
 
     /// A candidate that failed: its documents stay as they were, and the next run tries again.
-    pub fn fail(&mut self, source: &str, candidate: &Candidate, reason: &str) -> Result<(), Failure> {
+    pub fn fail(
+        &mut self,
+        source: &str,
+        candidate: &Candidate,
+        reason: &str,
+    ) -> Result<(), Failure> {
         self.scan_row(
             source,
             &candidate.key,
@@ -567,18 +583,36 @@ mod tests {
         let mut store = Store::open(&dir.path().join("store.db")).unwrap();
         let mut counts = Counts::default();
         let mut tx = store.transaction().unwrap();
-        tx.put("s", &cand("a"), "h", &[doc("a", "one")], &mut counts).unwrap();
-        tx.put("s", &cand("b"), "h", &[doc("b", "two")], &mut counts).unwrap();
+        tx.put("s", &cand("a"), "h", &[doc("a", "one")], &mut counts)
+            .unwrap();
+        tx.put("s", &cand("b"), "h", &[doc("b", "two")], &mut counts)
+            .unwrap();
         tx.commit().unwrap();
-        assert_eq!(counts, Counts { new: 2, ..Default::default() });
+        assert_eq!(
+            counts,
+            Counts {
+                new: 2,
+                ..Default::default()
+            }
+        );
 
         let mut counts = Counts::default();
         let mut tx = store.transaction().unwrap();
-        tx.put("s", &cand("a"), "h", &[doc("a", "one")], &mut counts).unwrap();
-        tx.put("s", &cand("b"), "h", &[doc("b", "TWO")], &mut counts).unwrap();
+        tx.put("s", &cand("a"), "h", &[doc("a", "one")], &mut counts)
+            .unwrap();
+        tx.put("s", &cand("b"), "h", &[doc("b", "TWO")], &mut counts)
+            .unwrap();
         tx.delete("s", "a", &mut counts).unwrap();
         tx.commit().unwrap();
-        assert_eq!(counts, Counts { changed: 1, unchanged: 1, deleted: 1, new: 0 });
+        assert_eq!(
+            counts,
+            Counts {
+                changed: 1,
+                unchanged: 1,
+                deleted: 1,
+                new: 0
+            }
+        );
         assert_eq!(store.live_documents("s").unwrap(), 1);
         let total: i64 = store
             .conn
@@ -603,13 +637,27 @@ mod tests {
         let mut store = Store::open(&dir.path().join("store.db")).unwrap();
         let mut counts = Counts::default();
         let mut tx = store.transaction().unwrap();
-        tx.put("m", &cand("box"), "h1", &[doc("box#1", "x"), doc("box#2", "y")], &mut counts)
-            .unwrap();
+        tx.put(
+            "m",
+            &cand("box"),
+            "h1",
+            &[doc("box#1", "x"), doc("box#2", "y")],
+            &mut counts,
+        )
+        .unwrap();
         tx.commit().unwrap();
         let mut counts = Counts::default();
         let mut tx = store.transaction().unwrap();
-        tx.put("m", &cand("box"), "h2", &[doc("box#2", "y")], &mut counts).unwrap();
+        tx.put("m", &cand("box"), "h2", &[doc("box#2", "y")], &mut counts)
+            .unwrap();
         tx.commit().unwrap();
-        assert_eq!(counts, Counts { unchanged: 1, deleted: 1, ..Default::default() });
+        assert_eq!(
+            counts,
+            Counts {
+                unchanged: 1,
+                deleted: 1,
+                ..Default::default()
+            }
+        );
     }
 }

@@ -26,8 +26,15 @@ use crate::scheduler::Schedule;
 pub const LEASE_MS: i64 = 60_000;
 
 pub enum Message {
-    Progress { id: i64, done: u64, total: u64 },
-    Done { id: i64, result: Result<Report, Failure> },
+    Progress {
+        id: i64,
+        done: u64,
+        total: u64,
+    },
+    Done {
+        id: i64,
+        result: Result<Report, Failure>,
+    },
 }
 
 struct RunningJob {
@@ -56,12 +63,21 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(home: &Home, config: &Config, instance_id: &str, max: usize) -> (Pool, UnboundedReceiver<Message>) {
+    pub fn new(
+        home: &Home,
+        config: &Config,
+        instance_id: &str,
+        max: usize,
+    ) -> (Pool, UnboundedReceiver<Message>) {
         let (tx, rx) = unbounded_channel();
         let schedules = config
             .sources
             .iter()
-            .filter_map(|s| Schedule::parse(&s.schedule).ok().map(|p| (s.name.clone(), p)))
+            .filter_map(|s| {
+                Schedule::parse(&s.schedule)
+                    .ok()
+                    .map(|p| (s.name.clone(), p))
+            })
             .collect();
         (
             Pool {
@@ -107,7 +123,14 @@ impl Pool {
             return;
         }
         while self.running.len() < self.max {
-            match jobs::claim(conn, now, &self.instance_id, LEASE_MS, &self.sources, &paused) {
+            match jobs::claim(
+                conn,
+                now,
+                &self.instance_id,
+                LEASE_MS,
+                &self.sources,
+                &paused,
+            ) {
                 Ok(Some(job)) => self.spawn(db, job),
                 Ok(None) => break,
                 Err(e) => {
@@ -156,10 +179,10 @@ impl Pool {
                 }
             }
             let next = schedule.next_due(last).map(|t| t.max(now));
-            if last != state.last_scheduled_at || next != state.next_run_at {
-                if let Err(e) = jobs::set_schedule_marks(conn, &source.name, last, next) {
-                    tracing::warn!("cannot record the schedule of {}: {e}", source.name);
-                }
+            if (last != state.last_scheduled_at || next != state.next_run_at)
+                && let Err(e) = jobs::set_schedule_marks(conn, &source.name, last, next)
+            {
+                tracing::warn!("cannot record the schedule of {}: {e}", source.name);
             }
         }
     }
@@ -208,7 +231,16 @@ impl Pool {
                     "cancelled by operator: {reason} (forced after {}s)",
                     grace.as_secs()
                 );
-                if let Err(e) = jobs::finish(db.conn(), id, "cancelled", now, "daemon", &text, &RunNumbers::default(), None) {
+                if let Err(e) = jobs::finish(
+                    db.conn(),
+                    id,
+                    "cancelled",
+                    now,
+                    "daemon",
+                    &text,
+                    &RunNumbers::default(),
+                    None,
+                ) {
                     tracing::warn!(job = id, "cannot record the cancellation: {e}");
                 }
             }
@@ -244,21 +276,22 @@ impl Pool {
                     threads,
                 };
                 // A panic in a parser must fail this job, not the daemon.
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &item {
-                    Some(item) => run.item_run(item),
-                    None => run.source_run(),
-                }))
-                .unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    Err(Failure::new(
-                        crate::failure::ErrorClass::Internal,
-                        format!("the job crashed: {what}"),
-                    ))
-                });
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &item {
+                        Some(item) => run.item_run(item),
+                        None => run.source_run(),
+                    }))
+                    .unwrap_or_else(|panic| {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        Err(Failure::new(
+                            crate::failure::ErrorClass::Internal,
+                            format!("the job crashed: {what}"),
+                        ))
+                    });
                 let _ = tx.send(Message::Done { id, result });
             });
         match spawned {
@@ -297,7 +330,10 @@ impl Pool {
             }
             Message::Done { id, result } => {
                 let Some(r) = self.running.remove(&id) else {
-                    tracing::info!(job = id, "a job finished after it was force-cancelled; result discarded");
+                    tracing::info!(
+                        job = id,
+                        "a job finished after it was force-cancelled; result discarded"
+                    );
                     return;
                 };
                 if let Err(e) = self.finish(db, r, result) {
@@ -307,7 +343,12 @@ impl Pool {
         }
     }
 
-    fn finish(&self, db: &QueueDb, r: RunningJob, result: Result<Report, Failure>) -> rusqlite::Result<()> {
+    fn finish(
+        &self,
+        db: &QueueDb,
+        r: RunningJob,
+        result: Result<Report, Failure>,
+    ) -> rusqlite::Result<()> {
         let now = now_ms();
         let job = &r.job;
         let tx = jobs::immediate(db.conn())?;
@@ -317,7 +358,13 @@ impl Pool {
                 let n = numbers(&report);
                 match &r.cancel_reason {
                     Some((CancelReason::Shutdown, _)) | None => {
-                        jobs::requeue(&tx, job.id, now, "daemon", "interrupted by shutdown; resumes at next start")?;
+                        jobs::requeue(
+                            &tx,
+                            job.id,
+                            now,
+                            "daemon",
+                            "interrupted by shutdown; resumes at next start",
+                        )?;
                     }
                     Some((CancelReason::Operator(why), _)) => {
                         let text = format!(
@@ -333,8 +380,10 @@ impl Pool {
                 let (_, failure) = report.failed[0].clone();
                 self.failed(&tx, job, &failure, now, &numbers(&report))?;
             }
-            Ok(report) => {
+            Ok(mut report) => {
                 let n = numbers(&report);
+                // Item jobs are numbered in item order, whatever order the threads finished in.
+                report.failed.sort_by(|a, b| a.0.cmp(&b.0));
                 if let Some(source) = source {
                     for (item, failure) in &report.failed {
                         let retry_at = now + retry_delay_ms(&self.config.retry, 1, job.id);
@@ -354,7 +403,16 @@ impl Pool {
                 }
                 let text = describe(&report);
                 jobs::finish(&tx, job.id, "succeeded", now, "daemon", &text, &n, None)?;
-                tracing::info!(job = job.id, source = %job.source, "job succeeded: {text}");
+                // Counts only: failure texts can name items.
+                tracing::info!(
+                    job = job.id,
+                    source = %job.source,
+                    new = n.docs_new,
+                    changed = n.docs_changed,
+                    deleted = n.docs_deleted,
+                    failed = n.items_failed,
+                    "job succeeded"
+                );
             }
             Err(failure) => self.failed(&tx, job, &failure, now, &RunNumbers::default())?,
         }
@@ -378,7 +436,11 @@ impl Pool {
                 job.max_attempts,
                 crate::display::timestamp(retry_at)
             );
-            tracing::warn!(job = job.id, "job failed: {text}");
+            if self.config.security.path_redaction {
+                tracing::warn!(job = job.id, class = %failure.class, attempt = job.attempts, "job failed; retry scheduled");
+            } else {
+                tracing::warn!(job = job.id, "job failed: {text}");
+            }
             jobs::retry_later(tx, job.id, now, retry_at, failure, &text)?;
         } else {
             let why = if failure.class.is_transient() {
@@ -386,8 +448,21 @@ impl Pool {
             } else {
                 format!("{failure} (permanent: not retried)")
             };
-            tracing::warn!(job = job.id, "job quarantined: {why}");
-            jobs::finish(tx, job.id, "quarantined", now, "daemon", &why, n, Some(failure))?;
+            if self.config.security.path_redaction {
+                tracing::warn!(job = job.id, class = %failure.class, "job quarantined");
+            } else {
+                tracing::warn!(job = job.id, "job quarantined: {why}");
+            }
+            jobs::finish(
+                tx,
+                job.id,
+                "quarantined",
+                now,
+                "daemon",
+                &why,
+                n,
+                Some(failure),
+            )?;
         }
         Ok(())
     }
@@ -415,7 +490,13 @@ impl Pool {
     pub fn abandon(&mut self, db: &QueueDb) {
         let now = now_ms();
         for (id, _) in self.running.drain() {
-            if let Err(e) = jobs::requeue(db.conn(), id, now, "daemon", "interrupted by shutdown; resumes at next start") {
+            if let Err(e) = jobs::requeue(
+                db.conn(),
+                id,
+                now,
+                "daemon",
+                "interrupted by shutdown; resumes at next start",
+            ) {
                 tracing::warn!(job = id, "cannot hand the job back: {e}");
             }
         }
@@ -437,11 +518,19 @@ fn numbers(r: &Report) -> RunNumbers {
 
 fn describe(r: &Report) -> String {
     let mut text = format!(
-        "{} new, {} changed, {} deleted, {} unchanged documents; {} items skipped",
-        r.counts.new, r.counts.changed, r.counts.deleted, r.counts.unchanged, r.skipped
+        "{} new, {} changed, {} deleted, {} unchanged documents; {} skipped",
+        r.counts.new,
+        r.counts.changed,
+        r.counts.deleted,
+        r.counts.unchanged,
+        crate::display::plural(r.skipped as i64, "item")
     );
     if !r.failed.is_empty() {
-        text.push_str(&format!(", {} failed ({})", r.failed.len(), failure_summary(&r.failed)));
+        text.push_str(&format!(
+            ", {} failed ({})",
+            r.failed.len(),
+            failure_summary(&r.failed)
+        ));
     }
     text
 }

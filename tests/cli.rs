@@ -329,3 +329,150 @@ fn usage_errors_name_a_runbook_topic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("futurnal help runbook configuration"), "{err}");
 }
+
+/// A source whose run lasts a few seconds: `n` notes read at `rate` items a second.
+fn throttled_source(s: &Sandbox, n: usize, rate: u32) {
+    let bulk = s.home().join("Bulk");
+    std::fs::create_dir_all(&bulk).unwrap();
+    for i in 0..n {
+        std::fs::write(
+            bulk.join(format!("note-{i}.md")),
+            format!("# Note {i}\n\nbody\n"),
+        )
+        .unwrap();
+    }
+    let cfg = s.futurnal_home().join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("orchestrator.yaml"),
+        format!(
+            "sources:\n  - name: bulk\n    type: local_files\n    path: {}\n    items_per_second: {rate}\n",
+            bulk.display()
+        ),
+    )
+    .unwrap();
+}
+
+fn job(s: &Sandbox, id: i64) -> serde_json::Value {
+    let out = s.run(&[
+        "orchestrator",
+        "jobs",
+        "show",
+        &id.to_string(),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["job"].clone()
+}
+
+fn live_documents(s: &Sandbox) -> (i64, i64) {
+    let out = Command::new("sqlite3")
+        .arg(s.futurnal_home().join("store.db"))
+        .arg("SELECT COUNT(*), COUNT(DISTINCT item) FROM documents WHERE deleted_at IS NULL")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (a, b) = text.trim().split_once('|').unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+#[test]
+fn kill_minus_nine_mid_ingest_loses_nothing_and_duplicates_nothing() {
+    let s = Sandbox::new();
+    throttled_source(&s, 200, 100);
+    assert!(s.run(&["orchestrator", "start"]).status.success());
+    assert!(
+        s.run(&["orchestrator", "sources", "trigger", "bulk"])
+            .status
+            .success()
+    );
+    wait_until("the run to be part-way", Duration::from_secs(20), || {
+        let j = job(&s, 1);
+        j["state"] == "running" && j["items_done"].as_i64().unwrap_or(0) > 0
+    });
+    let pid = s.daemon_pid().unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until("the lock to be released", Duration::from_secs(10), || {
+        s.status_json()["running"] == false
+    });
+    assert_eq!(
+        job(&s, 1)["state"],
+        "running",
+        "the dead daemon left it running"
+    );
+
+    let out = s.run(&["orchestrator", "start"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 interrupted job returned to the queue"),
+        "{}",
+        text(&out)
+    );
+    let out = s.run(&["orchestrator", "jobs", "wait", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = job(&s, 1);
+    assert_eq!(j["state"], "succeeded");
+    assert_eq!(j["attempts"], 1, "the crash did not use up an attempt");
+    assert_eq!(
+        live_documents(&s),
+        (200, 200),
+        "every note once, none twice"
+    );
+}
+
+#[test]
+fn cancelling_a_running_job_ends_it_cancelled_and_the_daemon_keeps_running() {
+    let s = Sandbox::new();
+    throttled_source(&s, 300, 100);
+    assert!(s.run(&["orchestrator", "start"]).status.success());
+    assert!(
+        s.run(&["orchestrator", "sources", "trigger", "bulk"])
+            .status
+            .success()
+    );
+    wait_until("the run to be part-way", Duration::from_secs(20), || {
+        let j = job(&s, 1);
+        j["state"] == "running" && j["items_done"].as_i64().unwrap_or(0) > 0
+    });
+    let started = Instant::now();
+    let out = s.run(&["orchestrator", "jobs", "cancel", "1", "--reason", "test"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "within the cancel grace"
+    );
+    let j = job(&s, 1);
+    assert_eq!(j["state"], "cancelled");
+    assert_eq!(j["cancel_reason"], "test");
+    assert!(j["docs_new"].as_i64().unwrap() < 300);
+    assert_eq!(s.status_json()["running"], true);
+    // The daemon still works: a new run finishes the rest.
+    let out = s.run(&["orchestrator", "sources", "trigger", "bulk", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(live_documents(&s), (300, 300));
+}
+
+#[test]
+fn trigger_wait_exit_status_reflects_a_failed_run() {
+    let s = Sandbox::new();
+    let cfg = s.futurnal_home().join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("orchestrator.yaml"),
+        "sources:\n  - name: gone\n    type: local_files\n    path: /nonexistent/futurnal-test\n",
+    )
+    .unwrap();
+    assert!(s.run(&["orchestrator", "start"]).status.success());
+    let out = s.run(&["orchestrator", "sources", "trigger", "gone", "--wait"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("job 1 failed: not_found"), "{stdout}");
+    assert!(stdout.contains("it retries at"), "{stdout}");
+}

@@ -101,12 +101,7 @@ pub fn run(home: &Home, overrides: &Overrides, cmd: ConfigCommand) -> Result<()>
                 std::fs::copy(&path, &bak).map_err(fail)?;
             }
             write_private_atomic(&path, config::template().as_bytes()).map_err(fail)?;
-            audit(
-                home,
-                true,
-                "config.init",
-                json!({"path": path, "replaced": force}),
-            );
+            audit(home, true, "config.init", json!({ "replaced": force }));
             println!("wrote {}", display_path(&path));
             Ok(())
         }

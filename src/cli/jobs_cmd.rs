@@ -39,6 +39,8 @@ pub enum JobsCommand {
         #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
         format: TableOrJson,
     },
+    /// Wait until a job finishes (or its attempt fails); the exit status reflects its outcome
+    Wait { job_id: i64 },
     /// Cancel a job: a waiting job never runs; a running job stops at its next item
     Cancel {
         job_id: i64,
@@ -64,7 +66,9 @@ fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
 fn no_such_job(home: &Home, db: Option<&QueueDb>, id: i64) -> OperatorError {
     let newest = db.and_then(|db| {
         db.conn()
-            .query_row("SELECT MAX(id) FROM jobs", [], |r| r.get::<_, Option<i64>>(0))
+            .query_row("SELECT MAX(id) FROM jobs", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
             .ok()
             .flatten()
     });
@@ -100,8 +104,13 @@ pub fn outcome_line(job: &Job) -> String {
     match job.state.as_str() {
         "succeeded" if job.kind == "source_run" => {
             let mut line = format!(
-                "job {} succeeded{took}: {} new, {} changed, {} deleted, {} unchanged documents; {} items skipped",
-                job.id, job.docs_new, job.docs_changed, job.docs_deleted, job.docs_unchanged, job.items_skipped
+                "job {} succeeded{took}: {} new, {} changed, {} deleted, {} unchanged documents; {} skipped",
+                job.id,
+                job.docs_new,
+                job.docs_changed,
+                job.docs_deleted,
+                job.docs_unchanged,
+                display::plural(job.items_skipped, "item")
             );
             if job.items_failed > 0 {
                 line.push_str(&format!(
@@ -125,6 +134,15 @@ pub fn outcome_line(job: &Job) -> String {
             job.error_class.as_deref().unwrap_or("?"),
             job.last_error.as_deref().unwrap_or("")
         ),
+        "cancelled" => format!(
+            "job {} cancelled{}: {} documents ingested before it stopped; reason: {}",
+            job.id,
+            job.duration_ms()
+                .map(|d| format!(" after {}", display::duration_ms(d)))
+                .unwrap_or_default(),
+            job.docs_new + job.docs_changed,
+            job.cancel_reason.as_deref().unwrap_or("none given")
+        ),
         other => format!("job {} {other}", job.id),
     }
 }
@@ -144,7 +162,10 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
             {
                 return Err(OperatorError::new(
                     ExitCode::Usage,
-                    format!("`{s}` is not a job state; states: {}", JOB_STATES.join(", ")),
+                    format!(
+                        "`{s}` is not a job state; states: {}",
+                        JOB_STATES.join(", ")
+                    ),
                     "nothing was shown",
                     topics::MANAGING_JOBS,
                 )
@@ -154,7 +175,14 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
                 .as_deref()
                 .map(|t| display::parse_since(t, now_ms()))
                 .transpose()
-                .map_err(|e| OperatorError::new(ExitCode::Usage, e, "nothing was shown", topics::MANAGING_JOBS))?;
+                .map_err(|e| {
+                    OperatorError::new(
+                        ExitCode::Usage,
+                        e,
+                        "nothing was shown",
+                        topics::MANAGING_JOBS,
+                    )
+                })?;
             let list = match &db {
                 Some(db) => jobs::list(
                     db.conn(),
@@ -185,7 +213,9 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
                         what(j),
                         j.state.clone(),
                         display::timestamp(j.updated_at),
-                        j.duration_ms().map(display::duration_ms).unwrap_or_else(|| "-".into()),
+                        j.duration_ms()
+                            .map(display::duration_ms)
+                            .unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
@@ -215,6 +245,26 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
             print!("{}", render_job(&job, &events, &items));
             Ok(())
         }
+        JobsCommand::Wait { job_id } => {
+            let Some(db) = db else {
+                return Err(no_such_job(home, None, job_id).into());
+            };
+            let job = jobs::get(db.conn(), job_id)
+                .map_err(|e| sql(home, e))?
+                .ok_or_else(|| no_such_job(home, Some(&db), job_id))?;
+            if !job.is_terminal() && job.state != "failed" && lock::holder(home).is_none() {
+                return Err(OperatorError::failure(
+                    format!(
+                        "job {job_id} is {} but the orchestrator is not running",
+                        job.state
+                    ),
+                    "nothing was changed; start the orchestrator, then wait again",
+                    topics::MANAGING_JOBS,
+                )
+                .into());
+            }
+            super::sources_cmd::wait_for(home, &db, job_id)
+        }
         JobsCommand::Cancel { job_id, reason } => {
             let reason = reason.trim().to_string();
             if reason.is_empty() {
@@ -229,11 +279,10 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
             let Some(db) = db else {
                 return Err(no_such_job(home, None, job_id).into());
             };
-            let actor = format!(
-                "{} (cli)",
-                std::env::var("USER").unwrap_or_else(|_| "operator".into())
-            );
-            match jobs::request_cancel(db.conn(), job_id, &reason, &actor, now_ms()).map_err(|e| sql(home, e))? {
+            let actor = super::sources_cmd::actor();
+            match jobs::request_cancel(db.conn(), job_id, &reason, &actor, now_ms())
+                .map_err(|e| sql(home, e))?
+            {
                 None => Err(no_such_job(home, Some(&db), job_id).into()),
                 Some(CancelOutcome::Cancelled) => {
                     println!("cancelled job {job_id}: it was waiting and will not run");
@@ -292,7 +341,10 @@ fn render_job(job: &Job, events: &[jobs::Event], items: &[jobs::ItemError]) -> S
     rows.push(("state", job.state.clone()));
     rows.push(("trigger", job.trigger.clone()));
     rows.push(("priority", job.priority_name().into()));
-    rows.push(("attempts", format!("{} of {}", job.attempts, job.max_attempts)));
+    rows.push((
+        "attempts",
+        format!("{} of {}", job.attempts, job.max_attempts),
+    ));
     rows.push(("created", display::timestamp(job.created_at)));
     if matches!(job.state.as_str(), "pending" | "failed") {
         rows.push(("scheduled for", display::timestamp(job.scheduled_for)));
@@ -307,7 +359,10 @@ fn render_job(job: &Job, events: &[jobs::Event], items: &[jobs::ItemError]) -> S
         rows.push(("duration", display::duration_ms(d)));
     }
     if job.state == "running" && job.items_total > 0 {
-        rows.push(("progress", format!("{} of {} items", job.items_done, job.items_total)));
+        rows.push((
+            "progress",
+            format!("{} of {} items", job.items_done, job.items_total),
+        ));
     }
     if job.kind == "source_run" && job.finished_at.is_some() {
         rows.push((
@@ -329,7 +384,12 @@ fn render_job(job: &Job, events: &[jobs::Event], items: &[jobs::ItemError]) -> S
         let rate = job
             .duration_ms()
             .filter(|d| *d > 0)
-            .map(|d| format!(" at {:.1} MB/s", job.bytes as f64 / 1_048_576.0 / (d as f64 / 1000.0)))
+            .map(|d| {
+                format!(
+                    " at {:.1} MB/s",
+                    job.bytes as f64 / 1_048_576.0 / (d as f64 / 1000.0)
+                )
+            })
             .unwrap_or_default();
         rows.push(("read", format!("{}{rate}", display::size(job.bytes as u64))));
     }
@@ -352,7 +412,9 @@ fn render_job(job: &Job, events: &[jobs::Event], items: &[jobs::ItemError]) -> S
                 vec![
                     i.item.clone(),
                     i.class.clone(),
-                    i.item_job_id.map(|j| format!("job {j}")).unwrap_or_default(),
+                    i.item_job_id
+                        .map(|j| format!("job {j}"))
+                        .unwrap_or_default(),
                 ]
             })
             .collect();

@@ -71,7 +71,12 @@ pub fn find_source<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a SourceConfi
         .iter()
         .find(|s| s.name == name)
         .ok_or_else(|| {
-            let names: Vec<&str> = loaded.config.sources.iter().map(|s| s.name.as_str()).collect();
+            let names: Vec<&str> = loaded
+                .config
+                .sources
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
             let what = if names.is_empty() {
                 format!(
                     "no source named `{name}`: {} declares no sources",
@@ -127,7 +132,7 @@ fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
 fn source_json(
     s: &SourceConfig,
     state: Option<&jobs::SourceState>,
-    runs: Option<&(Option<jobs::Job>, Option<jobs::Job>)>,
+    runs: Option<&jobs::LastRuns>,
     stats: Option<&crate::store::SourceStats>,
     open: Option<&(i64, i64)>,
 ) -> Value {
@@ -225,7 +230,11 @@ fn last_run_text(v: &Value, now: i64) -> String {
     format!("{} {when}", run["state"].as_str().unwrap_or("?"))
 }
 
-pub fn run(home: &Home, overrides: &crate::config::Overrides, cmd: SourcesCommand) -> Result<(), CommandError> {
+pub fn run(
+    home: &Home,
+    overrides: &crate::config::Overrides,
+    cmd: SourcesCommand,
+) -> Result<(), CommandError> {
     let loaded = effective_config(home, overrides)?;
     let now = now_ms();
     match cmd {
@@ -250,15 +259,21 @@ pub fn run(home: &Home, overrides: &crate::config::Overrides, cmd: SourcesComman
                         s["type"].as_str().unwrap_or_default().to_string(),
                         s["status"].as_str().unwrap_or_default().to_string(),
                         display::truncate(s["schedule"].as_str().unwrap_or_default(), 12),
-                        last_run_text(s, now),
                         s["documents"].to_string(),
                         display::size(s["bytes"].as_u64().unwrap_or(0)),
+                        last_run_text(s, now),
                     ]
                 })
                 .collect();
+            // The one column whose width changes from minute to minute comes last.
             print!(
                 "{}",
-                display::columns(&["NAME", "TYPE", "STATE", "SCHEDULE", "LAST RUN", "DOCS", "SIZE"], &rows)
+                display::columns(
+                    &[
+                        "NAME", "TYPE", "STATE", "SCHEDULE", "DOCS", "SIZE", "LAST RUN"
+                    ],
+                    &rows
+                )
             );
             for s in &sources {
                 if let Some(p) = s.get("paused").filter(|p| !p.is_null()) {
@@ -295,7 +310,10 @@ pub fn run(home: &Home, overrides: &crate::config::Overrides, cmd: SourcesComman
                 ("path", display_path(&source.path)),
                 ("state", info["status"].as_str().unwrap_or_default().into()),
                 ("schedule", source.schedule.clone()),
-                ("priority", info["priority"].as_str().unwrap_or_default().into()),
+                (
+                    "priority",
+                    info["priority"].as_str().unwrap_or_default().into(),
+                ),
             ];
             if let Some(p) = info.get("paused").filter(|p| !p.is_null()) {
                 rows.push((
@@ -321,15 +339,18 @@ pub fn run(home: &Home, overrides: &crate::config::Overrides, cmd: SourcesComman
             rows.push((
                 "documents",
                 format!(
-                    "{} ({}), {} items skipped",
+                    "{} ({}), {} skipped",
                     info["documents"],
                     display::size(info["bytes"].as_u64().unwrap_or(0)),
-                    info["skipped_items"]
+                    display::plural(info["skipped_items"].as_i64().unwrap_or(0), "item")
                 ),
             ));
             rows.push((
                 "jobs",
-                format!("{} pending, {} running", info["pending_jobs"], info["running_jobs"]),
+                format!(
+                    "{} pending, {} running",
+                    info["pending_jobs"], info["running_jobs"]
+                ),
             ));
             let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
             for (k, v) in &rows {
@@ -348,7 +369,10 @@ pub fn run(home: &Home, overrides: &crate::config::Overrides, cmd: SourcesComman
                         ]
                     })
                     .collect();
-                print!("{}", display::columns(&["ITEM", "KIND", "CHUNKS", "TITLE"], &table));
+                print!(
+                    "{}",
+                    display::columns(&["ITEM", "KIND", "CHUNKS", "TITLE"], &table)
+                );
             }
             Ok(())
         }
@@ -366,7 +390,9 @@ pub fn run(home: &Home, overrides: &crate::config::Overrides, cmd: SourcesComman
                 .into());
             }
             let actor = actor();
-            if jobs::pause(db.conn(), &source.name, reason, &actor, now).map_err(|e| sql(home, e))? {
+            if jobs::pause(db.conn(), &source.name, reason, &actor, now)
+                .map_err(|e| sql(home, e))?
+            {
                 crate::security::audit(
                     home,
                     loaded.config.security.audit_logging,
@@ -375,7 +401,10 @@ pub fn run(home: &Home, overrides: &crate::config::Overrides, cmd: SourcesComman
                 );
                 println!("paused source {}: {reason}", source.name);
             } else {
-                println!("source {} was already paused; its first reason is kept", source.name);
+                println!(
+                    "source {} was already paused; its first reason is kept",
+                    source.name
+                );
             }
             Ok(())
         }
@@ -399,11 +428,10 @@ pub fn run(home: &Home, overrides: &crate::config::Overrides, cmd: SourcesComman
     }
 }
 
-fn actor() -> String {
-    format!(
-        "{} (cli)",
-        std::env::var("USER").unwrap_or_else(|_| "operator".into())
-    )
+/// Who a command-line action is recorded as. futurnal is a personal, single-user tool: the
+/// operator.
+pub fn actor() -> String {
+    "operator".into()
 }
 
 fn trigger(home: &Home, loaded: &Loaded, name: &str, wait: bool) -> Result<(), CommandError> {
@@ -444,10 +472,14 @@ fn trigger(home: &Home, loaded: &Loaded, name: &str, wait: bool) -> Result<(), C
     if !running {
         println!("the orchestrator is not running: the job runs when it starts");
     }
-    if let Some(st) = jobs::source_states(db.conn()).ok().and_then(|s| s.get(name).cloned())
+    if let Some(st) = jobs::source_states(db.conn())
+        .ok()
+        .and_then(|s| s.get(name).cloned())
         && st.paused_at.is_some()
     {
-        println!("source {name} is paused: the job runs after `futurnal orchestrator sources resume {name}`");
+        println!(
+            "source {name} is paused: the job runs after `futurnal orchestrator sources resume {name}`"
+        );
     }
     if !wait {
         return Ok(());
@@ -460,9 +492,11 @@ pub fn wait_for(home: &Home, db: &QueueDb, id: i64) -> Result<(), CommandError> 
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} job {msg} [{bar:30}] {pos}/{len} items")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} job {msg} [{bar:30}] {pos}/{len} items",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.set_message(id.to_string());
         bar
@@ -471,7 +505,13 @@ pub fn wait_for(home: &Home, db: &QueueDb, id: i64) -> Result<(), CommandError> 
     let job = loop {
         let job = jobs::get(db.conn(), id)
             .map_err(|e| sql(home, e))?
-            .ok_or_else(|| OperatorError::failure(format!("job {id} disappeared"), "nothing else changed", topics::MANAGING_JOBS))?;
+            .ok_or_else(|| {
+                OperatorError::failure(
+                    format!("job {id} disappeared"),
+                    "nothing else changed",
+                    topics::MANAGING_JOBS,
+                )
+            })?;
         if let Some(bar) = &bar {
             bar.set_length(job.items_total.max(0) as u64);
             bar.set_position(job.items_done.max(0) as u64);

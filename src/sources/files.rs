@@ -32,7 +32,8 @@ pub fn enumerate(root: &Path, kind: SourceType, rules: &Rules) -> Enumeration {
                 let io = err
                     .into_io_error()
                     .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
-                out.errors.push((key.clone(), Failure::io(format!("cannot list {key}"), &io)));
+                out.errors
+                    .push((key.clone(), Failure::io(format!("cannot list {key}"), &io)));
                 continue;
             }
         };
@@ -56,7 +57,10 @@ pub fn enumerate(root: &Path, kind: SourceType, rules: &Rules) -> Enumeration {
         let ext = extension(&key);
         let supported = match kind {
             SourceType::Obsidian => ext == "md",
-            _ => matches!(ext.as_str(), "md" | "markdown" | "txt" | "text" | "html" | "htm" | "json"),
+            _ => matches!(
+                ext.as_str(),
+                "md" | "markdown" | "txt" | "text" | "html" | "htm" | "json"
+            ),
         };
         if supported {
             out.candidates.push(Candidate {
@@ -140,7 +144,15 @@ pub fn parse_file(c: &Candidate, bytes: &[u8], hash: String) -> Result<ParsedDoc
             if let Some(f) = front {
                 meta["frontmatter"] = f;
             }
-            Ok(doc(c, "markdown", title, markdown::normalize(body), meta, links, hash))
+            Ok(doc(
+                c,
+                "markdown",
+                title,
+                markdown::normalize(body),
+                meta,
+                links,
+                hash,
+            ))
         }
         "html" | "htm" => {
             let title = HTML_TITLE
@@ -152,9 +164,8 @@ pub fn parse_file(c: &Candidate, bytes: &[u8], hash: String) -> Result<ParsedDoc
             Ok(doc(c, "html", title, body, path_meta, Vec::new(), hash))
         }
         "json" => {
-            let value: Value = serde_json::from_str(text).map_err(|e| {
-                Failure::parse(format!("not valid JSON: {e}"))
-            })?;
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| Failure::parse(format!("not valid JSON: {e}")))?;
             let title = value
                 .get("title")
                 .and_then(Value::as_str)
@@ -170,7 +181,15 @@ pub fn parse_file(c: &Candidate, bytes: &[u8], hash: String) -> Result<ParsedDoc
                 .find(|l| !l.is_empty())
                 .map(|l| l.chars().take(120).collect())
                 .unwrap_or_else(|| stem(&c.key));
-            Ok(doc(c, "text", title, text.trim().to_string(), path_meta, Vec::new(), hash))
+            Ok(doc(
+                c,
+                "text",
+                title,
+                text.trim().to_string(),
+                path_meta,
+                Vec::new(),
+                hash,
+            ))
         }
     }
 }
@@ -198,7 +217,15 @@ pub fn parse_obsidian(c: &Candidate, bytes: &[u8], hash: String) -> Result<Parse
     if let Some(f) = front {
         meta["frontmatter"] = f;
     }
-    Ok(doc(c, "note", title, markdown::normalize(body), meta, links, hash))
+    Ok(doc(
+        c,
+        "note",
+        title,
+        markdown::normalize(body),
+        meta,
+        links,
+        hash,
+    ))
 }
 
 pub fn html_to_text(html: &str) -> Result<String, Failure> {
@@ -262,6 +289,10 @@ mod tests {
         assert_eq!(d.metadata["tags"], json!(["project", "idea"]));
         assert_eq!(d.metadata["aliases"], json!(["Plan"]));
         assert_eq!(d.links.len(), 2);
-        assert!(d.body.starts_with("See [[Other Note|other]] #idea"), "{}", d.body);
+        assert!(
+            d.body.starts_with("See [[Other Note|other]] #idea"),
+            "{}",
+            d.body
+        );
     }
 }

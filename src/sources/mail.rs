@@ -11,7 +11,7 @@ use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
 use serde_json::{Value, json};
 
 use super::files::html_to_text;
-use super::{Candidate, Enumeration, ParsedDoc, Parsed, Rules, content_hash, relative_key, stat};
+use super::{Candidate, Enumeration, Parsed, ParsedDoc, Rules, content_hash, relative_key, stat};
 use crate::failure::Failure;
 
 pub fn enumerate_maildir(root: &Path, rules: &Rules) -> Enumeration {
@@ -20,11 +20,15 @@ pub fn enumerate_maildir(root: &Path, rules: &Rules) -> Enumeration {
         let entry = match entry {
             Ok(e) => e,
             Err(err) => {
-                let key = err.path().map(|p| relative_key(root, p)).unwrap_or_default();
+                let key = err
+                    .path()
+                    .map(|p| relative_key(root, p))
+                    .unwrap_or_default();
                 let io = err
                     .into_io_error()
                     .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
-                out.errors.push((key.clone(), Failure::io(format!("cannot list {key}"), &io)));
+                out.errors
+                    .push((key.clone(), Failure::io(format!("cannot list {key}"), &io)));
                 continue;
             }
         };
@@ -89,19 +93,22 @@ pub fn enumerate_mbox(root: &Path, is_dir: bool, rules: &Rules) -> Enumeration {
                     mtime_ns,
                 });
             }
-            Err(e) => out.errors.push((String::new(), Failure::io(root.display(), &e))),
+            Err(e) => out
+                .errors
+                .push((String::new(), Failure::io(root.display(), &e))),
         }
         return out;
     }
     // A folder of mbox files: every file counts, whatever its name.
     let mut out = super::files::enumerate(root, crate::config::SourceType::LocalFiles, rules);
     let skipped = std::mem::take(&mut out.skipped);
-    out.candidates.extend(skipped.into_iter().map(|s| Candidate {
-        path: root.join(&s.key),
-        key: s.key,
-        size: s.size,
-        mtime_ns: s.mtime_ns,
-    }));
+    out.candidates
+        .extend(skipped.into_iter().map(|s| Candidate {
+            path: root.join(&s.key),
+            key: s.key,
+            size: s.size,
+            mtime_ns: s.mtime_ns,
+        }));
     out.candidates.sort_by(|a, b| a.key.cmp(&b.key));
     out
 }
@@ -224,7 +231,9 @@ pub fn parse_mbox(c: &Candidate, bytes: &[u8]) -> Parsed {
                 continue;
             }
         };
-        let contents = message.contents();
+        // The blank line that separates a message from the next one belongs to neither: without
+        // this, appending to an mbox would change the previous last message.
+        let contents = trim_trailing_newlines(message.contents());
         let id = MessageParser::default()
             .parse_headers(contents)
             .and_then(|m| m.message_id().map(str::to_string))
@@ -241,6 +250,13 @@ pub fn parse_mbox(c: &Candidate, bytes: &[u8]) -> Parsed {
         }
     }
     parsed
+}
+
+fn trim_trailing_newlines(mut b: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\n' | b'\r'] = b {
+        b = rest;
+    }
+    b
 }
 
 #[cfg(test)]
@@ -282,6 +298,9 @@ mod tests {
         let parsed = parse_mbox(&c, mbox.as_bytes());
         assert!(parsed.failures.is_empty(), "{:?}", parsed.failures);
         let keys: Vec<&str> = parsed.docs.iter().map(|d| d.item.as_str()).collect();
-        assert_eq!(keys, vec!["archive.mbox#2@example.org", "archive.mbox#1@example.org"]);
+        assert_eq!(
+            keys,
+            vec!["archive.mbox#2@example.org", "archive.mbox#1@example.org"]
+        );
     }
 }

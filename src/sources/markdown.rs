@@ -12,7 +12,10 @@ use crate::failure::Failure;
 
 /// Split `---` frontmatter from the body and parse it as YAML.
 pub fn frontmatter(text: &str) -> Result<(Option<Value>, &str), Failure> {
-    let Some(rest) = text.strip_prefix("---\n").or_else(|| text.strip_prefix("---\r\n")) else {
+    let Some(rest) = text
+        .strip_prefix("---\n")
+        .or_else(|| text.strip_prefix("---\r\n"))
+    else {
         return Ok((None, text));
     };
     let mut offset = 0;
@@ -34,7 +37,9 @@ pub fn frontmatter(text: &str) -> Result<(Option<Value>, &str), Failure> {
         }
         offset += line.len();
     }
-    Err(Failure::parse("frontmatter starts with `---` but never ends"))
+    Err(Failure::parse(
+        "frontmatter starts with `---` but never ends",
+    ))
 }
 
 static WIKILINK: LazyLock<Regex> = LazyLock::new(|| {
@@ -114,7 +119,9 @@ pub fn external_links(text: &str) -> Vec<String> {
 }
 
 fn strip_inline_markup(s: &str) -> String {
-    s.chars().filter(|c| !matches!(c, '*' | '_' | '`')).collect()
+    s.chars()
+        .filter(|c| !matches!(c, '*' | '_' | '`'))
+        .collect()
 }
 
 /// `\r\n` to `\n`, and no leading or trailing blank lines.
@@ -194,7 +201,9 @@ mod tests {
 
     #[test]
     fn outline_title_and_urls() {
-        let o = outline("```\n# not a title\n```\n# Title *here*\n\nSome [link](https://example.org) and <mailto:a@b.c>.\n");
+        let o = outline(
+            "```\n# not a title\n```\n# Title *here*\n\nSome [link](https://example.org) and <mailto:a@b.c>.\n",
+        );
         assert_eq!(o.first_heading.as_deref(), Some("Title here"));
         assert_eq!(o.urls, vec!["https://example.org", "mailto:a@b.c"]);
         assert!(outline("#hashtag only\n").first_heading.is_none());
@@ -203,7 +212,8 @@ mod tests {
 
     #[test]
     fn obsidian_links_and_tags() {
-        let links = wikilinks("See [[Project Plan|the plan]] and [[Daily#Morning]] ![[diagram.png]].");
+        let links =
+            wikilinks("See [[Project Plan|the plan]] and [[Daily#Morning]] ![[diagram.png]].");
         assert_eq!(
             links,
             vec![
@@ -214,7 +224,10 @@ mod tests {
         );
         let fm: Value = serde_json::json!({"tags": ["work", "#plans"]});
         assert_eq!(
-            tags(Some(&fm), "text #idea and #2024 and #work\n```\n#not-a-tag\n"),
+            tags(
+                Some(&fm),
+                "text #idea and #2024 and #work\n```\n#not-a-tag\n"
+            ),
             vec!["work", "plans", "idea"]
         );
     }

@@ -99,7 +99,9 @@ impl Rules {
         if self.exclude.is_match(relative) {
             return false;
         }
-        self.include.as_ref().is_none_or(|inc| inc.is_match(relative))
+        self.include
+            .as_ref()
+            .is_none_or(|inc| inc.is_match(relative))
     }
 }
 
@@ -114,9 +116,8 @@ pub fn check_patterns(patterns: &[String]) -> Result<(), String> {
 /// Find the items of a source. `Err` when the source itself is unusable (missing, unreadable).
 pub fn enumerate(source: &SourceConfig) -> Result<Enumeration, Failure> {
     let root = &source.path;
-    let meta = std::fs::metadata(root).map_err(|e| {
-        Failure::io(format!("source path {}", root.display()), &e)
-    })?;
+    let meta = std::fs::metadata(root)
+        .map_err(|e| Failure::io(format!("source path {}", root.display()), &e))?;
     let rules = Rules::new(source)?;
     match source.source_type {
         SourceType::LocalFiles | SourceType::Obsidian => {
@@ -142,7 +143,11 @@ pub fn enumerate(source: &SourceConfig) -> Result<Enumeration, Failure> {
 }
 
 /// Parse one candidate's bytes into documents. `Err` when the candidate as a whole failed.
-pub fn parse(source: &SourceConfig, candidate: &Candidate, bytes: &[u8]) -> Result<Parsed, Failure> {
+pub fn parse(
+    source: &SourceConfig,
+    candidate: &Candidate,
+    bytes: &[u8],
+) -> Result<Parsed, Failure> {
     let one = |d: ParsedDoc| Parsed {
         docs: vec![d],
         failures: Vec::new(),
@@ -205,7 +210,11 @@ pub fn chunk_boundaries(text: &str, target: usize) -> Vec<(usize, usize)> {
         let cut = window[min.min(window.len())..]
             .rfind("\n\n")
             .map(|i| i + min + 2)
-            .or_else(|| window[min.min(window.len())..].rfind(char::is_whitespace).map(|i| i + min + 1))
+            .or_else(|| {
+                window[min.min(window.len())..]
+                    .rfind(char::is_whitespace)
+                    .map(|i| i + min + 1)
+            })
             .unwrap_or(window.len());
         let end = floor_char(text, start + cut).max(start + 1);
         let end = if end <= start { window_end } else { end };
