@@ -7,7 +7,7 @@
 //! on; items under a folder that could not be listed are never treated as deleted; cancellation
 //! is checked between items and keeps everything already committed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -99,9 +99,9 @@ fn process(source: &SourceConfig, todo: &Todo) -> Work {
     if todo.hash.as_deref() == Some(hash.as_str()) {
         return Work::Touch(c, hash, todo.documents);
     }
-    match sources::parse(source, &c, &bytes) {
+    let n = bytes.len() as u64;
+    match sources::parse(source, &c, bytes, hash.clone()) {
         Ok(Parsed { docs, failures }) => {
-            let n = bytes.len() as u64;
             let prepared = docs.into_iter().map(Prepared::from).collect();
             Work::Put(c, hash, prepared, failures, n)
         }
@@ -113,9 +113,24 @@ impl Run<'_> {
     /// One full run: scan the source, ingest what changed, tombstone what disappeared.
     pub fn source_run(&self) -> Result<Report, Failure> {
         let source = self.source;
-        let enumeration = sources::enumerate(source)?;
-        let mut store = Store::open(self.store)?;
-        let rows = store.scan_rows(&source.name)?;
+        // Walking the source and loading what the last run saw are independent: overlap them.
+        let (enumeration, opened) = std::thread::scope(|scope| {
+            let loader = scope.spawn(|| {
+                let store = Store::open(self.store)?;
+                let rows = store.scan_rows(&source.name)?;
+                Ok::<_, Failure>((store, rows))
+            });
+            let enumeration = sources::enumerate(source);
+            let opened = loader.join().unwrap_or_else(|_| {
+                Err(Failure::new(
+                    ErrorClass::Internal,
+                    "loading the scan state panicked",
+                ))
+            });
+            (enumeration, opened)
+        });
+        let enumeration = enumeration?;
+        let (mut store, mut rows) = opened?;
         let mut report = Report {
             items_seen: enumeration.candidates.len() as u64,
             ..Default::default()
@@ -126,31 +141,29 @@ impl Run<'_> {
             errors,
         } = enumeration;
 
-        let mut present: HashSet<String> = HashSet::with_capacity(candidates.len());
+        // Rows seen this time are taken out of `rows`; what is left afterwards has disappeared.
         let mut work = Vec::new();
         let mut unchanged_docs = 0u64;
         for c in candidates {
-            let row = rows.get(&c.key);
-            if unchanged(row, &c) {
+            let row = rows.remove(&c.key);
+            if unchanged(row.as_ref(), &c) {
                 unchanged_docs += row.map_or(0, |r| r.documents);
             } else {
-                let hash = match row {
+                let hash = match &row {
                     Some(r) if r.ok => store.hash_of(&source.name, &c.key)?,
                     _ => None,
                 };
                 work.push(Todo {
-                    candidate: c.clone(),
+                    candidate: c,
                     hash,
                     documents: row.map_or(0, |r| r.documents),
                 });
             }
-            present.insert(c.key);
         }
         let mut skip_writes = Vec::new();
         for s in &skipped {
-            present.insert(s.key.clone());
             let same = rows
-                .get(&s.key)
+                .remove(&s.key)
                 .is_some_and(|r| r.skipped && r.size == s.size && r.mtime_ns == s.mtime_ns);
             if !same {
                 skip_writes.push(s.clone());
@@ -161,7 +174,6 @@ impl Run<'_> {
         let unlisted: Vec<String> = errors.iter().map(|(k, _)| k.clone()).collect();
         let deleted: Vec<String> = rows
             .keys()
-            .filter(|k| !present.contains(*k))
             .filter(|k| {
                 !unlisted
                     .iter()
@@ -208,6 +220,10 @@ impl Run<'_> {
         let candidate_key = item.split('#').next().unwrap_or(item);
         let mut store = Store::open(self.store)?;
         let mut report = Report::default();
+        if let Some((_, failure)) = enumeration.errors.iter().find(|(k, _)| k == candidate_key) {
+            // Still unreadable (a folder that cannot be listed, say).
+            return Err(failure.clone());
+        }
         let Some(c) = enumeration
             .candidates
             .into_iter()

@@ -11,78 +11,53 @@ use regex::Regex;
 use serde_json::{Value, json};
 
 use super::markdown;
-use super::{Candidate, Enumeration, ParsedDoc, Rules, Skipped, relative_key, stat, utf8};
+use super::{Candidate, Enumeration, ParsedDoc, Rules, Skipped, stat, utf8};
 use crate::config::SourceType;
 use crate::failure::Failure;
 
 pub fn enumerate(root: &Path, kind: SourceType, rules: &Rules) -> Enumeration {
     let mut out = Enumeration::default();
-    let walker = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
-    for entry in walker {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(err) => {
-                let key = err
-                    .path()
-                    .map(|p| relative_key(root, p))
-                    .unwrap_or_default();
-                let io = err
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
-                out.errors
-                    .push((key.clone(), Failure::io(format!("cannot list {key}"), &io)));
-                continue;
+    let mut errors = Vec::new();
+    super::walk(
+        root,
+        true,
+        |path, key, meta| {
+            if !rules.allows(&key) {
+                return;
             }
-        };
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let key = relative_key(root, entry.path());
-        if !rules.allows(&key) {
-            continue;
-        }
-        let (size, mtime_ns) = match entry.metadata() {
-            Ok(m) => stat(&m),
-            Err(err) => {
-                let io = err
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("metadata unavailable"));
-                out.errors.push((key.clone(), Failure::io(&key, &io)));
-                continue;
-            }
-        };
-        let ext = extension(&key);
-        let supported = match kind {
-            SourceType::Obsidian => ext == "md",
-            _ => matches!(
-                ext.as_str(),
-                "md" | "markdown" | "txt" | "text" | "html" | "htm" | "json"
-            ),
-        };
-        if supported {
-            out.candidates.push(Candidate {
-                key,
-                path: entry.into_path(),
-                size,
-                mtime_ns,
-            });
-        } else {
-            let reason = match (kind, ext.as_str()) {
-                (SourceType::Obsidian, _) => "attachment, not a note".to_string(),
-                (_, "") => "no file extension".to_string(),
-                (_, e) => format!("unsupported file type .{e}"),
+            let (size, mtime_ns) = stat(&meta);
+            let ext = extension(&key);
+            let supported = match kind {
+                SourceType::Obsidian => ext == "md",
+                _ => matches!(
+                    ext.as_str(),
+                    "md" | "markdown" | "txt" | "text" | "html" | "htm" | "json"
+                ),
             };
-            out.skipped.push(Skipped {
-                key,
-                reason,
-                size,
-                mtime_ns,
-            });
-        }
-    }
+            if supported {
+                out.candidates.push(Candidate {
+                    key,
+                    path,
+                    size,
+                    mtime_ns,
+                });
+            } else {
+                let reason = match (kind, ext.as_str()) {
+                    (SourceType::Obsidian, _) => "attachment, not a note".to_string(),
+                    (_, "") => "no file extension".to_string(),
+                    (_, e) => format!("unsupported file type .{e}"),
+                };
+                out.skipped.push(Skipped {
+                    key,
+                    reason,
+                    size,
+                    mtime_ns,
+                });
+            }
+        },
+        |key, e| errors.push((key.clone(), Failure::io(format!("cannot list {key}"), &e))),
+    );
+    out.errors = errors;
     out
 }
 
@@ -125,12 +100,22 @@ fn doc(
 }
 
 /// A file of a `local_files` source.
-pub fn parse_file(c: &Candidate, bytes: &[u8], hash: String) -> Result<ParsedDoc, Failure> {
+/// The part of `text` from byte `offset` on, reusing the buffer when `offset` is 0.
+fn tail(text: String, offset: usize) -> String {
+    if offset == 0 {
+        text
+    } else {
+        text[offset..].to_string()
+    }
+}
+
+pub fn parse_file(c: &Candidate, bytes: Vec<u8>, hash: String) -> Result<ParsedDoc, Failure> {
     let text = utf8(bytes)?;
     let path_meta = json!({ "path": c.key });
     match extension(&c.key).as_str() {
         "md" | "markdown" => {
-            let (front, body) = markdown::frontmatter(text)?;
+            let (front, body) = markdown::frontmatter(&text)?;
+            let offset = text.len() - body.len();
             let outline = markdown::outline(body);
             let title = front
                 .as_ref()
@@ -144,27 +129,20 @@ pub fn parse_file(c: &Candidate, bytes: &[u8], hash: String) -> Result<ParsedDoc
             if let Some(f) = front {
                 meta["frontmatter"] = f;
             }
-            Ok(doc(
-                c,
-                "markdown",
-                title,
-                markdown::normalize(body),
-                meta,
-                links,
-                hash,
-            ))
+            let body = markdown::normalize(tail(text, offset));
+            Ok(doc(c, "markdown", title, body, meta, links, hash))
         }
         "html" | "htm" => {
             let title = HTML_TITLE
-                .captures(text)
+                .captures(&text)
                 .map(|m| collapse_ws(&m[1]))
                 .filter(|t| !t.is_empty())
                 .unwrap_or_else(|| stem(&c.key));
-            let body = html_to_text(text)?;
+            let body = html_to_text(&text)?;
             Ok(doc(c, "html", title, body, path_meta, Vec::new(), hash))
         }
         "json" => {
-            let value: Value = serde_json::from_str(text)
+            let value: Value = serde_json::from_str(&text)
                 .map_err(|e| Failure::parse(format!("not valid JSON: {e}")))?;
             let title = value
                 .get("title")
@@ -181,23 +159,17 @@ pub fn parse_file(c: &Candidate, bytes: &[u8], hash: String) -> Result<ParsedDoc
                 .find(|l| !l.is_empty())
                 .map(|l| l.chars().take(120).collect())
                 .unwrap_or_else(|| stem(&c.key));
-            Ok(doc(
-                c,
-                "text",
-                title,
-                text.trim().to_string(),
-                path_meta,
-                Vec::new(),
-                hash,
-            ))
+            let body = markdown::normalize(text);
+            Ok(doc(c, "text", title, body, path_meta, Vec::new(), hash))
         }
     }
 }
 
 /// A note of an `obsidian` vault.
-pub fn parse_obsidian(c: &Candidate, bytes: &[u8], hash: String) -> Result<ParsedDoc, Failure> {
+pub fn parse_obsidian(c: &Candidate, bytes: Vec<u8>, hash: String) -> Result<ParsedDoc, Failure> {
     let text = utf8(bytes)?;
-    let (front, body) = markdown::frontmatter(text)?;
+    let (front, body) = markdown::frontmatter(&text)?;
+    let offset = text.len() - body.len();
     let tags = markdown::tags(front.as_ref(), body);
     let mut links = markdown::wikilinks(body);
     links.extend(markdown::outline(body).urls.into_iter().map(|u| (u, "url")));
@@ -217,15 +189,8 @@ pub fn parse_obsidian(c: &Candidate, bytes: &[u8], hash: String) -> Result<Parse
     if let Some(f) = front {
         meta["frontmatter"] = f;
     }
-    Ok(doc(
-        c,
-        "note",
-        title,
-        markdown::normalize(body),
-        meta,
-        links,
-        hash,
-    ))
+    let body = markdown::normalize(tail(text, offset));
+    Ok(doc(c, "note", title, body, meta, links, hash))
 }
 
 pub fn html_to_text(html: &str) -> Result<String, Failure> {
@@ -263,28 +228,38 @@ mod tests {
     #[test]
     fn markdown_html_json_text() {
         let md = b"---\ntitle: From front\n---\n# Heading\n\nBody with [x](https://a.example).\n";
-        let d = parse_file(&cand("a/note.md", md.len()), md, "h".into()).unwrap();
+        let d = parse_file(&cand("a/note.md", md.len()), md.to_vec(), "h".into()).unwrap();
         assert_eq!(d.title, "From front");
         assert_eq!(d.body, "# Heading\n\nBody with [x](https://a.example).");
         assert_eq!(d.links, vec![("https://a.example".to_string(), "url")]);
 
         let html = b"<html><head><title> My\n page </title><style>p{}</style></head><body><p>Hello &amp; bye</p></body></html>";
-        let d = parse_file(&cand("p.html", html.len()), html, "h".into()).unwrap();
+        let d = parse_file(&cand("p.html", html.len()), html.to_vec(), "h".into()).unwrap();
         assert_eq!(d.title, "My page");
         assert_eq!(d.body, "Hello & bye");
 
         let bad = b"{ not json";
-        let f = parse_file(&cand("x.json", bad.len()), bad, "h".into()).unwrap_err();
+        let f = parse_file(&cand("x.json", bad.len()), bad.to_vec(), "h".into()).unwrap_err();
         assert_eq!(f.class, ErrorClass::ParseError);
 
-        let d = parse_file(&cand("t.txt", 12), b"\n  First line\nmore", "h".into()).unwrap();
+        let d = parse_file(
+            &cand("t.txt", 12),
+            b"\n  First line\nmore".to_vec(),
+            "h".into(),
+        )
+        .unwrap();
         assert_eq!(d.title, "First line");
     }
 
     #[test]
     fn obsidian_note() {
         let note = b"---\ntags: [project]\naliases: Plan\n---\nSee [[Other Note|other]] #idea\n![[pic.png]]\n";
-        let d = parse_obsidian(&cand("Plans/Plan A.md", note.len()), note, "h".into()).unwrap();
+        let d = parse_obsidian(
+            &cand("Plans/Plan A.md", note.len()),
+            note.to_vec(),
+            "h".into(),
+        )
+        .unwrap();
         assert_eq!(d.title, "Plan A");
         assert_eq!(d.metadata["tags"], json!(["project", "idea"]));
         assert_eq!(d.metadata["aliases"], json!(["Plan"]));

@@ -11,69 +11,45 @@ use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
 use serde_json::{Value, json};
 
 use super::files::html_to_text;
-use super::{Candidate, Enumeration, Parsed, ParsedDoc, Rules, content_hash, relative_key, stat};
+use super::{Candidate, Enumeration, Parsed, ParsedDoc, Rules, content_hash, stat};
 use crate::failure::Failure;
 
 pub fn enumerate_maildir(root: &Path, rules: &Rules) -> Enumeration {
     let mut out = Enumeration::default();
-    for entry in walkdir::WalkDir::new(root).follow_links(false) {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(err) => {
-                let key = err
-                    .path()
-                    .map(|p| relative_key(root, p))
-                    .unwrap_or_default();
-                let io = err
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
-                out.errors
-                    .push((key.clone(), Failure::io(format!("cannot list {key}"), &io)));
-                continue;
+    let mut errors = Vec::new();
+    // Maildir++ keeps sub-folders in directories named `.Folder`, so hidden names are walked.
+    super::walk(
+        root,
+        false,
+        |path, key, meta| {
+            let mut parts = key.rsplitn(3, '/');
+            let (Some(name), Some(box_dir)) = (parts.next(), parts.next()) else {
+                return;
+            };
+            if !(box_dir == "cur" || box_dir == "new") || name.starts_with('.') {
+                return;
             }
-        };
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy().to_string();
-        let parent = entry.path().parent();
-        let in_mail_dir = parent
-            .and_then(|p| p.file_name())
-            .is_some_and(|n| n == "cur" || n == "new");
-        if !in_mail_dir || name.starts_with('.') {
-            continue;
-        }
-        let folder = parent
-            .and_then(|p| p.parent())
-            .map(|f| relative_key(root, f))
-            .unwrap_or_default();
-        let unique = name.split(':').next().unwrap_or(&name).to_string();
-        let key = if folder.is_empty() {
-            unique
-        } else {
-            format!("{folder}/{unique}")
-        };
-        if !rules.allows(&key) {
-            continue;
-        }
-        match entry.metadata() {
-            Ok(m) => {
-                let (size, mtime_ns) = stat(&m);
-                out.candidates.push(Candidate {
-                    key,
-                    path: entry.into_path(),
-                    size,
-                    mtime_ns,
-                });
+            let folder = parts.next().unwrap_or("");
+            let unique = name.split(':').next().unwrap_or(name);
+            let key = if folder.is_empty() {
+                unique.to_string()
+            } else {
+                format!("{folder}/{unique}")
+            };
+            if !rules.allows(&key) {
+                return;
             }
-            Err(err) => {
-                let io = err
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("metadata unavailable"));
-                out.errors.push((key.clone(), Failure::io(&key, &io)));
-            }
-        }
-    }
+            let (size, mtime_ns) = stat(&meta);
+            out.candidates.push(Candidate {
+                key,
+                path,
+                size,
+                mtime_ns,
+            });
+        },
+        |key, e| errors.push((key.clone(), Failure::io(format!("cannot list {key}"), &e))),
+    );
+    out.errors = errors;
     out
 }
 

@@ -124,14 +124,18 @@ fn strip_inline_markup(s: &str) -> String {
         .collect()
 }
 
-/// `\r\n` to `\n`, and no leading or trailing blank lines.
-pub fn normalize(text: &str) -> String {
-    let t = text.trim_matches(|c: char| c == '\n' || c == '\r');
-    if t.contains('\r') {
-        t.replace("\r\n", "\n")
-    } else {
-        t.to_string()
+/// `\r\n` to `\n`, and no leading or trailing blank lines; reuses the string's buffer.
+pub fn normalize(mut text: String) -> String {
+    let end = text.trim_end_matches(['\n', '\r']).len();
+    text.truncate(end);
+    let start = text.len() - text.trim_start_matches(['\n', '\r']).len();
+    if start > 0 {
+        text.drain(..start);
     }
+    if memchr::memchr(b'\r', text.as_bytes()).is_some() {
+        text = text.replace("\r\n", "\n");
+    }
+    text
 }
 
 /// Obsidian links in a note: (target, kind) with kind `wikilink` or `embed`. Headings stay in
@@ -207,7 +211,7 @@ mod tests {
         assert_eq!(o.first_heading.as_deref(), Some("Title here"));
         assert_eq!(o.urls, vec!["https://example.org", "mailto:a@b.c"]);
         assert!(outline("#hashtag only\n").first_heading.is_none());
-        assert_eq!(normalize("\r\n\r\na\r\nb\r\n"), "a\nb");
+        assert_eq!(normalize("\r\n\r\na\r\nb\r\n".into()), "a\nb");
     }
 
     #[test]

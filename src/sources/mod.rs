@@ -142,30 +142,85 @@ pub fn enumerate(source: &SourceConfig) -> Result<Enumeration, Failure> {
     }
 }
 
-/// Parse one candidate's bytes into documents. `Err` when the candidate as a whole failed.
+/// Parse one candidate's bytes (whose content hash is `hash`) into documents. `Err` when the
+/// candidate as a whole failed. Takes the bytes by value so a note's text becomes its document
+/// body without a copy.
 pub fn parse(
     source: &SourceConfig,
     candidate: &Candidate,
-    bytes: &[u8],
+    bytes: Vec<u8>,
+    hash: String,
 ) -> Result<Parsed, Failure> {
     let one = |d: ParsedDoc| Parsed {
         docs: vec![d],
         failures: Vec::new(),
     };
     match source.source_type {
-        SourceType::LocalFiles => files::parse_file(candidate, bytes, content_hash(bytes)).map(one),
-        SourceType::Obsidian => {
-            files::parse_obsidian(candidate, bytes, content_hash(bytes)).map(one)
-        }
-        SourceType::Maildir => {
-            mail::parse_email(&candidate.key, bytes, content_hash(bytes)).map(one)
-        }
-        SourceType::Mbox => Ok(mail::parse_mbox(candidate, bytes)),
+        SourceType::LocalFiles => files::parse_file(candidate, bytes, hash).map(one),
+        SourceType::Obsidian => files::parse_obsidian(candidate, bytes, hash).map(one),
+        SourceType::Maildir => mail::parse_email(&candidate.key, &bytes, hash).map(one),
+        SourceType::Mbox => Ok(mail::parse_mbox(candidate, &bytes)),
     }
 }
 
 pub fn content_hash(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
+}
+
+/// Every regular file under `root`, depth first, without following symlinks. `on_file` gets the
+/// file's path, its key (path relative to `root`, `/`-separated) and metadata; `on_error` gets the
+/// key of anything that could not be listed or stat'ed. With `skip_hidden`, names starting with
+/// `.` are not entered or reported.
+///
+/// A hand-rolled walk rather than walkdir: `DirEntry::metadata` stats relative to the open
+/// directory (no path resolution per file) and keys are built by appending, which keeps a no-change
+/// rescan of 100,000 files within twice the time of `find`.
+pub fn walk(
+    root: &Path,
+    skip_hidden: bool,
+    mut on_file: impl FnMut(PathBuf, String, std::fs::Metadata),
+    mut on_error: impl FnMut(String, std::io::Error),
+) {
+    let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                on_error(prefix, e);
+                continue;
+            }
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    on_error(prefix.clone(), e);
+                    continue;
+                }
+            };
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if skip_hidden && name.starts_with('.') {
+                continue;
+            }
+            let key = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push((entry.path(), key));
+            } else if kind.is_file() {
+                match entry.metadata() {
+                    Ok(m) => on_file(entry.path(), key, m),
+                    Err(e) => on_error(key, e),
+                }
+            }
+        }
+    }
 }
 
 /// A file's size and modification time in nanoseconds.
@@ -174,21 +229,16 @@ pub fn stat(meta: &std::fs::Metadata) -> (u64, i64) {
     (meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec())
 }
 
-/// Path of `path` relative to `root`, with `/` separators.
-pub fn relative_key(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .to_string_lossy()
-        .replace('\\', "/")
-}
-
-/// Decode text, failing (rather than guessing) on bytes that are not UTF-8.
-pub fn utf8(bytes: &[u8]) -> Result<&str, Failure> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    std::str::from_utf8(bytes).map_err(|e| {
+/// Decode text, failing (rather than guessing) on bytes that are not UTF-8. A byte-order mark
+/// is dropped.
+pub fn utf8(mut bytes: Vec<u8>) -> Result<String, Failure> {
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        bytes.drain(..3);
+    }
+    String::from_utf8(bytes).map_err(|e| {
         Failure::parse(format!(
             "not UTF-8 text (invalid byte at offset {})",
-            e.valid_up_to()
+            e.utf8_error().valid_up_to()
         ))
     })
 }
@@ -255,9 +305,9 @@ mod tests {
 
     #[test]
     fn utf8_rejects_invalid_bytes_with_offset() {
-        let f = utf8(b"ok \xff bad").unwrap_err();
+        let f = utf8(b"ok \xff bad".to_vec()).unwrap_err();
         assert_eq!(f.class, ErrorClass::ParseError);
         assert!(f.message.contains("offset 3"), "{}", f.message);
-        assert_eq!(utf8(b"\xEF\xBB\xBFhi").unwrap(), "hi");
+        assert_eq!(utf8(b"\xEF\xBB\xBFhi".to_vec()).unwrap(), "hi");
     }
 }
