@@ -842,3 +842,119 @@ pub fn open_counts(conn: &Connection) -> rusqlite::Result<HashMap<String, (i64, 
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceType;
+
+    fn source(name: &str, priority: Priority) -> SourceConfig {
+        SourceConfig {
+            name: name.into(),
+            source_type: SourceType::LocalFiles,
+            path: "/x".into(),
+            schedule: "manual".into(),
+            priority,
+            enabled: true,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            max_item_mb: 64,
+            concurrency: 1,
+            items_per_second: 0,
+        }
+    }
+
+    fn fresh_db() -> (tempfile::TempDir, crate::queue::QueueDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::queue::QueueDb::open_for_daemon(
+            &dir.path().join("queue.db"),
+            &crate::config::Queue::default(),
+        )
+        .unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn priority_wins_until_waiting_outweighs_it() {
+        let (_d, db) = fresh_db();
+        let low = source("low", Priority::Low);
+        let high = source("high", Priority::High);
+        let sources = vec![low.clone(), high.clone()];
+        let t0 = 1_000_000_000;
+        // The low job waited 3 minutes, the high one just arrived: high goes first.
+        enqueue_run(db.conn(), &low, "manual", "test", 3, t0).unwrap();
+        enqueue_run(db.conn(), &high, "manual", "test", 3, t0 + 3 * 60_000).unwrap();
+        let now = t0 + 3 * 60_000;
+        let first = claim(db.conn(), now, "i", 1000, &sources, &HashSet::new())
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.source, "high");
+
+        // Once the low job has waited more than two levels' worth (10 minutes), it goes first.
+        let (_d, db) = fresh_db();
+        enqueue_run(db.conn(), &low, "manual", "test", 3, t0).unwrap();
+        enqueue_run(db.conn(), &high, "manual", "test", 3, t0 + 11 * 60_000).unwrap();
+        let now = t0 + 11 * 60_000;
+        let first = claim(db.conn(), now, "i", 1000, &sources, &HashSet::new())
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.source, "low");
+    }
+
+    #[test]
+    fn paused_sources_and_running_runs_are_not_claimed_and_triggers_coalesce() {
+        let (_d, db) = fresh_db();
+        let a = source("a", Priority::Normal);
+        let sources = vec![a.clone()];
+        let first = enqueue_run(db.conn(), &a, "manual", "t", 3, 1).unwrap();
+        assert_eq!(
+            enqueue_run(db.conn(), &a, "manual", "t", 3, 2).unwrap(),
+            Enqueued::Coalesced(first.id())
+        );
+        let paused: HashSet<String> = ["a".to_string()].into();
+        assert!(
+            claim(db.conn(), 10, "i", 1000, &sources, &paused)
+                .unwrap()
+                .is_none()
+        );
+        let job = claim(db.conn(), 10, "i", 1000, &sources, &HashSet::new())
+            .unwrap()
+            .unwrap();
+        assert_eq!(job.attempts, 1, "counted at claim");
+        // While it runs, a trigger queues one more run, which waits for the first to finish.
+        let second = enqueue_run(db.conn(), &a, "manual", "t", 3, 11).unwrap();
+        assert!(matches!(second, Enqueued::New(_)));
+        assert!(
+            claim(db.conn(), 12, "i", 1000, &sources, &HashSet::new())
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn requeue_does_not_use_up_an_attempt_and_events_record_every_step() {
+        let (_d, db) = fresh_db();
+        let a = source("a", Priority::Normal);
+        let id = enqueue_run(db.conn(), &a, "manual", "t", 3, 1)
+            .unwrap()
+            .id();
+        claim(
+            db.conn(),
+            2,
+            "dead",
+            1000,
+            std::slice::from_ref(&a),
+            &HashSet::new(),
+        )
+        .unwrap();
+        assert_eq!(requeue_orphans(db.conn(), "alive", 3).unwrap(), 1);
+        let job = get(db.conn(), id).unwrap().unwrap();
+        assert_eq!((job.state.as_str(), job.attempts), ("pending", 0));
+        let states: Vec<String> = events(db.conn(), id)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.to_state)
+            .collect();
+        assert_eq!(states, vec!["pending", "running", "pending"]);
+    }
+}

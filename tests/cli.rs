@@ -476,3 +476,25 @@ fn trigger_wait_exit_status_reflects_a_failed_run() {
     assert!(stdout.contains("job 1 failed: not_found"), "{stdout}");
     assert!(stdout.contains("it retries at"), "{stdout}");
 }
+
+#[test]
+fn losing_queue_db_and_re_ingesting_duplicates_nothing() {
+    let s = Sandbox::new();
+    throttled_source(&s, 50, 0);
+    assert!(s.run(&["orchestrator", "start"]).status.success());
+    let out = s.run(&["orchestrator", "sources", "trigger", "bulk", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(s.run(&["orchestrator", "stop"]).status.success());
+    for f in ["queue.db", "queue.db-wal", "queue.db-shm"] {
+        let _ = std::fs::remove_file(s.futurnal_home().join(f));
+    }
+    assert!(s.run(&["orchestrator", "start"]).status.success());
+    let out = s.run(&["orchestrator", "sources", "trigger", "bulk", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 new, 0 changed, 0 deleted, 50 unchanged"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(live_documents(&s), (50, 50));
+}
