@@ -29,6 +29,7 @@ fn source(name: &str, path: &Path) -> SourceConfig {
         max_item_mb: 64,
         concurrency: 1,
         items_per_second: 0,
+        retry: Default::default(),
     }
 }
 

@@ -184,6 +184,10 @@ schema! {
             env "FUTURNAL_WORKERS_SHUTDOWN_GRACE_SECONDS"; kind "integer"; default_doc "30";
             check |v| in_range(*v, 0, 3600);
             doc "How long a graceful stop waits for in-flight jobs before cancelling them.";
+        stall_timeout_seconds: u64 = 300;
+            env "FUTURNAL_WORKERS_STALL_TIMEOUT_SECONDS"; kind "integer"; default_doc "300";
+            check |v| in_range(*v, 10, 86_400);
+            doc "A running job that reports no progress for this long is taken back and retried.";
         cancel_grace_seconds: u64 = 10;
             env "FUTURNAL_WORKERS_CANCEL_GRACE_SECONDS"; kind "integer"; default_doc "10";
             check |v| in_range(*v, 1, 3600);
@@ -216,6 +220,10 @@ schema! {
             env "FUTURNAL_QUEUE_WAL_MODE"; kind "boolean"; default_doc "true";
             check any_bool;
             doc "Write-ahead logging for queue.db: readers never block the daemon.";
+        min_free_mb: u64 = 100;
+            env "FUTURNAL_QUEUE_MIN_FREE_MB"; kind "integer"; default_doc "100";
+            check |v| in_range(*v, 0, 10_000_000);
+            doc "The orchestrator refuses to start with less free disk space than this (MiB) in its home.";
         checkpoint_interval: u32 = 1000;
             env "FUTURNAL_QUEUE_CHECKPOINT_INTERVAL"; kind "integer"; default_doc "1000";
             check |v| in_range(*v, 10, 100_000);
@@ -306,6 +314,9 @@ pub struct SourceConfig {
     /// At most this many items read per second (0: no limit), to keep a big first ingest from
     /// hogging a laptop's disk.
     pub items_per_second: u32,
+    /// The retry policy of this source's jobs: the global `retry` section with this source's
+    /// `retry:` overrides applied.
+    pub retry: Retry,
 }
 
 #[derive(Debug, Deserialize)]
@@ -331,6 +342,8 @@ struct FileSource {
     concurrency: Option<Spanned<u32>>,
     #[serde(default)]
     items_per_second: Option<Spanned<u32>>,
+    #[serde(default)]
+    retry: Option<FileRetry>,
 }
 
 type Origins = BTreeMap<&'static str, Origin>;
@@ -498,7 +511,7 @@ pub fn load(home: &Home, overrides: &Overrides) -> Result<Loaded, Vec<Problem>> 
     }
 
     if let Some(list) = file_sources {
-        config.sources = validate_sources(list.value, &path, &mut problems);
+        config.sources = validate_sources(list.value, &path, &mut problems, &config.retry);
     }
     // Report file problems in file order; env and flag problems after them.
     problems.sort_by_key(|p| {
@@ -666,6 +679,7 @@ fn validate_sources(
     list: Vec<FileSource>,
     file: &Path,
     problems: &mut Vec<Problem>,
+    global_retry: &Retry,
 ) -> Vec<SourceConfig> {
     let at = |loc: &serde_saphyr::Location| {
         format!("{}:{}:{}", display_path(file), loc.line(), loc.column())
@@ -765,6 +779,39 @@ fn validate_sources(
                 message,
             });
         }
+        let retry = match s.retry {
+            None => global_retry.clone(),
+            Some(over) => {
+                // Apply the overrides to a copy of the global policy and check the result with the
+                // same rules as the global keys.
+                let mut probe = Config::default();
+                probe.retry = global_retry.clone();
+                let mut located = BTreeMap::new();
+                probe.apply_file(
+                    FileConfig {
+                        retry: Some(over),
+                        ..Default::default()
+                    },
+                    &mut located,
+                );
+                for (k, message) in probe.check_scalars() {
+                    if let Some(field) = k.strip_prefix("retry.") {
+                        let loc = match located.get(k) {
+                            Some(Origin::File { line, column }) => {
+                                format!("{}:{line}:{column}", display_path(file))
+                            }
+                            _ => at(&s.name.defined),
+                        };
+                        problems.push(Problem {
+                            at: loc,
+                            key: key(&format!("retry.{field}")),
+                            message,
+                        });
+                    }
+                }
+                probe.retry
+            }
+        };
         out.push(SourceConfig {
             name,
             source_type: s.source_type.value,
@@ -777,6 +824,7 @@ fn validate_sources(
             max_item_mb,
             concurrency,
             items_per_second,
+            retry,
         });
     }
     out

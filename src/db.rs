@@ -14,8 +14,12 @@ use rusqlite::Connection;
 /// Why opening a database failed.
 #[derive(Debug)]
 pub enum OpenError {
-    /// The file is not a usable SQLite database, or SQLite failed.
-    Sqlite(String),
+    /// SQLite refused the file or failed (the error says which; see `class`).
+    Sqlite(rusqlite::Error, &'static str),
+    /// The file could not be created.
+    Io(std::io::Error),
+    /// The file opened but is not in a state futurnal can use.
+    Invalid(String),
     /// The schema is newer than this futurnal understands.
     Newer { found: i64, supported: i64 },
 }
@@ -23,7 +27,10 @@ pub enum OpenError {
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            OpenError::Sqlite(m) => f.write_str(m),
+            OpenError::Sqlite(e, "") => write!(f, "{e}"),
+            OpenError::Sqlite(e, context) => write!(f, "{context}: {e}"),
+            OpenError::Io(e) => write!(f, "{e}"),
+            OpenError::Invalid(m) => f.write_str(m),
             OpenError::Newer { found, supported } => write!(
                 f,
                 "schema version {found} is newer than this futurnal understands ({supported})"
@@ -32,8 +39,33 @@ impl std::fmt::Display for OpenError {
     }
 }
 
-fn sql(e: impl std::fmt::Display) -> OpenError {
-    OpenError::Sqlite(e.to_string())
+impl OpenError {
+    /// The error class of the failure, from SQLite's result code.
+    pub fn class(&self) -> crate::failure::ErrorClass {
+        use crate::failure::ErrorClass;
+        match self {
+            OpenError::Sqlite(e, _) => sqlite_class(e),
+            OpenError::Io(e) => ErrorClass::from_io(e),
+            OpenError::Invalid(_) | OpenError::Newer { .. } => ErrorClass::Internal,
+        }
+    }
+}
+
+/// Classify an SQLite error by its result code.
+pub fn sqlite_class(e: &rusqlite::Error) -> crate::failure::ErrorClass {
+    use crate::failure::ErrorClass;
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => ErrorClass::Busy,
+        Some(C::DiskFull | C::OutOfMemory) => ErrorClass::ResourceExhausted,
+        Some(C::PermissionDenied | C::ReadOnly | C::CannotOpen) => ErrorClass::PermissionDenied,
+        Some(C::SystemIoFailure) => ErrorClass::IoError,
+        _ => ErrorClass::Internal,
+    }
+}
+
+fn sql(e: rusqlite::Error) -> OpenError {
+    OpenError::Sqlite(e, "")
 }
 
 /// Open (creating if needed) a database, set pragmas, check integrity, apply migrations.
@@ -50,7 +82,7 @@ pub fn open_migrated(
             .create_new(true)
             .mode(0o600)
             .open(path)
-            .map_err(sql)?;
+            .map_err(OpenError::Io)?;
     }
     let conn = Connection::open(path).map_err(sql)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
@@ -59,7 +91,7 @@ pub fn open_migrated(
         .query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0))
         .map_err(sql)?;
     if !applied.eq_ignore_ascii_case(mode) {
-        return Err(OpenError::Sqlite(format!(
+        return Err(OpenError::Invalid(format!(
             "could not switch journal_mode to {mode} (still {applied})"
         )));
     }
@@ -83,7 +115,7 @@ pub fn quick_check(conn: &Connection) -> Result<(), OpenError> {
             .map_err(sql)?
     };
     if !(rows.len() == 1 && rows[0] == "ok") {
-        return Err(OpenError::Sqlite(format!(
+        return Err(OpenError::Invalid(format!(
             "integrity check failed: {}",
             rows.join("; ")
         )));
@@ -111,7 +143,7 @@ fn migrate(conn: &Connection, migrations: &[&str]) -> Result<(), OpenError> {
         tx.execute_batch(migration)
             .and_then(|_| tx.execute_batch(&format!("PRAGMA user_version = {version}")))
             .and_then(|_| tx.commit())
-            .map_err(|e| OpenError::Sqlite(format!("migration {version} failed: {e}")))?;
+            .map_err(|e| OpenError::Sqlite(e, "migration failed"))?;
     }
     Ok(())
 }

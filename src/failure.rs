@@ -20,6 +20,11 @@ pub enum ErrorClass {
     Timeout,
     IoError,
     ResourceExhausted,
+    /// The document store was locked by another process for too long: retried later without
+    /// using up an attempt.
+    Busy,
+    /// The orchestrator died several times while this job ran.
+    Poison,
     Internal,
 }
 
@@ -32,6 +37,8 @@ impl ErrorClass {
         ErrorClass::Timeout,
         ErrorClass::IoError,
         ErrorClass::ResourceExhausted,
+        ErrorClass::Busy,
+        ErrorClass::Poison,
         ErrorClass::Internal,
     ];
 
@@ -44,6 +51,8 @@ impl ErrorClass {
             ErrorClass::Timeout => "timeout",
             ErrorClass::IoError => "io_error",
             ErrorClass::ResourceExhausted => "resource_exhausted",
+            ErrorClass::Busy => "busy",
+            ErrorClass::Poison => "poison",
             ErrorClass::Internal => "internal",
         }
     }
@@ -53,17 +62,21 @@ impl ErrorClass {
     }
 
     /// Transient failures may go away by themselves (a file being written, a full disk, a busy
-    /// lock); permanent ones need an operator (fix permissions, the file, or a limit).
-    /// Permission errors are transient: an operator's `chmod` fixes them without touching the
-    /// file, and the retries give them time to.
+    /// lock) and are retried with backoff; permanent ones need an operator (fix the file, raise a
+    /// limit) and are quarantined at once. Permission errors count as transient: an operator's
+    /// `chmod` fixes them without touching the file, and the retries give them time to.
     pub fn is_transient(self) -> bool {
         match self {
             ErrorClass::PermissionDenied
             | ErrorClass::NotFound
             | ErrorClass::Timeout
             | ErrorClass::IoError
-            | ErrorClass::ResourceExhausted => true,
-            ErrorClass::ParseError | ErrorClass::TooLarge | ErrorClass::Internal => false,
+            | ErrorClass::ResourceExhausted
+            | ErrorClass::Busy => true,
+            ErrorClass::ParseError
+            | ErrorClass::TooLarge
+            | ErrorClass::Poison
+            | ErrorClass::Internal => false,
         }
     }
 
@@ -77,6 +90,7 @@ impl ErrorClass {
                 ErrorClass::ResourceExhausted
             }
             K::InvalidData => ErrorClass::ParseError,
+            K::ResourceBusy => ErrorClass::Busy,
             _ => ErrorClass::IoError,
         }
     }

@@ -166,6 +166,12 @@ pub fn write_private_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
+/// Bytes available to an unprivileged user on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let st = rustix::fs::statvfs(path).map_err(io::Error::from)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// Permission bits of a path, for status and health output.
 pub fn mode_of(path: &Path) -> Option<u32> {
     fs::metadata(path)

@@ -491,40 +491,105 @@ pub fn progress(conn: &Connection, id: i64, done: i64, total: i64) -> rusqlite::
     .map(|_| ())
 }
 
+/// Extend the leases of running jobs that are making progress.
 pub fn renew_leases(
     conn: &Connection,
-    instance_id: &str,
+    ids: &[i64],
     now: i64,
     lease_ms: i64,
 ) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE jobs SET lease_until = ?2 WHERE instance_id = ?1 AND state = 'running'",
-        params![instance_id, now + lease_ms],
-    )
-    .map(|_| ())
+    let mut stmt = conn
+        .prepare_cached("UPDATE jobs SET lease_until = ?2 WHERE id = ?1 AND state = 'running'")?;
+    for id in ids {
+        stmt.execute(params![id, now + lease_ms])?;
+    }
+    Ok(())
 }
 
-/// At start: jobs left running by an earlier instance go back to pending, attempt not counted.
-pub fn requeue_orphans(conn: &Connection, instance_id: &str, now: i64) -> rusqlite::Result<i64> {
+/// A job that was running each time the orchestrator died this many times is poison: it is
+/// quarantined instead of being run again (it may be what kills the orchestrator).
+pub const POISON_AFTER_CRASHES: i64 = 3;
+
+/// What start-up recovery did to jobs an earlier instance left running.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Orphans {
+    pub requeued: i64,
+    pub poisoned: i64,
+}
+
+/// At start: jobs left running by an earlier instance go back to pending, attempt not counted;
+/// a job that was running during `POISON_AFTER_CRASHES` crashes is quarantined as `poison`.
+pub fn requeue_orphans(
+    conn: &Connection,
+    instance_id: &str,
+    now: i64,
+) -> rusqlite::Result<Orphans> {
     let tx = immediate(conn)?;
-    let ids: Vec<i64> = {
+    let orphans: Vec<(i64, i64)> = {
         let mut stmt = tx.prepare(
-            "SELECT id FROM jobs WHERE state = 'running' AND COALESCE(instance_id, '') != ?1",
+            "SELECT id, crashes FROM jobs WHERE state = 'running'
+             AND COALESCE(instance_id, '') != ?1",
         )?;
-        stmt.query_map([instance_id], |r| r.get(0))?
+        stmt.query_map([instance_id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?
     };
-    for id in &ids {
-        requeue(
-            &tx,
-            *id,
-            now,
-            "recovery",
-            "the orchestrator stopped uncleanly while this ran",
+    let mut out = Orphans::default();
+    for (id, crashes) in orphans {
+        let crashes = crashes + 1;
+        tx.execute(
+            "UPDATE jobs SET crashes = ?2 WHERE id = ?1",
+            params![id, crashes],
         )?;
+        if crashes >= POISON_AFTER_CRASHES {
+            let failure = Failure::new(
+                crate::failure::ErrorClass::Poison,
+                format!("the orchestrator stopped uncleanly {crashes} times while this job ran"),
+            );
+            finish(
+                &tx,
+                id,
+                "quarantined",
+                now,
+                "recovery",
+                &failure.to_string(),
+                &RunNumbers::default(),
+                Some(&failure),
+            )?;
+            out.poisoned += 1;
+        } else {
+            requeue(
+                &tx,
+                id,
+                now,
+                "recovery",
+                "the orchestrator stopped uncleanly while this ran",
+            )?;
+            out.requeued += 1;
+        }
     }
     tx.commit()?;
-    Ok(ids.len() as i64)
+    Ok(out)
+}
+
+/// A running job that must wait (its store was busy): back to pending until `retry_at`, without
+/// using up the attempt.
+pub fn defer(
+    tx: &Connection,
+    id: i64,
+    now: i64,
+    retry_at: i64,
+    reason: &str,
+) -> rusqlite::Result<bool> {
+    let n = tx.execute(
+        "UPDATE jobs SET state = 'pending', attempts = MAX(attempts - 1, 0), updated_at = ?2,
+            scheduled_for = ?3, lease_until = NULL, instance_id = NULL, items_done = 0
+         WHERE id = ?1 AND state = 'running'",
+        params![id, now, retry_at],
+    )?;
+    if n == 1 {
+        event(tx, id, now, Some("running"), "pending", "daemon", reason)?;
+    }
+    Ok(n == 1)
 }
 
 /// What `jobs cancel` did.
@@ -690,6 +755,71 @@ pub fn resolve_items(
         }
     }
     Ok(())
+}
+
+/// Filters for the quarantine commands.
+#[derive(Debug, Clone, Default)]
+pub struct QuarantineFilter {
+    pub reason: Option<String>,
+    pub source: Option<String>,
+    /// Only jobs quarantined before this time.
+    pub before: Option<i64>,
+    pub id: Option<i64>,
+}
+
+/// Quarantined jobs, oldest first.
+pub fn quarantined(conn: &Connection, f: &QuarantineFilter) -> rusqlite::Result<Vec<Job>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE state = 'quarantined'
+           AND (?1 IS NULL OR error_class = ?1) AND (?2 IS NULL OR source = ?2)
+           AND (?3 IS NULL OR COALESCE(finished_at, updated_at) < ?3)
+           AND (?4 IS NULL OR id = ?4)
+         ORDER BY id"
+    ))?;
+    stmt.query_map(params![f.reason, f.source, f.before, f.id], job_from_row)?
+        .collect()
+}
+
+/// Give a quarantined job a fresh set of attempts, to run at `at`. The note goes into its
+/// timeline.
+pub fn retry_quarantined(
+    tx: &Connection,
+    id: i64,
+    max_attempts: u32,
+    at: i64,
+    now: i64,
+    actor: &str,
+    note: &str,
+) -> rusqlite::Result<bool> {
+    let n = tx.execute(
+        "UPDATE jobs SET state = 'pending', attempts = 0, crashes = 0, max_attempts = ?2,
+            scheduled_for = ?3, updated_at = ?4, finished_at = NULL, instance_id = NULL,
+            lease_until = NULL
+         WHERE id = ?1 AND state = 'quarantined'",
+        params![id, max_attempts, at, now],
+    )?;
+    if n == 1 {
+        event(
+            tx,
+            id,
+            now,
+            Some("quarantined"),
+            "pending",
+            actor,
+            &format!("retried from quarantine: {note}"),
+        )?;
+    }
+    Ok(n == 1)
+}
+
+/// Delete quarantined jobs (their events and item errors go with them).
+pub fn purge_quarantined(tx: &Connection, ids: &[i64]) -> rusqlite::Result<usize> {
+    let mut stmt = tx.prepare_cached("DELETE FROM jobs WHERE id = ?1 AND state = 'quarantined'")?;
+    let mut n = 0;
+    for id in ids {
+        n += stmt.execute([id])?;
+    }
+    Ok(n)
 }
 
 /// Filters for `jobs list`.
@@ -861,6 +991,7 @@ mod tests {
             max_item_mb: 64,
             concurrency: 1,
             items_per_second: 0,
+            retry: Default::default(),
         }
     }
 
@@ -947,7 +1078,7 @@ mod tests {
             &HashSet::new(),
         )
         .unwrap();
-        assert_eq!(requeue_orphans(db.conn(), "alive", 3).unwrap(), 1);
+        assert_eq!(requeue_orphans(db.conn(), "alive", 3).unwrap().requeued, 1);
         let job = get(db.conn(), id).unwrap().unwrap();
         assert_eq!((job.state.as_str(), job.attempts), ("pending", 0));
         let states: Vec<String> = events(db.conn(), id)

@@ -52,7 +52,8 @@ const MIGRATIONS: &[&str] = &[
         crashed_instance_id TEXT,
         crashed_pid INTEGER,
         crashed_started_at INTEGER,
-        jobs_requeued INTEGER NOT NULL DEFAULT 0
+        jobs_requeued INTEGER NOT NULL DEFAULT 0,
+        jobs_poisoned INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE jobs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -66,6 +67,7 @@ const MIGRATIONS: &[&str] = &[
         scheduled_for INTEGER NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         max_attempts INTEGER NOT NULL,
+        crashes INTEGER NOT NULL DEFAULT 0,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL,
         started_at INTEGER,
@@ -149,7 +151,7 @@ impl QueueDb {
         let conn = crate::db::open_migrated(path, cfg.wal_mode, "FULL", MIGRATIONS, true).map_err(
             |e| match e {
                 crate::db::OpenError::Newer { found, .. } => newer_schema(path, found),
-                crate::db::OpenError::Sqlite(m) => db_error(path, m),
+                other => db_error(path, other),
             },
         )?;
         conn.execute_batch(&format!(
@@ -174,6 +176,9 @@ impl QueueDb {
         )
         .map_err(|e| db_error(path, e))?;
         conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| db_error(path, e))?;
+        // Deleting a job removes its events and item errors too.
+        conn.execute_batch("PRAGMA foreign_keys = ON")
             .map_err(|e| db_error(path, e))?;
         let db = QueueDb {
             conn,
@@ -268,14 +273,16 @@ impl QueueDb {
             .map_err(|e| db_error(&self.path, e))?;
         tx.execute(
             "INSERT INTO recoveries (recovered_at, instance_id, crashed_instance_id, crashed_pid,
-                crashed_started_at, jobs_requeued) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                crashed_started_at, jobs_requeued, jobs_poisoned)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 rec.recovered_at,
                 rec.instance_id,
                 rec.crashed_instance_id,
                 rec.crashed_pid,
                 rec.crashed_started_at,
-                rec.jobs_requeued
+                rec.jobs_requeued,
+                rec.jobs_poisoned
             ],
         )
         .and_then(|_| {
@@ -328,7 +335,7 @@ impl QueueDb {
         self.conn
             .query_row(
                 "SELECT recovered_at, instance_id, crashed_instance_id, crashed_pid,
-                        crashed_started_at, jobs_requeued
+                        crashed_started_at, jobs_requeued, jobs_poisoned
                  FROM recoveries ORDER BY id DESC LIMIT 1",
                 [],
                 |r| {
@@ -339,6 +346,7 @@ impl QueueDb {
                         crashed_pid: r.get(3)?,
                         crashed_started_at: r.get(4)?,
                         jobs_requeued: r.get(5)?,
+                        jobs_poisoned: r.get(6)?,
                     })
                 },
             )
@@ -414,6 +422,7 @@ pub struct RecoveryRow {
     pub crashed_pid: Option<i64>,
     pub crashed_started_at: Option<i64>,
     pub jobs_requeued: i64,
+    pub jobs_poisoned: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]

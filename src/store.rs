@@ -97,14 +97,26 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE documents (
 /// Target size of a chunk, in bytes of normalized text.
 pub const CHUNK_TARGET: usize = 1500;
 
-fn store_err(e: impl std::fmt::Display) -> Failure {
-    let text = e.to_string();
-    let class = if text.contains("disk is full") || text.contains("database or disk is full") {
-        ErrorClass::ResourceExhausted
-    } else {
-        ErrorClass::IoError
-    };
-    Failure::new(class, format!("document store: {text}"))
+/// Store errors are classified from SQLite's result code: a busy store means "retry later",
+/// a full disk `resource_exhausted`.
+trait Classified: std::fmt::Display {
+    fn class(&self) -> ErrorClass;
+}
+
+impl Classified for rusqlite::Error {
+    fn class(&self) -> ErrorClass {
+        crate::db::sqlite_class(self)
+    }
+}
+
+impl Classified for crate::db::OpenError {
+    fn class(&self) -> ErrorClass {
+        crate::db::OpenError::class(self)
+    }
+}
+
+fn store_err(e: impl Classified) -> Failure {
+    Failure::new(e.class(), format!("document store: {e}"))
 }
 
 /// What a source run did to the store, per document.

@@ -24,6 +24,8 @@ use crate::scheduler::Schedule;
 
 /// How long a claimed job's lease lasts without a heartbeat renewing it.
 pub const LEASE_MS: i64 = 60_000;
+/// How long a job whose store was busy waits before it tries again.
+const BUSY_RETRY_MS: i64 = 5_000;
 
 pub enum Message {
     Progress {
@@ -40,6 +42,8 @@ pub enum Message {
 struct RunningJob {
     job: Job,
     cancel: Arc<AtomicBool>,
+    /// When its thread last reported progress (or started).
+    last_progress: Instant,
     /// Why the cancel flag was raised, and when.
     cancel_reason: Option<(CancelReason, Instant)>,
 }
@@ -119,6 +123,7 @@ impl Pool {
             self.schedule(db, &states, &paused, now);
         }
         self.watch_cancels(db, now);
+        self.reclaim_stalled(db, Instant::now());
         if self.draining {
             return;
         }
@@ -168,7 +173,7 @@ impl Pool {
                     source,
                     "schedule",
                     "scheduler",
-                    self.config.retry.max_attempts,
+                    source.retry.max_attempts,
                     now,
                 ) {
                     Ok(e) => {
@@ -247,6 +252,53 @@ impl Pool {
         }
     }
 
+    fn stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.workers.stall_timeout_seconds)
+    }
+
+    /// Running jobs whose threads still report progress; only their leases are renewed.
+    pub fn progressing(&self) -> Vec<i64> {
+        let limit = self.stall_timeout();
+        self.running
+            .iter()
+            .filter(|(_, r)| r.last_progress.elapsed() < limit)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// A job whose thread has reported nothing for `stall_timeout_seconds` is hung (a read that
+    /// never returns, say): its lease lapses, it is taken back as a `timeout` failure and retried
+    /// by the normal policy. Its thread is told to stop; anything it reports later is discarded.
+    fn reclaim_stalled(&mut self, db: &QueueDb, now: Instant) {
+        let limit = self.stall_timeout();
+        let stalled: Vec<i64> = self
+            .running
+            .iter()
+            .filter(|(_, r)| now.saturating_duration_since(r.last_progress) >= limit)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stalled {
+            let Some(r) = self.running.remove(&id) else {
+                continue;
+            };
+            r.cancel.store(true, Ordering::Relaxed);
+            let failure = Failure::new(
+                crate::failure::ErrorClass::Timeout,
+                format!(
+                    "no progress for {}s; the job was taken back from its worker",
+                    limit.as_secs()
+                ),
+            );
+            let result = jobs::immediate(db.conn()).and_then(|tx| {
+                self.failed(&tx, &r.job, &failure, now_ms(), &RunNumbers::default())?;
+                tx.commit()
+            });
+            if let Err(e) = result {
+                tracing::error!(job = id, "cannot reclaim a stalled job: {e}");
+            }
+        }
+    }
+
     fn spawn(&mut self, db: &QueueDb, job: Job) {
         let Some(source) = self.sources.iter().find(|s| s.name == job.source).cloned() else {
             return;
@@ -301,6 +353,7 @@ impl Pool {
                     RunningJob {
                         job,
                         cancel,
+                        last_progress: Instant::now(),
                         cancel_reason: None,
                     },
                 );
@@ -322,10 +375,11 @@ impl Pool {
     pub fn handle(&mut self, db: &QueueDb, msg: Message) {
         match msg {
             Message::Progress { id, done, total } => {
-                if self.running.contains_key(&id)
-                    && let Err(e) = jobs::progress(db.conn(), id, done as i64, total as i64)
-                {
-                    tracing::warn!(job = id, "cannot record progress: {e}");
+                if let Some(r) = self.running.get_mut(&id) {
+                    r.last_progress = Instant::now();
+                    if let Err(e) = jobs::progress(db.conn(), id, done as i64, total as i64) {
+                        tracing::warn!(job = id, "cannot record progress: {e}");
+                    }
                 }
             }
             Message::Done { id, result } => {
@@ -386,7 +440,7 @@ impl Pool {
                 report.failed.sort_by(|a, b| a.0.cmp(&b.0));
                 if let Some(source) = source {
                     for (item, failure) in &report.failed {
-                        let retry_at = now + retry_delay_ms(&self.config.retry, 1, job.id);
+                        let retry_at = now + retry_delay_ms(&source.retry, 1, job.id);
                         let item_job = jobs::enqueue_item(
                             &tx,
                             source,
@@ -394,7 +448,7 @@ impl Pool {
                             job.id,
                             failure,
                             retry_at,
-                            self.config.retry.max_attempts,
+                            source.retry.max_attempts,
                             now,
                         )?;
                         jobs::record_item_error(&tx, job.id, item, failure, item_job)?;
@@ -427,9 +481,25 @@ impl Pool {
         now: i64,
         n: &RunNumbers,
     ) -> rusqlite::Result<()> {
+        if failure.class == crate::failure::ErrorClass::Busy {
+            // Not the job's fault: wait and try again, without using up an attempt.
+            let retry_at = now + BUSY_RETRY_MS;
+            let text = format!(
+                "{failure}; retry later at {} (attempt not counted)",
+                crate::display::timestamp(retry_at)
+            );
+            tracing::info!(job = job.id, "job deferred: store busy");
+            jobs::defer(tx, job.id, now, retry_at, &text)?;
+            return Ok(());
+        }
         let retries_left = job.attempts < job.max_attempts;
         if failure.class.is_transient() && retries_left {
-            let retry_at = now + retry_delay_ms(&self.config.retry, job.attempts, job.id);
+            let policy = self
+                .sources
+                .iter()
+                .find(|s| s.name == job.source)
+                .map_or(&self.config.retry, |s| &s.retry);
+            let retry_at = now + retry_delay_ms(policy, job.attempts, job.id);
             let text = format!(
                 "{failure}; retry {} of {} at {}",
                 job.attempts + 1,
@@ -533,4 +603,133 @@ fn describe(r: &Report) -> String {
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Priority, SourceType};
+
+    fn setup() -> (tempfile::TempDir, QueueDb, Pool, SourceConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let db = QueueDb::open_for_daemon(&home.queue_db(), &Default::default()).unwrap();
+        let mut config = Config::default();
+        let source = SourceConfig {
+            name: "s".into(),
+            source_type: SourceType::LocalFiles,
+            path: dir.path().to_path_buf(),
+            schedule: "manual".into(),
+            priority: Priority::Normal,
+            enabled: true,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            max_item_mb: 64,
+            concurrency: 1,
+            items_per_second: 0,
+            retry: crate::config::Retry {
+                jitter: 0.0,
+                ..Default::default()
+            },
+        };
+        config.sources = vec![source.clone()];
+        let (pool, _rx) = Pool::new(&home, &config, "me", 2);
+        (dir, db, pool, source)
+    }
+
+    /// Claim a job and register it as running without starting a thread.
+    fn running(db: &QueueDb, pool: &mut Pool, source: &SourceConfig, now: i64) -> i64 {
+        jobs::enqueue_run(db.conn(), source, "manual", "test", 3, now).unwrap();
+        let job = jobs::claim(
+            db.conn(),
+            now,
+            "me",
+            LEASE_MS,
+            &pool.sources,
+            &HashSet::new(),
+        )
+        .unwrap()
+        .unwrap();
+        let id = job.id;
+        pool.running.insert(
+            id,
+            RunningJob {
+                job,
+                cancel: Arc::new(AtomicBool::new(false)),
+                last_progress: Instant::now(),
+                cancel_reason: None,
+            },
+        );
+        id
+    }
+
+    #[test]
+    fn a_stalled_job_is_reclaimed_as_a_timeout_and_retried_by_policy() {
+        let (_d, db, mut pool, source) = setup();
+        let id = running(&db, &mut pool, &source, now_ms());
+        // Just under the stall timeout: still running.
+        pool.reclaim_stalled(&db, Instant::now() + Duration::from_secs(299));
+        assert!(pool.running.contains_key(&id));
+        assert_eq!(pool.progressing(), vec![id]);
+        pool.reclaim_stalled(&db, Instant::now() + Duration::from_secs(301));
+        assert!(!pool.running.contains_key(&id));
+        let job = jobs::get(db.conn(), id).unwrap().unwrap();
+        assert_eq!(job.state, "failed");
+        assert_eq!(job.error_class.as_deref(), Some("timeout"));
+        // Attempt 1 failed: the retry comes base_delay_seconds later (jitter 0 here).
+        let delay = job.scheduled_for - job.updated_at;
+        assert_eq!(delay, source.retry.base_delay_seconds as i64 * 1000);
+    }
+
+    #[test]
+    fn a_retry_is_claimed_exactly_when_due_not_a_millisecond_before() {
+        let (_d, db, mut pool, source) = setup();
+        let t0 = 1_000_000_000;
+        let id = running(&db, &mut pool, &source, t0);
+        let r = pool.running.remove(&id).unwrap();
+        let tx = jobs::immediate(db.conn()).unwrap();
+        let failure = Failure::new(crate::failure::ErrorClass::IoError, "disk hiccup");
+        pool.failed(&tx, &r.job, &failure, t0, &RunNumbers::default())
+            .unwrap();
+        tx.commit().unwrap();
+        let due = jobs::get(db.conn(), id).unwrap().unwrap().scheduled_for;
+        assert_eq!(due, t0 + 30_000);
+        let none = HashSet::new();
+        assert!(
+            jobs::claim(db.conn(), due - 1, "me", LEASE_MS, &pool.sources, &none)
+                .unwrap()
+                .is_none()
+        );
+        let again = jobs::claim(db.conn(), due, "me", LEASE_MS, &pool.sources, &none)
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.id, again.attempts), (id, 2));
+    }
+
+    #[test]
+    fn a_busy_store_defers_without_using_an_attempt_and_permanent_failures_quarantine() {
+        let (_d, db, mut pool, source) = setup();
+        let id = running(&db, &mut pool, &source, 1_000);
+        let r = pool.running.remove(&id).unwrap();
+        let tx = jobs::immediate(db.conn()).unwrap();
+        let busy = Failure::new(crate::failure::ErrorClass::Busy, "database is locked");
+        pool.failed(&tx, &r.job, &busy, 1_000, &RunNumbers::default())
+            .unwrap();
+        tx.commit().unwrap();
+        let job = jobs::get(db.conn(), id).unwrap().unwrap();
+        assert_eq!(
+            (job.state.as_str(), job.attempts, job.scheduled_for),
+            ("pending", 0, 6_000)
+        );
+
+        let id = running(&db, &mut pool, &source, 10_000);
+        let r = pool.running.remove(&id).unwrap();
+        let tx = jobs::immediate(db.conn()).unwrap();
+        let bad = Failure::parse("not JSON");
+        pool.failed(&tx, &r.job, &bad, 10_000, &RunNumbers::default())
+            .unwrap();
+        tx.commit().unwrap();
+        let job = jobs::get(db.conn(), id).unwrap().unwrap();
+        assert_eq!(job.state, "quarantined");
+    }
 }

@@ -498,3 +498,41 @@ fn losing_queue_db_and_re_ingesting_duplicates_nothing() {
     );
     assert_eq!(live_documents(&s), (50, 50));
 }
+
+fn check_runbook(s: &Sandbox, name: &str, markdown: &str) -> Output {
+    std::fs::create_dir_all(s.home()).unwrap();
+    let path = s.home().join(name);
+    std::fs::write(&path, markdown).unwrap();
+    s.run(&["runbook", "check", path.to_str().unwrap()])
+}
+
+#[test]
+fn scenarios_need_a_check_that_fails_before_the_fix_and_a_fix_safe_to_repeat() {
+    let s = Sandbox::new();
+    let good = "# S\n\n<!-- runbook: hidden\nrm -f ~/flag\n-->\n\n<!-- runbook: fix -->\n```bash\ntouch ~/flag\n```\n\n<!-- runbook: hidden check\ntest -e ~/flag\n-->\n";
+    let out = check_runbook(&s, "good.md", good);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 scenario proven"),
+        "{}",
+        text(&out)
+    );
+
+    // A check that cannot fail proves nothing.
+    let vacuous = good.replace("test -e ~/flag", "true");
+    let out = check_runbook(&s, "vacuous.md", &vacuous);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("vacuous.md:12 (hidden step)"), "{stdout}");
+    assert!(stdout.contains("negative control"), "{stdout}");
+
+    // A fix that only works once is a trap.
+    let once = good.replace("touch ~/flag", "mkdir ~/flag");
+    let out = check_runbook(&s, "once.md", &once);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not safe to repeat"),
+        "{}",
+        text(&out)
+    );
+}

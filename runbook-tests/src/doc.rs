@@ -25,7 +25,9 @@ pub const HIDDEN_LINE_PREFIX: char = '~';
 pub const OUTPUT_LANG: &str = "output";
 /// Languages the harness executes (with bash).
 pub const RUNNABLE_LANGS: &[&str] = &["bash", "sh"];
-pub const DIRECTIVE_KEYS: &[&str] = &["skip", "exit", "timeout", "session", "hidden"];
+pub const DIRECTIVE_KEYS: &[&str] = &[
+    "skip", "exit", "timeout", "session", "hidden", "fix", "check",
+];
 
 /// One executable step of a chapter.
 #[derive(Debug, Clone)]
@@ -47,6 +49,10 @@ pub struct Directives {
     pub exit: i32,
     pub timeout_secs: Option<u64>,
     pub fresh_session: bool,
+    /// The solution of a troubleshooting scenario (see `Step::check`).
+    pub fix: bool,
+    /// The hidden proof that a scenario's symptom is gone.
+    pub check: bool,
 }
 
 /// An expected-output block and where its text lives in the file (for bless).
@@ -277,6 +283,49 @@ fn parse_steps(text: &str) -> (Vec<Step>, Vec<DocError>) {
             message: "this runbook directive is not followed by a bash block".into(),
         });
     }
+    // Scenarios: every fix is followed by exactly one check before the next fix, and every check
+    // belongs to a fix. Checks are hidden steps; fixes are what the reader runs.
+    let mut open_fix: Option<usize> = None;
+    for (i, step) in steps.iter().enumerate() {
+        if step.directives.fix {
+            if step.hidden {
+                errors.push(DocError {
+                    line: step.line,
+                    message: "a fix is what the reader runs: put `fix` on a visible bash block"
+                        .into(),
+                });
+            }
+            if let Some(f) = open_fix {
+                errors.push(DocError {
+                    line: steps[f].line,
+                    message: "this fix has no `check` step after it".into(),
+                });
+            }
+            open_fix = Some(i);
+        }
+        if step.directives.check {
+            if !step.hidden {
+                errors.push(DocError {
+                    line: step.line,
+                    message: "a check proves the fix for the test, not the reader: use \
+                              `<!-- runbook: hidden check`"
+                        .into(),
+                });
+            }
+            if open_fix.take().is_none() {
+                errors.push(DocError {
+                    line: step.line,
+                    message: "this check has no `fix` block before it".into(),
+                });
+            }
+        }
+    }
+    if let Some(f) = open_fix {
+        errors.push(DocError {
+            line: steps[f].line,
+            message: "this fix has no `check` step after it".into(),
+        });
+    }
     for step in &steps {
         if let Some(offset) = negation_that_cannot_fail(&step.script) {
             errors.push(DocError {
@@ -362,6 +411,8 @@ fn parse_directive_comment(raw: &str) -> Result<Comment, String> {
     for (key, value) in tokenize(first)? {
         match (key.as_str(), value) {
             ("hidden", None) => hidden = true,
+            ("fix", None) => directives.fix = true,
+            ("check", None) => directives.check = true,
             ("skip", Some(reason)) if !reason.trim().is_empty() => directives.skip = Some(reason),
             ("skip", _) => {
                 return Err("skip needs a reason: skip=\"why this block must not run\"".into());
@@ -541,6 +592,18 @@ mod tests {
         assert_eq!(errors[0].line, 2);
         let (_, errors) = parse("```bash\necho first\n! grep -q x f\n```\n");
         assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn scenarios_pair_fixes_with_checks() {
+        let md = "<!-- runbook: fix -->\n```bash\nfix-it\n```\n\n<!-- runbook: hidden check\ntest -e ok\n-->\n";
+        let (steps, errors) = parse(md);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(steps[0].directives.fix && steps[1].directives.check);
+        let (_, errors) = parse("<!-- runbook: fix -->\n```bash\nfix-it\n```\n");
+        assert!(errors[0].message.contains("no `check`"), "{errors:?}");
+        let (_, errors) = parse("<!-- runbook: hidden check\ntrue\n-->\n");
+        assert!(errors[0].message.contains("no `fix`"), "{errors:?}");
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub fn render(summary: &Summary, opts: &Options) -> String {
         skipped.len(),
         failed
     );
+    if summary.scenarios() > 0 {
+        let _ = write!(out, ", {} proven", plural(summary.scenarios(), "scenario"));
+    }
     if summary.not_run() > 0 {
         let _ = write!(out, ", {} not run after a failure", summary.not_run());
     }

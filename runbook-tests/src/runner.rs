@@ -82,6 +82,8 @@ pub struct ChapterResult {
     /// Blocks not run because an earlier block of the chapter failed.
     pub not_run: usize,
     pub blessed: usize,
+    /// Troubleshooting scenarios proven: negative control, fix, check, fix again, check again.
+    pub scenarios: usize,
     pub kept_dir: Option<PathBuf>,
     pub elapsed: Duration,
 }
@@ -106,6 +108,9 @@ impl Summary {
     }
     pub fn blessed(&self) -> usize {
         self.chapters.iter().map(|c| c.blessed).sum()
+    }
+    pub fn scenarios(&self) -> usize {
+        self.chapters.iter().map(|c| c.scenarios).sum()
     }
     pub fn passed(&self) -> bool {
         self.failures().next().is_none()
@@ -215,6 +220,25 @@ pub fn run_chapter(file: &Path, opts: &Options) -> ChapterResult {
 
     let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
     let mut failed = false;
+    let timeout_of = |step: &Step| {
+        step.directives
+            .timeout_secs
+            .map(Duration::from_secs)
+            .unwrap_or(opts.default_timeout)
+    };
+    let fail = |result: &mut ChapterResult, step: &Step, problems: Vec<String>, diff, output| {
+        result.failures.push(Failure {
+            file: file.to_path_buf(),
+            line: step.line,
+            hidden: step.hidden,
+            command: step.script.clone(),
+            problems,
+            diff,
+            output,
+        });
+    };
+    // The fix whose check has not run yet, for the scenario protocol.
+    let mut open_fix: Option<usize> = None;
     for (index, step) in doc.steps.iter().enumerate() {
         if let Some(reason) = &step.directives.skip {
             result.skipped.push(Skipped {
@@ -231,12 +255,35 @@ pub fn run_chapter(file: &Path, opts: &Options) -> ChapterResult {
         if step.directives.fresh_session {
             sandbox.reset_session();
         }
-        let timeout = step
-            .directives
-            .timeout_secs
-            .map(Duration::from_secs)
-            .unwrap_or(opts.default_timeout);
-        let outcome = sandbox.run_step(index, step, timeout);
+        if step.directives.fix {
+            // Negative control: before the fix, the scenario's check must fail; otherwise it
+            // could not tell a working fix from a broken one.
+            let check_index = doc.steps[index..]
+                .iter()
+                .position(|s| s.directives.check)
+                .map(|p| index + p)
+                .expect("the parser pairs every fix with a check");
+            let check = &doc.steps[check_index];
+            let control = sandbox.run_step(check_index, check, timeout_of(check));
+            result.executed += 1;
+            if !control.timed_out && control.status == check.directives.exit {
+                failed = true;
+                fail(
+                    &mut result,
+                    check,
+                    vec![format!(
+                        "negative control: this check passed before the fix at line {} ran, so it \
+                         cannot prove the fix works; make it test the symptom",
+                        step.line
+                    )],
+                    None,
+                    sandbox.normalizer.apply(&control.output),
+                );
+                continue;
+            }
+            open_fix = Some(index);
+        }
+        let outcome = sandbox.run_step(index, step, timeout_of(step));
         result.executed += 1;
         let output = sandbox.normalizer.apply(&outcome.output);
         let mut problems = Vec::new();
@@ -244,7 +291,7 @@ pub fn run_chapter(file: &Path, opts: &Options) -> ChapterResult {
             problems.push(format!(
                 "timed out after {}s and was killed; if it legitimately needs longer, put \
                  <!-- runbook: timeout=SECONDS --> before it",
-                timeout.as_secs()
+                timeout_of(step).as_secs()
             ));
         } else if outcome.status != step.directives.exit {
             problems.push(format!(
@@ -279,15 +326,48 @@ pub fn run_chapter(file: &Path, opts: &Options) -> ChapterResult {
         }
         if !problems.is_empty() {
             failed = true;
-            result.failures.push(Failure {
-                file: file.to_path_buf(),
-                line: step.line,
-                hidden: step.hidden,
-                command: step.script.clone(),
-                problems,
-                diff,
-                output,
-            });
+            fail(&mut result, step, problems, diff, output);
+            continue;
+        }
+        if step.directives.check
+            && let Some(fix_index) = open_fix.take()
+        {
+            // The fix must be safe to repeat: run it again (its exit status must not change),
+            // then the check once more.
+            let fix = &doc.steps[fix_index];
+            let again = sandbox.run_step(fix_index, fix, timeout_of(fix));
+            result.executed += 1;
+            if again.timed_out || again.status != fix.directives.exit {
+                failed = true;
+                fail(
+                    &mut result,
+                    fix,
+                    vec![format!(
+                        "not safe to repeat: run a second time, this fix exited {} (expected {})",
+                        again.status, fix.directives.exit
+                    )],
+                    None,
+                    sandbox.normalizer.apply(&again.output),
+                );
+                continue;
+            }
+            let recheck = sandbox.run_step(index, step, timeout_of(step));
+            result.executed += 1;
+            if recheck.timed_out || recheck.status != step.directives.exit {
+                failed = true;
+                fail(
+                    &mut result,
+                    step,
+                    vec![format!(
+                        "after the fix at line {} ran a second time, this check failed (exit {})",
+                        fix.line, recheck.status
+                    )],
+                    None,
+                    sandbox.normalizer.apply(&recheck.output),
+                );
+                continue;
+            }
+            result.scenarios += 1;
         }
     }
     sandbox.kill_session_processes();
@@ -337,6 +417,9 @@ struct StepOutcome {
 /// A chapter's temporary world.
 struct Sandbox {
     dir: Option<tempfile::TempDir>,
+    /// When the harness runs as root: the command that runs bash without the capabilities that
+    /// let root ignore file permissions, so runbooks see permissions as an operator's account does.
+    unprivileged: Option<Vec<String>>,
     root: PathBuf,
     home: PathBuf,
     state: PathBuf,
@@ -452,6 +535,7 @@ impl Sandbox {
         }
         Ok(Sandbox {
             dir: Some(dir),
+            unprivileged: unprivileged_prefix(),
             root,
             home,
             state,
@@ -477,8 +561,15 @@ impl Sandbox {
         let spawn = || -> std::io::Result<std::process::Child> {
             fs::write(&script, &step.script)?;
             let out = fs::File::create(&out_path)?;
-            Command::new("bash")
-                .args(["--noprofile", "--norc", "-c"])
+            let mut cmd = match &self.unprivileged {
+                Some(prefix) => {
+                    let mut c = Command::new(&prefix[0]);
+                    c.args(&prefix[1..]).arg("bash");
+                    c
+                }
+                None => Command::new("bash"),
+            };
+            cmd.args(["--noprofile", "--norc", "-c"])
                 .arg("source \"$1\" || exit 97; source \"$2\"")
                 .arg("runbook")
                 .arg(self.state.join("prelude.sh"))
@@ -565,7 +656,60 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.kill_session_processes();
+        // A runbook may leave a folder at mode 000 (a permissions scenario that failed halfway);
+        // make everything removable again so the temporary directory does not leak.
+        if self.dir.is_some() {
+            restore_permissions(&self.root);
+        }
     }
+}
+
+fn restore_permissions(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !meta.is_dir() {
+        let mode = meta.permissions().mode();
+        if !meta.file_type().is_symlink() && mode & 0o600 != 0o600 {
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o600));
+        }
+        return;
+    }
+    let _ = fs::set_permissions(
+        dir,
+        fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
+    );
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            restore_permissions(&entry.path());
+        }
+    }
+}
+
+/// `setpriv` arguments that drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, when running as root.
+fn unprivileged_prefix() -> Option<Vec<String>> {
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let available = Command::new("setpriv")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    available.then(|| {
+        [
+            "setpriv",
+            "--bounding-set",
+            "-dac_override,-dac_read_search",
+            "--inh-caps",
+            "-dac_override,-dac_read_search",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    })
 }
 
 fn kill_group(pid: u32) {

@@ -330,7 +330,7 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
     }
 }
 
-fn render_job(job: &Job, events: &[jobs::Event], items: &[jobs::ItemError]) -> String {
+pub fn render_job(job: &Job, events: &[jobs::Event], items: &[jobs::ItemError]) -> String {
     let mut rows: Vec<(&str, String)> = Vec::new();
     let kind = match &job.item {
         Some(item) => format!("retry of item {item}"),

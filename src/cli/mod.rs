@@ -8,6 +8,7 @@
 mod config_cmd;
 mod help;
 mod jobs_cmd;
+mod quarantine_cmd;
 mod runbook_cmd;
 mod sources_cmd;
 
@@ -92,6 +93,11 @@ pub enum OrchestratorCommand {
     Jobs {
         #[command(subcommand)]
         command: jobs_cmd::JobsCommand,
+    },
+    /// Jobs that need an operator: list, show, retry, purge
+    Quarantine {
+        #[command(subcommand)]
+        command: quarantine_cmd::QuarantineCommand,
     },
     /// Show whether the orchestrator runs, and what is queued
     Status {
@@ -190,6 +196,9 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
                     sources_cmd::run(&home, &overrides, command)
                 }
                 OrchestratorCommand::Jobs { command } => jobs_cmd::run(&home, command),
+                OrchestratorCommand::Quarantine { command } => {
+                    quarantine_cmd::run(&home, &overrides, command)
+                }
                 OrchestratorCommand::Status { verbose, format } => {
                     let loaded = daemon::load_config(&home, &overrides);
                     let config = loaded.as_ref().map_err(|e| e.what.clone());

@@ -459,7 +459,7 @@ fn trigger(home: &Home, loaded: &Loaded, name: &str, wait: bool) -> Result<(), C
         source,
         "manual",
         &actor(),
-        loaded.config.retry.max_attempts,
+        source.retry.max_attempts,
         now_ms(),
     )
     .map_err(|e| sql(home, e))?;

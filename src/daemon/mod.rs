@@ -213,6 +213,7 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
             )
         })?
     };
+    check_free_space(home, loaded.config.queue.min_free_mb)?;
     let pid = std::process::id();
     let instance_id = uuid::Uuid::now_v7().to_string();
     let started_at = now_ms();
@@ -334,6 +335,27 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
     Ok(())
 }
 
+/// SQLite fails in confusing ways on a full disk; refuse to start before that.
+fn check_free_space(home: &Home, min_free_mb: u64) -> Result<()> {
+    let Ok(free) = crate::home::free_bytes(home.root()) else {
+        return Ok(());
+    };
+    let needed = min_free_mb.saturating_mul(1024 * 1024);
+    if free < needed {
+        return Err(OperatorError::failure(
+            format!(
+                "only {} free on the filesystem of {}; the orchestrator needs at least {}                  (queue.min_free_mb = {min_free_mb})",
+                crate::display::size(free),
+                display_path(home.root()),
+                crate::display::size(needed)
+            ),
+            "nothing was started and no data is at risk; free some space (old backups, purged              quarantine), then start again",
+            topics::DISK_LOW,
+        ));
+    }
+    Ok(())
+}
+
 const TICK: Duration = Duration::from_millis(200);
 /// After the grace, interrupted jobs get this long to notice and report before the daemon exits.
 const INTERRUPT_WAIT: Duration = Duration::from_secs(5);
@@ -416,7 +438,9 @@ fn heartbeat(db: &QueueDb, instance_id: &str, pool: &Pool) {
     if let Err(e) = db.heartbeat(instance_id, pool.busy() as u32) {
         tracing::warn!("heartbeat failed: {}", e.what);
     }
-    if let Err(e) = crate::jobs::renew_leases(db.conn(), instance_id, now_ms(), workers::LEASE_MS) {
+    if let Err(e) =
+        crate::jobs::renew_leases(db.conn(), &pool.progressing(), now_ms(), workers::LEASE_MS)
+    {
         tracing::warn!("lease renewal failed: {e}");
     }
 }

@@ -48,7 +48,7 @@ pub fn recover_if_needed(
     instance_id: &str,
 ) -> Result<Option<RecoveryRow>> {
     // Jobs an earlier instance left running go back to the queue, whatever else happened.
-    let requeued = crate::jobs::requeue_orphans(db.conn(), instance_id, now_ms()).map_err(|e| {
+    let orphans = crate::jobs::requeue_orphans(db.conn(), instance_id, now_ms()).map_err(|e| {
         OperatorError::new(
             crate::error::ExitCode::Database,
             format!("cannot return interrupted jobs to the queue: {e}"),
@@ -62,7 +62,7 @@ pub fn recover_if_needed(
         .map(|bytes| serde_json::from_slice(&bytes).ok());
     let unfinished = db.latest_instance()?.filter(|i| i.stopped_at.is_none());
     let crashed = match (marker, unfinished) {
-        (None, None) if requeued == 0 => return Ok(None),
+        (None, None) if orphans == crate::jobs::Orphans::default() => return Ok(None),
         (None, None) => (None, None, None),
         (Some(Some(m)), _) => (Some(m.instance_id), Some(m.pid as i64), Some(m.started_at)),
         (Some(None), Some(i)) | (None, Some(i)) => {
@@ -76,13 +76,15 @@ pub fn recover_if_needed(
         crashed_instance_id: crashed.0,
         crashed_pid: crashed.1,
         crashed_started_at: crashed.2,
-        jobs_requeued: requeued,
+        jobs_requeued: orphans.requeued,
+        jobs_poisoned: orphans.poisoned,
     };
     db.record_recovery(&row)?;
     tracing::warn!(
         crashed_pid = row.crashed_pid,
         crashed_instance = row.crashed_instance_id.as_deref().unwrap_or("unknown"),
         jobs_requeued = row.jobs_requeued,
+        jobs_poisoned = row.jobs_poisoned,
         "recovered from an unclean shutdown"
     );
     Ok(Some(row))
@@ -97,9 +99,16 @@ pub fn describe(row: &RecoveryRow) -> String {
         ),
         _ => "recovered from an unclean shutdown (previous instance unknown)".to_string(),
     };
+    let mut text = who;
     match row.jobs_requeued {
-        0 => who,
-        1 => format!("{who}; 1 interrupted job returned to the queue"),
-        n => format!("{who}; {n} interrupted jobs returned to the queue"),
+        0 => {}
+        1 => text.push_str("; 1 interrupted job returned to the queue"),
+        n => text.push_str(&format!("; {n} interrupted jobs returned to the queue")),
     }
+    match row.jobs_poisoned {
+        0 => {}
+        1 => text.push_str("; 1 job quarantined as poison"),
+        n => text.push_str(&format!("; {n} jobs quarantined as poison")),
+    }
+    text
 }

@@ -53,6 +53,7 @@ pub struct Recovery {
     pub crashed_pid: Option<i64>,
     pub crashed_started_at: Option<String>,
     pub jobs_requeued: i64,
+    pub jobs_poisoned: i64,
 }
 
 /// Gather the status. `config` is `Err(message)` when the configuration does not load.
@@ -149,6 +150,7 @@ pub fn collect(home: &Home, config: Result<&Loaded, String>, verbose: bool) -> S
             crashed_pid: r.crashed_pid,
             crashed_started_at: r.crashed_started_at.map(display::timestamp),
             jobs_requeued: r.jobs_requeued,
+            jobs_poisoned: r.jobs_poisoned,
         }),
         database,
         heartbeat_age_seconds: live.map(|i| (now - i.heartbeat_at) / 1000),

@@ -10,6 +10,9 @@ pub const STOPPING: &str = "stopping-the-orchestrator";
 pub const CONFIGURATION: &str = "configuration";
 pub const MANAGING_SOURCES: &str = "managing-sources";
 pub const MANAGING_JOBS: &str = "managing-jobs";
+pub const QUARANTINE: &str = "managing-quarantine";
+pub const TROUBLESHOOTING: &str = "troubleshooting";
+pub const DISK_LOW: &str = "disk-space-is-low";
 pub const RUNBOOK_HARNESS: &str = "writing-runbooks";
 pub const READING_THE_BOOK: &str = "reading-the-book-in-the-terminal";
 
@@ -21,6 +24,9 @@ pub const ALL: &[&str] = &[
     CONFIGURATION,
     MANAGING_SOURCES,
     MANAGING_JOBS,
+    QUARANTINE,
+    TROUBLESHOOTING,
+    DISK_LOW,
     RUNBOOK_HARNESS,
     READING_THE_BOOK,
 ];
