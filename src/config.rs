@@ -784,8 +784,10 @@ fn validate_sources(
             Some(over) => {
                 // Apply the overrides to a copy of the global policy and check the result with the
                 // same rules as the global keys.
-                let mut probe = Config::default();
-                probe.retry = global_retry.clone();
+                let mut probe = Config {
+                    retry: global_retry.clone(),
+                    ..Default::default()
+                };
                 let mut located = BTreeMap::new();
                 probe.apply_file(
                     FileConfig {
