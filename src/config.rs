@@ -243,7 +243,7 @@ schema! {
         path_redaction: bool = true;
             env "FUTURNAL_SECURITY_PATH_REDACTION"; kind "boolean"; default_doc "true";
             check any_bool;
-            doc "Keep item paths and error texts out of the logs (jobs show still has them).";
+            doc "Keep item paths out of the logs, and absolute paths out of stored error messages.";
     }
 }
 

@@ -128,7 +128,7 @@ fn not_writable(path: &Path, err: &io::Error) -> OperatorError {
         ),
         "nothing was started or changed; give your user write access (chmod u+rwx) or point \
          FUTURNAL_HOME at a writable directory",
-        topics::START_REFUSED,
+        topics::HOME_AND_FILES,
     )
 }
 

@@ -97,10 +97,11 @@ fn job_from_row(r: &Row) -> rusqlite::Result<Job> {
 }
 
 impl Job {
+    /// Finished for good. (`failed` is not: the job retries by itself.)
     pub fn is_terminal(&self) -> bool {
         matches!(
             self.state.as_str(),
-            "succeeded" | "failed" | "quarantined" | "cancelled"
+            "succeeded" | "quarantined" | "cancelled"
         )
     }
 

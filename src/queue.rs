@@ -141,7 +141,7 @@ fn db_error(path: &Path, err: impl std::fmt::Display) -> OperatorError {
         ),
         "the orchestrator did not start and nothing was written; move the file aside \
          (keep it for inspection) and start again to create a fresh queue",
-        topics::START_REFUSED,
+        topics::CORRUPT_DB,
     )
 }
 
@@ -395,7 +395,7 @@ fn newer_schema(path: &Path, version: i64) -> OperatorError {
             display_path(path)
         ),
         "nothing was changed; run the futurnal version that wrote this database, or upgrade",
-        topics::START_REFUSED,
+        topics::CORRUPT_DB,
     )
 }
 

@@ -405,6 +405,13 @@ impl Pool {
     ) -> rusqlite::Result<()> {
         let now = now_ms();
         let job = &r.job;
+        // Error texts are stored in queue.db and shown to anyone who can read it: with
+        // security.path_redaction, absolute paths in them become fingerprints.
+        let result = if self.config.security.path_redaction {
+            redact(result)
+        } else {
+            result
+        };
         let tx = jobs::immediate(db.conn())?;
         let source = self.sources.iter().find(|s| s.name == job.source);
         match result {
@@ -570,6 +577,24 @@ impl Pool {
                 tracing::warn!(job = id, "cannot hand the job back: {e}");
             }
         }
+    }
+}
+
+fn redact(result: Result<Report, Failure>) -> Result<Report, Failure> {
+    let scrub = |f: Failure| Failure {
+        message: crate::security::redact_paths(&f.message),
+        ..f
+    };
+    match result {
+        Ok(mut report) => {
+            report.failed = report
+                .failed
+                .into_iter()
+                .map(|(item, f)| (item, scrub(f)))
+                .collect();
+            Ok(report)
+        }
+        Err(f) => Err(scrub(f)),
     }
 }
 

@@ -1,14 +1,20 @@
 //! Negative control for the whole book: proves that the book test can fail.
 //!
-//! For every executed block that runs futurnal, one copy of the book misspells the first word
-//! after `futurnal` (a subcommand or flag); for every expected-output block, one copy changes one
-//! character. Each mutant must make the harness fail at exactly that block's `file:line`.
+//! For executed blocks that run futurnal, a copy of the book misspells the first word after
+//! `futurnal` (a subcommand or flag); for expected-output blocks, a copy changes one character.
+//! Each mutant must make the harness fail at exactly that block's `file:line`.
+//!
+//! A mutant runs its chapter up to the mutated block, so late blocks of long chapters are costly:
+//! at most `PER_CHAPTER` mutants per chapter are run, spread evenly over the chapter (the first and
+//! the last included). `FUTURNAL_ALL_MUTANTS=1` runs every one.
 //! `harness = false`: prints how many mutants were killed.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use runbook_tests::doc::{Document, HIDDEN_LINE_PREFIX};
+
+const PER_CHAPTER: usize = 12;
 
 struct Mutant {
     file: PathBuf,
@@ -29,7 +35,16 @@ fn main() -> ExitCode {
     let chapters = runbook_tests::collect_markdown(std::slice::from_ref(&src)).expect("book");
 
     let mut mutants = Vec::new();
+    let mut candidates_total = 0;
+    let all = std::env::var("FUTURNAL_ALL_MUTANTS").is_ok_and(|v| v == "1");
+    // Directory numbers for mutant copies; never reused, even when sampling drops mutants.
+    let mut serial = 0usize;
+    let next_dir = |n: &mut usize| {
+        *n += 1;
+        *n
+    };
     for chapter in &chapters {
+        let first_of_chapter = mutants.len();
         let name = chapter.file_name().unwrap().to_string_lossy().to_string();
         if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
             continue;
@@ -62,7 +77,7 @@ fn main() -> ExitCode {
                         work.path(),
                         &src,
                         &name,
-                        mutants.len(),
+                        next_dir(&mut serial),
                         &mutated,
                         step.line,
                         format!("line {} `{}`", i + 1, &l[start..end]),
@@ -102,7 +117,7 @@ fn main() -> ExitCode {
                         work.path(),
                         &src,
                         &name,
-                        mutants.len(),
+                        next_dir(&mut serial),
                         &mutated,
                         step.line,
                         format!("output line {} `{c}`", i + 1),
@@ -110,8 +125,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        let of_chapter = mutants.len() - first_of_chapter;
+        candidates_total += of_chapter;
+        if !all && of_chapter > PER_CHAPTER {
+            let chosen: Vec<Mutant> = mutants
+                .drain(first_of_chapter..)
+                .enumerate()
+                .filter(|(i, _)| {
+                    // Evenly spread, first and last kept.
+                    (0..PER_CHAPTER).any(|k| *i == k * (of_chapter - 1) / (PER_CHAPTER - 1))
+                })
+                .map(|(_, m)| m)
+                .collect();
+            mutants.extend(chosen);
+        }
     }
 
+    let _ = &mut candidates_total;
     let opts = runbook_tests::Options {
         bin_dirs: vec![
             PathBuf::from(env!("CARGO_BIN_EXE_futurnal"))
@@ -141,7 +171,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "book mutations: {} mutants, {} killed at the right file:line, {} survived",
+        "book mutations: {} mutants run (of {candidates_total}), {} killed at the right file:line, {} survived",
         mutants.len(),
         mutants.len() - survivors.len(),
         survivors.len()

@@ -141,3 +141,17 @@ fn job_state_table_matches_the_queue() {
         .collect();
     assert_eq!(book, code);
 }
+
+#[test]
+fn error_class_table_matches_the_classes() {
+    let rows = table_after(&chapter("managing-jobs.md"), "## Error classes", "class");
+    let book: Vec<(String, bool)> = rows
+        .iter()
+        .map(|r| (r[0].clone(), r[1].starts_with("yes")))
+        .collect();
+    let code: Vec<(String, bool)> = futurnal::failure::ErrorClass::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), c.is_transient()))
+        .collect();
+    assert_eq!(book, code);
+}

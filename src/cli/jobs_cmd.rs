@@ -59,7 +59,7 @@ fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
         ExitCode::Database,
         format!("queue database {}: {e}", display_path(&home.queue_db())),
         "nothing was changed; check it with `sqlite3 ~/.futurnal/queue.db \"PRAGMA integrity_check\"`",
-        topics::START_REFUSED,
+        topics::CORRUPT_DB,
     )
 }
 
@@ -252,7 +252,7 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
             let job = jobs::get(db.conn(), job_id)
                 .map_err(|e| sql(home, e))?
                 .ok_or_else(|| no_such_job(home, Some(&db), job_id))?;
-            if !job.is_terminal() && job.state != "failed" && lock::holder(home).is_none() {
+            if !job.is_terminal() && lock::holder(home).is_none() {
                 return Err(OperatorError::failure(
                     format!(
                         "job {job_id} is {} but the orchestrator is not running",

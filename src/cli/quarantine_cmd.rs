@@ -70,7 +70,7 @@ fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
         ExitCode::Database,
         format!("queue database {}: {e}", display_path(&home.queue_db())),
         "nothing was changed; check it with `sqlite3 ~/.futurnal/queue.db \"PRAGMA integrity_check\"`",
-        topics::START_REFUSED,
+        topics::CORRUPT_DB,
     )
 }
 

@@ -125,7 +125,7 @@ fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
         ExitCode::Database,
         format!("queue database {}: {e}", display_path(&home.queue_db())),
         "nothing was changed; check it with `sqlite3 ~/.futurnal/queue.db \"PRAGMA integrity_check\"`",
-        topics::START_REFUSED,
+        topics::CORRUPT_DB,
     )
 }
 
@@ -502,6 +502,9 @@ pub fn wait_for(home: &Home, db: &QueueDb, id: i64) -> Result<(), CommandError> 
         bar
     });
     let mut last_alive_check = Instant::now();
+    // A job already `failed` and waiting for its retry has not finished yet: only an attempt
+    // that fails after we started waiting ends the wait.
+    let since = now_ms();
     let job = loop {
         let job = jobs::get(db.conn(), id)
             .map_err(|e| sql(home, e))?
@@ -516,7 +519,8 @@ pub fn wait_for(home: &Home, db: &QueueDb, id: i64) -> Result<(), CommandError> 
             bar.set_length(job.items_total.max(0) as u64);
             bar.set_position(job.items_done.max(0) as u64);
         }
-        if job.is_terminal() || job.state == "failed" {
+        let attempt_failed = job.state == "failed" && job.finished_at.is_some_and(|t| t >= since);
+        if job.is_terminal() || attempt_failed {
             break job;
         }
         if last_alive_check.elapsed() > Duration::from_secs(1) {

@@ -344,12 +344,12 @@ fn check_free_space(home: &Home, min_free_mb: u64) -> Result<()> {
     if free < needed {
         return Err(OperatorError::failure(
             format!(
-                "only {} free on the filesystem of {}; the orchestrator needs at least {}                  (queue.min_free_mb = {min_free_mb})",
+                "only {} free on the filesystem of {}; the orchestrator needs at least {} (queue.min_free_mb = {min_free_mb})",
                 crate::display::size(free),
                 display_path(home.root()),
                 crate::display::size(needed)
             ),
-            "nothing was started and no data is at risk; free some space (old backups, purged              quarantine), then start again",
+            "nothing was started and no data is at risk; free some space (old backups, purged quarantine), then start again",
             topics::DISK_LOW,
         ));
     }

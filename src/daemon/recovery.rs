@@ -53,7 +53,7 @@ pub fn recover_if_needed(
             crate::error::ExitCode::Database,
             format!("cannot return interrupted jobs to the queue: {e}"),
             "the orchestrator did not start; run `sqlite3 ~/.futurnal/queue.db \"PRAGMA integrity_check\"`",
-            topics::START_REFUSED,
+            topics::CORRUPT_DB,
         )
     })?;
     let marker_path = home.recovery_marker();

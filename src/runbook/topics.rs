@@ -4,7 +4,7 @@
 //! below fails the build's tests the moment a heading is renamed without updating this list.
 
 pub const HOME_AND_FILES: &str = "files-in-the-futurnal-home";
-pub const START_REFUSED: &str = "when-start-refuses";
+pub const START_REFUSED: &str = "orchestrator-wont-start";
 pub const ALREADY_RUNNING: &str = "already-running";
 pub const STOPPING: &str = "stopping-the-orchestrator";
 pub const CONFIGURATION: &str = "configuration";
@@ -13,6 +13,7 @@ pub const MANAGING_JOBS: &str = "managing-jobs";
 pub const QUARANTINE: &str = "managing-quarantine";
 pub const TROUBLESHOOTING: &str = "troubleshooting";
 pub const DISK_LOW: &str = "disk-space-is-low";
+pub const CORRUPT_DB: &str = "the-queue-database-is-corrupt";
 pub const RUNBOOK_HARNESS: &str = "writing-runbooks";
 pub const READING_THE_BOOK: &str = "reading-the-book-in-the-terminal";
 
@@ -27,6 +28,7 @@ pub const ALL: &[&str] = &[
     QUARANTINE,
     TROUBLESHOOTING,
     DISK_LOW,
+    CORRUPT_DB,
     RUNBOOK_HARNESS,
     READING_THE_BOOK,
 ];

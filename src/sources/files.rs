@@ -55,7 +55,7 @@ pub fn enumerate(root: &Path, kind: SourceType, rules: &Rules) -> Enumeration {
                 });
             }
         },
-        |key, e| errors.push((key.clone(), Failure::io(format!("cannot list {key}"), &e))),
+        |key, e| errors.push((key.clone(), super::list_failure(root, &key, &e))),
     );
     out.errors = errors;
     out

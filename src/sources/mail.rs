@@ -47,7 +47,7 @@ pub fn enumerate_maildir(root: &Path, rules: &Rules) -> Enumeration {
                 mtime_ns,
             });
         },
-        |key, e| errors.push((key.clone(), Failure::io(format!("cannot list {key}"), &e))),
+        |key, e| errors.push((key.clone(), super::list_failure(root, &key, &e))),
     );
     out.errors = errors;
     out

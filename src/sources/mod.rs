@@ -113,8 +113,26 @@ pub fn check_patterns(patterns: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// A folder that could not be listed: the source's own folder is named by its path.
+fn list_failure(root: &Path, key: &str, e: &std::io::Error) -> Failure {
+    if key.is_empty() {
+        Failure::io(format!("source path {}", root.display()), e)
+    } else {
+        Failure::io(format!("cannot list {key}"), e)
+    }
+}
+
 /// Find the items of a source. `Err` when the source itself is unusable (missing, unreadable).
 pub fn enumerate(source: &SourceConfig) -> Result<Enumeration, Failure> {
+    let found = enumerate_items(source)?;
+    // A source whose own folder cannot be listed has failed as a whole, not item by item.
+    if let Some((_, f)) = found.errors.iter().find(|(k, _)| k.is_empty()) {
+        return Err(f.clone());
+    }
+    Ok(found)
+}
+
+fn enumerate_items(source: &SourceConfig) -> Result<Enumeration, Failure> {
     let root = &source.path;
     let meta = std::fs::metadata(root)
         .map_err(|e| Failure::io(format!("source path {}", root.display()), &e))?;
