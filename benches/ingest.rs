@@ -13,24 +13,11 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use futurnal::config::{Priority, SourceConfig, SourceType};
+use futurnal::config::{SourceConfig, SourceType};
 use futurnal::ingest::Run;
 
 fn source(name: &str, path: &Path) -> SourceConfig {
-    SourceConfig {
-        name: name.into(),
-        source_type: SourceType::LocalFiles,
-        path: path.to_path_buf(),
-        schedule: "manual".into(),
-        priority: Priority::Normal,
-        enabled: true,
-        include: Vec::new(),
-        exclude: Vec::new(),
-        max_item_mb: 64,
-        concurrency: 1,
-        items_per_second: 0,
-        retry: Default::default(),
-    }
+    SourceConfig::new(name, SourceType::LocalFiles, path)
 }
 
 /// Deterministic markdown of roughly `size` bytes, shaped like a personal note: paragraphs,

@@ -319,6 +319,26 @@ pub struct SourceConfig {
     pub retry: Retry,
 }
 
+impl SourceConfig {
+    /// A source with every optional field at its default (for tests and benchmarks).
+    pub fn new(name: &str, source_type: SourceType, path: impl Into<PathBuf>) -> SourceConfig {
+        SourceConfig {
+            name: name.into(),
+            source_type,
+            path: path.into(),
+            schedule: "manual".into(),
+            priority: Priority::Normal,
+            enabled: true,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            max_item_mb: 64,
+            concurrency: 1,
+            items_per_second: 0,
+            retry: Retry::default(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSource {
@@ -339,9 +359,9 @@ struct FileSource {
     #[serde(default)]
     max_item_mb: Option<Spanned<u64>>,
     #[serde(default)]
-    concurrency: Option<Spanned<u32>>,
+    concurrency: Option<Spanned<u64>>,
     #[serde(default)]
-    items_per_second: Option<Spanned<u32>>,
+    items_per_second: Option<Spanned<u64>>,
     #[serde(default)]
     retry: Option<FileRetry>,
 }
@@ -749,36 +769,26 @@ fn validate_sources(
                 });
             }
         }
-        let max_item_mb = s.max_item_mb.as_ref().map(|v| v.value).unwrap_or(64);
-        if let Some(v) = &s.max_item_mb
-            && let Err(message) = in_range(v.value, 1, 4096)
-        {
-            problems.push(Problem {
-                at: at(&v.defined),
-                key: key("max_item_mb"),
-                message,
-            });
-        }
-        let concurrency = s.concurrency.as_ref().map(|v| v.value).unwrap_or(1);
-        if let Some(v) = &s.concurrency
-            && let Err(message) = in_range(v.value, 1, 64)
-        {
-            problems.push(Problem {
-                at: at(&v.defined),
-                key: key("concurrency"),
-                message,
-            });
-        }
-        let items_per_second = s.items_per_second.as_ref().map(|v| v.value).unwrap_or(0);
-        if let Some(v) = &s.items_per_second
-            && let Err(message) = in_range(v.value, 0, 1_000_000)
-        {
-            problems.push(Problem {
-                at: at(&v.defined),
-                key: key("items_per_second"),
-                message,
-            });
-        }
+        // A numeric limit: its default when absent, its range checked when present.
+        let mut limit =
+            |field: &str, value: &Option<Spanned<u64>>, default: u64, lo: u64, hi: u64| match value
+            {
+                None => default,
+                Some(v) => {
+                    if let Err(message) = in_range(v.value, lo, hi) {
+                        problems.push(Problem {
+                            at: at(&v.defined),
+                            key: key(field),
+                            message,
+                        });
+                    }
+                    v.value
+                }
+            };
+        let max_item_mb = limit("max_item_mb", &s.max_item_mb, 64, 1, 4096);
+        let concurrency = limit("concurrency", &s.concurrency, 1, 1, 64) as u32;
+        let items_per_second =
+            limit("items_per_second", &s.items_per_second, 0, 0, 1_000_000) as u32;
         let retry = match s.retry {
             None => global_retry.clone(),
             Some(over) => {

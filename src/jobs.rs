@@ -981,18 +981,8 @@ mod tests {
 
     fn source(name: &str, priority: Priority) -> SourceConfig {
         SourceConfig {
-            name: name.into(),
-            source_type: SourceType::LocalFiles,
-            path: "/x".into(),
-            schedule: "manual".into(),
             priority,
-            enabled: true,
-            include: Vec::new(),
-            exclude: Vec::new(),
-            max_item_mb: 64,
-            concurrency: 1,
-            items_per_second: 0,
-            retry: Default::default(),
+            ..SourceConfig::new(name, SourceType::LocalFiles, "/x")
         }
     }
 

@@ -633,7 +633,7 @@ fn describe(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Priority, SourceType};
+    use crate::config::SourceType;
 
     fn setup() -> (tempfile::TempDir, QueueDb, Pool, SourceConfig) {
         let dir = tempfile::tempdir().unwrap();
@@ -641,21 +641,11 @@ mod tests {
         let db = QueueDb::open_for_daemon(&home.queue_db(), &Default::default()).unwrap();
         let mut config = Config::default();
         let source = SourceConfig {
-            name: "s".into(),
-            source_type: SourceType::LocalFiles,
-            path: dir.path().to_path_buf(),
-            schedule: "manual".into(),
-            priority: Priority::Normal,
-            enabled: true,
-            include: Vec::new(),
-            exclude: Vec::new(),
-            max_item_mb: 64,
-            concurrency: 1,
-            items_per_second: 0,
             retry: crate::config::Retry {
                 jitter: 0.0,
                 ..Default::default()
             },
+            ..SourceConfig::new("s", SourceType::LocalFiles, dir.path())
         };
         config.sources = vec![source.clone()];
         let (pool, _rx) = Pool::new(&home, &config, "me", 2);

@@ -354,6 +354,14 @@ fn throttled_source(s: &Sandbox, n: usize, rate: u32) {
     .unwrap();
 }
 
+/// Wait until job `id` runs and has committed some of its items.
+fn wait_part_way(s: &Sandbox, id: i64) {
+    wait_until("the run to be part-way", Duration::from_secs(20), || {
+        let j = job(s, id);
+        j["state"] == "running" && j["items_done"].as_i64().unwrap_or(0) > 0
+    });
+}
+
 fn job(s: &Sandbox, id: i64) -> serde_json::Value {
     let out = s.run(&[
         "orchestrator",
@@ -388,10 +396,7 @@ fn kill_minus_nine_mid_ingest_loses_nothing_and_duplicates_nothing() {
             .status
             .success()
     );
-    wait_until("the run to be part-way", Duration::from_secs(20), || {
-        let j = job(&s, 1);
-        j["state"] == "running" && j["items_done"].as_i64().unwrap_or(0) > 0
-    });
+    wait_part_way(&s, 1);
     let pid = s.daemon_pid().unwrap();
     assert!(
         Command::new("kill")
@@ -438,10 +443,7 @@ fn cancelling_a_running_job_ends_it_cancelled_and_the_daemon_keeps_running() {
             .status
             .success()
     );
-    wait_until("the run to be part-way", Duration::from_secs(20), || {
-        let j = job(&s, 1);
-        j["state"] == "running" && j["items_done"].as_i64().unwrap_or(0) > 0
-    });
+    wait_part_way(&s, 1);
     let started = Instant::now();
     let out = s.run(&["orchestrator", "jobs", "cancel", "1", "--reason", "test"]);
     assert!(out.status.success(), "{}", text(&out));

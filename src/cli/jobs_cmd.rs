@@ -55,12 +55,7 @@ fn open(home: &Home) -> Result<Option<QueueDb>> {
 }
 
 fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
-    OperatorError::new(
-        ExitCode::Database,
-        format!("queue database {}: {e}", display_path(&home.queue_db())),
-        "nothing was changed; check it with `sqlite3 ~/.futurnal/queue.db \"PRAGMA integrity_check\"`",
-        topics::CORRUPT_DB,
-    )
+    super::queue_error(home, e)
 }
 
 fn no_such_job(home: &Home, db: Option<&QueueDb>, id: i64) -> OperatorError {

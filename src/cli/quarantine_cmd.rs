@@ -8,7 +8,7 @@ use crate::daemon;
 use crate::display;
 use crate::error::{CommandError, ExitCode, OperatorError, Result};
 use crate::failure::ErrorClass;
-use crate::home::{Home, display_path};
+use crate::home::Home;
 use crate::jobs::{self, Job, QuarantineFilter};
 use crate::queue::{QueueDb, now_ms};
 use crate::runbook::topics;
@@ -66,12 +66,7 @@ pub enum QuarantineCommand {
 }
 
 fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
-    OperatorError::new(
-        ExitCode::Database,
-        format!("queue database {}: {e}", display_path(&home.queue_db())),
-        "nothing was changed; check it with `sqlite3 ~/.futurnal/queue.db \"PRAGMA integrity_check\"`",
-        topics::CORRUPT_DB,
-    )
+    super::queue_error(home, e)
 }
 
 fn check_reason(reason: &Option<String>) -> Result<()> {

@@ -121,12 +121,7 @@ fn queue_for_write(home: &Home) -> Result<QueueDb> {
 }
 
 fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
-    OperatorError::new(
-        ExitCode::Database,
-        format!("queue database {}: {e}", display_path(&home.queue_db())),
-        "nothing was changed; check it with `sqlite3 ~/.futurnal/queue.db \"PRAGMA integrity_check\"`",
-        topics::CORRUPT_DB,
-    )
+    super::queue_error(home, e)
 }
 
 fn source_json(
