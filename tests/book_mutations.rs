@@ -64,7 +64,7 @@ fn main() -> ExitCode {
                 if l.trim_start().starts_with(HIDDEN_LINE_PREFIX) {
                     continue;
                 }
-                if let Some(pos) = l.find("futurnal ") {
+                if let Some(pos) = command_position(l) {
                     let start = pos + "futurnal ".len();
                     let end = l[start..]
                         .find(|c: char| c.is_whitespace() || c == '|' || c == ')')
@@ -184,6 +184,16 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Where `futurnal ` starts as a command in a line (not inside a path such as `~/.futurnal `).
+fn command_position(line: &str) -> Option<usize> {
+    line.match_indices("futurnal ").map(|(i, _)| i).find(|&i| {
+        line[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '.' | '/' | '-' | '_')))
+    })
 }
 
 /// A full copy of the book with one chapter replaced, so `RUNBOOK_DIR` siblings still exist.

@@ -336,7 +336,7 @@ pub fn render(markdown: &str, width: usize) -> String {
                 for line in shown.lines() {
                     out.push_str(&base);
                     out.push_str("    ");
-                    out.push_str(&styled(&format!("{mark}{line}"), style));
+                    out.push_str(&styled(format!("{mark}{line}").trim_end(), style));
                     out.push('\n');
                 }
                 out.push('\n');
