@@ -309,6 +309,16 @@ pub fn enqueue_item(
     Ok(id)
 }
 
+/// Is any job waiting and due? A plain read, so an idle scheduler tick never takes the write
+/// lock that `claim` needs.
+pub fn any_due(conn: &Connection, now: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'failed')
+                          AND scheduled_for <= ?1)",
+    )?
+    .query_row([now], |r| r.get(0))
+}
+
 /// Claim the next runnable job for this instance, honouring pauses, per-source limits and
 /// priority with aging.
 pub fn claim(
@@ -729,30 +739,34 @@ pub fn resolve_items(
     by_job: i64,
     now: i64,
 ) -> rusqlite::Result<()> {
-    let mut find = tx.prepare_cached(
-        "SELECT id, state FROM jobs WHERE source = ?1 AND kind = 'item' AND item = ?2
-         AND state IN ('pending', 'failed', 'quarantined')",
-    )?;
+    // A run can ingest many thousands of items while only a handful (usually none) have an open
+    // item job: look the open ones up once instead of querying per item.
+    let open: Vec<(i64, String, String)> = tx
+        .prepare_cached(
+            "SELECT id, item, state FROM jobs WHERE source = ?1 AND kind = 'item'
+             AND state IN ('pending', 'failed', 'quarantined')",
+        )?
+        .query_map([source], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    let ingested: std::collections::HashSet<&str> = items.iter().map(String::as_str).collect();
     let mut close = tx.prepare_cached(
         "UPDATE jobs SET state = 'succeeded', finished_at = ?2, updated_at = ?2
          WHERE id = ?1 AND state = ?3",
     )?;
-    for item in items {
-        let open: Vec<(i64, String)> = find
-            .query_map(params![source, item], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        for (id, state) in open {
-            if close.execute(params![id, now, state])? == 1 {
-                event(
-                    tx,
-                    id,
-                    now,
-                    Some(&state),
-                    "succeeded",
-                    "daemon",
-                    &format!("ingested by run job {by_job}"),
-                )?;
-            }
+    for (id, item, state) in open {
+        if ingested.contains(item.as_str()) && close.execute(params![id, now, state])? == 1 {
+            event(
+                tx,
+                id,
+                now,
+                Some(&state),
+                "succeeded",
+                "daemon",
+                &format!("ingested by run job {by_job}"),
+            )?;
         }
     }
     Ok(())

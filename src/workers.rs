@@ -127,6 +127,9 @@ impl Pool {
         if self.draining {
             return;
         }
+        if !jobs::any_due(conn, now).unwrap_or(true) {
+            return;
+        }
         while self.running.len() < self.max {
             match jobs::claim(
                 conn,
