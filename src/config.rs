@@ -6,7 +6,7 @@
 //! `--set section.key=value` flags.
 //! Invariants: every scalar key is declared once in `schema!` (type, default, range, env var, doc);
 //! unknown keys are errors, never ignored; a missing file means defaults; every effective value
-//! remembers where it came from.
+//! remembers where it came from; no number is NaN or infinite, whatever layer set it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -56,12 +56,31 @@ pub struct KeySpec {
 type Check<T> = fn(&T) -> Result<(), String>;
 
 fn in_range<T: PartialOrd + std::fmt::Display + Copy>(v: T, lo: T, hi: T) -> Result<(), String> {
-    if v < lo || v > hi {
+    // Written so that an unordered value (NaN) is out of range too.
+    if !(v >= lo && v <= hi) {
         Err(format!("must be between {lo} and {hi}, found {v}"))
     } else {
         Ok(())
     }
 }
+
+/// A check every schema type gets before its own: NaN and infinities compare false with every
+/// bound, so they would pass any range check and then poison arithmetic (a NaN backoff retries
+/// every second). Integers and booleans are always finite.
+trait Finite {
+    fn non_finite(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Finite for f64 {
+    fn non_finite(&self) -> Option<String> {
+        (!self.is_finite()).then(|| format!("must be a finite number, found {self}"))
+    }
+}
+impl Finite for u32 {}
+impl Finite for u64 {}
+impl Finite for bool {}
 
 fn any_bool(_: &bool) -> Result<(), String> {
     Ok(())
@@ -150,7 +169,12 @@ macro_rules! schema {
                 let mut problems = Vec::new();
                 $( $(
                     let check: Check<$ty> = $check;
-                    if let Err(msg) = check(&self.$section.$key) {
+                    let value = &self.$section.$key;
+                    let verdict = match Finite::non_finite(value) {
+                        Some(msg) => Err(msg),
+                        None => check(value),
+                    };
+                    if let Err(msg) = verdict {
                         problems.push((concat!(stringify!($section), ".", stringify!($key)), msg));
                     }
                 )* )*

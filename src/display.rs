@@ -124,11 +124,24 @@ pub fn truncate(text: &str, max: usize) -> String {
 /// Parse `--since`: a duration back from now (`30m`, `24h`, `7d`, `1h30m`) or a date/time.
 pub fn parse_since(text: &str, now: i64) -> Result<i64, String> {
     let t = text.trim();
+    // Operators type these: a huge number is an error to report, never an overflow.
+    let too_far = || {
+        format!(
+            "`{t}` is too far back: use a duration such as 30m, 24h or 7d, or a date such as \
+             2026-11-28"
+        )
+    };
     if let Some(days) = t.strip_suffix('d').and_then(|d| d.parse::<i64>().ok()) {
-        return Ok(now - days * 86_400_000);
+        return days
+            .checked_mul(86_400_000)
+            .and_then(|ms| now.checked_sub(ms))
+            .ok_or_else(too_far);
     }
     if let Ok(d) = t.parse::<jiff::SignedDuration>() {
-        return Ok(now - d.as_millis() as i64);
+        return i64::try_from(d.as_millis())
+            .ok()
+            .and_then(|ms| now.checked_sub(ms))
+            .ok_or_else(too_far);
     }
     if let Ok(ts) = t.parse::<jiff::Timestamp>() {
         return Ok(ts.as_millisecond());
@@ -160,6 +173,15 @@ mod more_tests {
             200_000_000 - 172_800_000
         );
         assert!(parse_since("yesterday-ish", 0).is_err());
+        // Values that overflowed the arithmetic once.
+        for huge in [
+            "99999999999999999d",
+            "9223372036854775807d",
+            "2562047788015215h",
+        ] {
+            let err = parse_since(huge, 1_800_000_000_000).unwrap_err();
+            assert!(err.contains("too far back"), "{huge}: {err}");
+        }
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(relative(1_000, 6_000), "5s ago");
     }

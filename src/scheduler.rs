@@ -4,11 +4,16 @@
 //! time), and the due-time rule.
 //! Invariants: a due time is computed from the last time the source was scheduled, so after any
 //! downtime a missed schedule runs once, not once per missed slot; the rule is a pure function of
-//! (schedule, last scheduled, now) so it is tested without clocks or sleeps.
+//! (schedule, last scheduled, now) so it is tested without clocks or sleeps; an interval is
+//! between 1s and `MAX_INTERVAL`, never truncated.
 
 use std::str::FromStr;
 
 use chrono::TimeZone;
+
+/// The longest interval schedule: a year and a day. Longer ones are typos (or overflows), and
+/// `manual` says "never" better.
+pub const MAX_INTERVAL: jiff::SignedDuration = jiff::SignedDuration::from_hours(366 * 24);
 
 #[derive(Debug, Clone)]
 pub enum Schedule {
@@ -28,6 +33,13 @@ impl Schedule {
             if d.as_secs() < 1 {
                 return Err(format!("interval `{t}` is too short: use at least 1s"));
             }
+            if d > MAX_INTERVAL {
+                return Err(format!(
+                    "interval `{t}` is too long: use at most {}h (366 days)",
+                    MAX_INTERVAL.as_hours()
+                ));
+            }
+            // In range, so the milliseconds fit an i64 with room for any due time.
             return Ok(Schedule::Every(d.as_millis() as i64));
         }
         if t.split_whitespace().count() == 5 {
@@ -46,7 +58,7 @@ impl Schedule {
     pub fn next_due(&self, last: Option<i64>) -> Option<i64> {
         match self {
             Schedule::Manual => None,
-            Schedule::Every(ms) => Some(last.map_or(i64::MIN, |l| l + ms)),
+            Schedule::Every(ms) => Some(last.map_or(i64::MIN, |l| l.saturating_add(*ms))),
             Schedule::Cron(cron) => {
                 let base = chrono::Local.timestamp_millis_opt(last?).single()?;
                 cron.find_next_occurrence(&base, false)
@@ -80,6 +92,21 @@ mod tests {
         assert!(Schedule::parse("61 * * * *").is_err());
         assert!(Schedule::parse("0s").is_err());
         assert!(Schedule::parse("sometimes").is_err());
+    }
+
+    #[test]
+    fn intervals_are_bounded_instead_of_truncated() {
+        assert!(
+            matches!(Schedule::parse("8784h"), Ok(Schedule::Every(ms)) if ms == 8784 * 60 * MIN)
+        );
+        let err = Schedule::parse("8785h").unwrap_err();
+        assert_eq!(
+            err,
+            "interval `8785h` is too long: use at most 8784h (366 days)"
+        );
+        // Once truncated by `as i64` into a nonsense (even negative) interval.
+        assert!(Schedule::parse("2562047788015215h").is_err());
+        assert!(Schedule::parse("999999999999h").is_err());
     }
 
     #[test]

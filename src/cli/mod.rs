@@ -122,12 +122,13 @@ pub fn print_json(value: &impl serde::Serialize) {
     let _ = writeln!(out);
 }
 
-fn topic_for_args(args: &[String]) -> &'static str {
+fn topic_for_args(args: &[std::ffi::OsString]) -> &'static str {
     match args
         .iter()
         .skip(1)
+        .map(|a| a.to_string_lossy())
         .find(|a| !a.starts_with('-'))
-        .map(String::as_str)
+        .as_deref()
     {
         Some("config") => topics::CONFIGURATION,
         Some("runbook") => topics::RUNBOOK_HARNESS,
@@ -138,7 +139,9 @@ fn topic_for_args(args: &[String]) -> &'static str {
 
 /// Entry point used by the binary.
 pub fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+    // args_os: paths need not be UTF-8 (`--config` takes any path), and `std::env::args` panics
+    // on one that is not; clap reports any other non-UTF-8 argument as a usage error.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
