@@ -5,23 +5,20 @@
 //! recorded as skipped with the reason, never silently dropped.
 
 use std::path::Path;
-use std::sync::LazyLock;
 
-use regex::Regex;
 use serde_json::{Value, json};
 
-use super::markdown;
 use super::{Candidate, Enumeration, ParsedDoc, Rules, Skipped, stat, utf8};
+use super::{Found, html, markdown};
 use crate::config::SourceType;
 use crate::failure::Failure;
 
 pub fn enumerate(root: &Path, kind: SourceType, rules: &Rules) -> Enumeration {
-    let mut out = Enumeration::default();
+    let mut candidates = Vec::new();
+    let mut skipped = Vec::new();
     let mut errors = Vec::new();
-    super::walk(
-        root,
-        true,
-        |path, key, meta| {
+    super::walk(root, true, |found| match found {
+        Found::File(path, key, meta) => {
             if !rules.allows(&key) {
                 return;
             }
@@ -35,7 +32,7 @@ pub fn enumerate(root: &Path, kind: SourceType, rules: &Rules) -> Enumeration {
                 ),
             };
             if supported {
-                out.candidates.push(Candidate {
+                candidates.push(Candidate {
                     key,
                     path,
                     size,
@@ -47,18 +44,26 @@ pub fn enumerate(root: &Path, kind: SourceType, rules: &Rules) -> Enumeration {
                     (_, "") => "no file extension".to_string(),
                     (_, e) => format!("unsupported file type .{e}"),
                 };
-                out.skipped.push(Skipped {
+                skipped.push(Skipped {
                     key,
                     reason,
                     size,
                     mtime_ns,
                 });
             }
-        },
-        |key, e| errors.push((key.clone(), super::list_failure(root, &key, &e))),
-    );
-    out.errors = errors;
-    out
+        }
+        Found::Special(_, key, meta) => {
+            if rules.allows(&key) {
+                skipped.push(Skipped::special(key, &meta));
+            }
+        }
+        Found::Error(key, e) => errors.push((key.clone(), super::list_failure(root, &key, &e))),
+    });
+    Enumeration {
+        candidates,
+        skipped,
+        errors,
+    }
 }
 
 fn extension(key: &str) -> String {
@@ -74,9 +79,6 @@ fn stem(key: &str) -> String {
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| key.to_string())
 }
-
-static HTML_TITLE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?is)<title[^>]*>(.*?)</title>").expect("valid regex"));
 
 fn doc(
     c: &Candidate,
@@ -133,13 +135,17 @@ pub fn parse_file(c: &Candidate, bytes: Vec<u8>, hash: String) -> Result<ParsedD
             Ok(doc(c, "markdown", title, body, meta, links, hash))
         }
         "html" | "htm" => {
-            let title = HTML_TITLE
-                .captures(&text)
-                .map(|m| collapse_ws(&m[1]))
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| stem(&c.key));
-            let body = html_to_text(&text)?;
-            Ok(doc(c, "html", title, body, path_meta, Vec::new(), hash))
+            let page = html::page(&text);
+            let title = page.title.unwrap_or_else(|| stem(&c.key));
+            Ok(doc(
+                c,
+                "html",
+                title,
+                page.text,
+                path_meta,
+                Vec::new(),
+                hash,
+            ))
         }
         "json" => {
             let value: Value = serde_json::from_str(&text)
@@ -191,24 +197,6 @@ pub fn parse_obsidian(c: &Candidate, bytes: Vec<u8>, hash: String) -> Result<Par
     }
     let body = markdown::normalize(tail(text, offset));
     Ok(doc(c, "note", title, body, meta, links, hash))
-}
-
-pub fn html_to_text(html: &str) -> Result<String, Failure> {
-    html2text::config::plain_no_decorate()
-        .string_from_read(html.as_bytes(), 100_000)
-        .map(|t| {
-            t.lines()
-                .map(str::trim_end)
-                .collect::<Vec<_>>()
-                .join("\n")
-                .trim()
-                .to_string()
-        })
-        .map_err(|e| Failure::parse(format!("HTML could not be read: {e}")))
-}
-
-fn collapse_ws(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

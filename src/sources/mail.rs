@@ -2,55 +2,73 @@
 //!
 //! Invariants: a maildir message keeps its key when a mail client moves it from `new/` to `cur/`
 //! or changes its flags (the key is the unique name before `:2,`); a message inside an mbox is
-//! keyed by its Message-ID, so appending to the mbox re-ingests only the new messages; thread ids
-//! come from References, then In-Reply-To, then the message's own Message-ID.
+//! keyed `FILE#ID` where ID is its Message-ID, or `blake3-` and 16 hex digits of its content when
+//! it has none (then `~2`, `~3`... for repeats, numbered in file order), so appending to the mbox
+//! keeps every earlier key and re-ingests only the new messages; thread ids come from
+//! References, then In-Reply-To, then the message's own Message-ID.
+//! A maildir file or an mbox entry is a message by definition: one with missing headers (or none)
+//! is ingested with what it has, and `missing_headers` in its metadata names what was absent.
 
 use std::path::Path;
 
-use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
+use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
 use serde_json::{Value, json};
 
-use super::files::html_to_text;
-use super::{Candidate, Enumeration, Parsed, ParsedDoc, Rules, content_hash, stat};
+use super::{
+    Candidate, Enumeration, Found, Parsed, ParsedDoc, Rules, Skipped, content_hash, html,
+    key_from_os, stat,
+};
 use crate::failure::Failure;
 
+/// The key of a maildir message from its path key (`[folder/]cur|new/unique[:2,flags]`), or
+/// `None` for a file that is not a message (outside `cur/` and `new/`, or hidden).
+fn maildir_key(key: &str) -> Option<String> {
+    let mut parts = key.rsplitn(3, '/');
+    let (Some(name), Some(box_dir)) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    if !(box_dir == "cur" || box_dir == "new") || name.starts_with('.') {
+        return None;
+    }
+    let folder = parts.next().unwrap_or("");
+    let unique = name.split(':').next().unwrap_or(name);
+    Some(if folder.is_empty() {
+        unique.to_string()
+    } else {
+        format!("{folder}/{unique}")
+    })
+}
+
 pub fn enumerate_maildir(root: &Path, rules: &Rules) -> Enumeration {
-    let mut out = Enumeration::default();
+    let mut candidates = Vec::new();
+    let mut skipped = Vec::new();
     let mut errors = Vec::new();
     // Maildir++ keeps sub-folders in directories named `.Folder`, so hidden names are walked.
-    super::walk(
-        root,
-        false,
-        |path, key, meta| {
-            let mut parts = key.rsplitn(3, '/');
-            let (Some(name), Some(box_dir)) = (parts.next(), parts.next()) else {
+    super::walk(root, false, |found| match found {
+        Found::File(path, key, meta) => {
+            let Some(key) = maildir_key(&key).filter(|k| rules.allows(k)) else {
                 return;
             };
-            if !(box_dir == "cur" || box_dir == "new") || name.starts_with('.') {
-                return;
-            }
-            let folder = parts.next().unwrap_or("");
-            let unique = name.split(':').next().unwrap_or(name);
-            let key = if folder.is_empty() {
-                unique.to_string()
-            } else {
-                format!("{folder}/{unique}")
-            };
-            if !rules.allows(&key) {
-                return;
-            }
             let (size, mtime_ns) = stat(&meta);
-            out.candidates.push(Candidate {
+            candidates.push(Candidate {
                 key,
                 path,
                 size,
                 mtime_ns,
             });
-        },
-        |key, e| errors.push((key.clone(), super::list_failure(root, &key, &e))),
-    );
-    out.errors = errors;
-    out
+        }
+        Found::Special(_, key, meta) => {
+            if let Some(key) = maildir_key(&key).filter(|k| rules.allows(k)) {
+                skipped.push(Skipped::special(key, &meta));
+            }
+        }
+        Found::Error(key, e) => errors.push((key.clone(), super::list_failure(root, &key, &e))),
+    });
+    Enumeration {
+        candidates,
+        skipped,
+        errors,
+    }
 }
 
 pub fn enumerate_mbox(root: &Path, is_dir: bool, rules: &Rules) -> Enumeration {
@@ -60,10 +78,7 @@ pub fn enumerate_mbox(root: &Path, is_dir: bool, rules: &Rules) -> Enumeration {
             Ok(m) => {
                 let (size, mtime_ns) = stat(&m);
                 out.candidates.push(Candidate {
-                    key: root
-                        .file_name()
-                        .map(|n| n.to_string_lossy().to_string())
-                        .unwrap_or_default(),
+                    key: root.file_name().map(key_from_os).unwrap_or_default(),
                     path: root.to_path_buf(),
                     size,
                     mtime_ns,
@@ -75,18 +90,35 @@ pub fn enumerate_mbox(root: &Path, is_dir: bool, rules: &Rules) -> Enumeration {
         }
         return out;
     }
-    // A folder of mbox files: every file counts, whatever its name.
-    let mut out = super::files::enumerate(root, crate::config::SourceType::LocalFiles, rules);
-    let skipped = std::mem::take(&mut out.skipped);
-    out.candidates
-        .extend(skipped.into_iter().map(|s| Candidate {
-            path: root.join(&s.key),
-            key: s.key,
-            size: s.size,
-            mtime_ns: s.mtime_ns,
-        }));
-    out.candidates.sort_by(|a, b| a.key.cmp(&b.key));
-    out
+    // A folder of mbox files: every regular file counts, whatever its name.
+    let mut candidates = Vec::new();
+    let mut skipped = Vec::new();
+    let mut errors = Vec::new();
+    super::walk(root, true, |found| match found {
+        Found::File(path, key, meta) => {
+            if rules.allows(&key) {
+                let (size, mtime_ns) = stat(&meta);
+                candidates.push(Candidate {
+                    key,
+                    path,
+                    size,
+                    mtime_ns,
+                });
+            }
+        }
+        Found::Special(_, key, meta) => {
+            if rules.allows(&key) {
+                skipped.push(Skipped::special(key, &meta));
+            }
+        }
+        Found::Error(key, e) => errors.push((key.clone(), super::list_failure(root, &key, &e))),
+    });
+    candidates.sort_by(|a, b| a.key.cmp(&b.key));
+    Enumeration {
+        candidates,
+        skipped,
+        errors,
+    }
 }
 
 fn addresses(a: Option<&Address>) -> Vec<String> {
@@ -112,33 +144,73 @@ fn id_list(v: &HeaderValue) -> Vec<String> {
     }
 }
 
-/// One RFC 5322 message.
-pub fn parse_email(key: &str, bytes: &[u8], hash: String) -> Result<ParsedDoc, Failure> {
-    let msg = MessageParser::default()
-        .parse(bytes)
-        .ok_or_else(|| Failure::parse("not an email message"))?;
-    if msg.from().is_none()
-        && msg.subject().is_none()
-        && msg.message_id().is_none()
-        && msg.date().is_none()
-    {
-        return Err(Failure::parse(
-            "not an email message: no From, Subject, Message-ID or Date header",
-        ));
-    }
+/// One RFC 5322 message, ingested with whatever it has: headers may be missing (a draft, a
+/// digest part) or absent altogether (a bare body), and `missing_headers` says which.
+pub fn parse_email(key: &str, bytes: &[u8], hash: String) -> ParsedDoc {
+    let size = bytes.len() as u64;
+    // Some tools save a message with its mbox postmark line (`From sender date`): not a header.
+    let bytes = match bytes.strip_prefix(b"From ") {
+        Some(rest) => memchr::memchr(b'\n', rest).map_or(&b""[..], |n| &rest[n + 1..]),
+        None => bytes,
+    };
+    let parsed = if starts_with_header(bytes) {
+        MessageParser::default().parse(bytes)
+    } else {
+        None
+    };
+    let Some(msg) = parsed else {
+        // No header at all: the whole file is the body.
+        let body = String::from_utf8_lossy(bytes).trim().replace("\r\n", "\n");
+        return ParsedDoc {
+            item: key.to_string(),
+            kind: "email",
+            title: NO_SUBJECT.to_string(),
+            body,
+            metadata: json!({
+                "from": [], "to": [], "cc": [], "date": null, "message_id": null,
+                "in_reply_to": [], "references": [], "thread_id": null, "attachments": [],
+                "missing_headers": ["From", "Subject", "Message-ID", "Date"],
+            }),
+            links: Vec::new(),
+            content_hash: hash,
+            size,
+        };
+    };
+    let missing: Vec<&str> = [
+        ("From", msg.from().is_none()),
+        ("Subject", msg.subject().is_none()),
+        ("Message-ID", msg.message_id().is_none()),
+        ("Date", msg.date().is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(name, absent)| absent.then_some(name))
+    .collect();
     let mut body = String::new();
     for i in 0..msg.text_body_count() {
-        if let Some(t) = msg.body_text(i) {
+        // An HTML part standing in for text goes through futurnal's linear converter.
+        let text = msg.text_part(i as u32).and_then(|p| match &p.body {
+            PartType::Text(t) => Some(std::borrow::Cow::Borrowed(t.as_ref())),
+            PartType::Html(h) => Some(std::borrow::Cow::Owned(html::to_text(h))),
+            _ => None,
+        });
+        if let Some(t) = text {
+            let t = t.trim();
+            if t.is_empty() {
+                continue;
+            }
             if !body.is_empty() {
                 body.push_str("\n\n");
             }
-            body.push_str(t.trim());
+            body.push_str(t);
         }
     }
     if body.is_empty()
         && let Some(html) = msg.body_html(0)
     {
-        body = html_to_text(&html)?;
+        body = html::to_text(&html);
+    }
+    if body.contains('\r') {
+        body = body.replace("\r\n", "\n");
     }
     let references = id_list(msg.references());
     let in_reply_to = id_list(msg.in_reply_to());
@@ -165,14 +237,14 @@ pub fn parse_email(key: &str, bytes: &[u8], hash: String) -> Result<ParsedDoc, F
             })
         })
         .collect();
-    Ok(ParsedDoc {
+    ParsedDoc {
         item: key.to_string(),
         kind: "email",
         title: msg
             .subject()
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .unwrap_or("(no subject)")
+            .unwrap_or(NO_SUBJECT)
             .to_string(),
         body,
         metadata: json!({
@@ -185,12 +257,30 @@ pub fn parse_email(key: &str, bytes: &[u8], hash: String) -> Result<ParsedDoc, F
             "references": references,
             "thread_id": thread_id,
             "attachments": attachments,
+            "missing_headers": missing,
         }),
         links: Vec::new(),
         content_hash: hash,
-        size: bytes.len() as u64,
-    })
+        size,
+    }
 }
+
+/// Whether a message begins with a header field (`name:` with a name of printable ASCII, RFC
+/// 5322 section 2.2). The parser is lenient and would take a bare body's first line for a
+/// header, losing it; a message that does not start with a field is all body.
+fn starts_with_header(bytes: &[u8]) -> bool {
+    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    match memchr::memchr(b':', line) {
+        Some(colon) => {
+            let name = line[..colon].trim_ascii_end();
+            !name.is_empty() && name.iter().all(|b| (33..=126).contains(b))
+        }
+        None => false,
+    }
+}
+
+/// The title of a message without a subject.
+pub const NO_SUBJECT: &str = "(no subject)";
 
 /// Every message of one mbox file; a message that does not parse fails alone.
 pub fn parse_mbox(c: &Candidate, bytes: &[u8]) -> Parsed {
@@ -213,17 +303,17 @@ pub fn parse_mbox(c: &Candidate, bytes: &[u8]) -> Parsed {
         let id = MessageParser::default()
             .parse_headers(contents)
             .and_then(|m| m.message_id().map(str::to_string))
-            .unwrap_or_else(|| format!("message-{}", n + 1));
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| format!("blake3-{}", &content_hash(contents)[..16]));
         let mut key = format!("{}#{id}", c.key);
         let mut dup = 2;
         while !seen.insert(key.clone()) {
             key = format!("{}#{id}~{dup}", c.key);
             dup += 1;
         }
-        match parse_email(&key, contents, content_hash(contents)) {
-            Ok(d) => parsed.docs.push(d),
-            Err(f) => parsed.failures.push((key, f)),
-        }
+        parsed
+            .docs
+            .push(parse_email(&key, contents, content_hash(contents)));
     }
     parsed
 }
@@ -245,7 +335,7 @@ mod tests {
 
     #[test]
     fn email_headers_thread_and_body() {
-        let d = parse_email("cur/1", MSG.as_bytes(), "h".into()).unwrap();
+        let d = parse_email("cur/1", MSG.as_bytes(), "h".into());
         assert_eq!(d.title, "Re: Plans");
         assert_eq!(d.body, "Sounds good.");
         assert_eq!(d.metadata["from"], json!(["Ada <ada@example.org>"]));
@@ -253,12 +343,90 @@ mod tests {
         assert_eq!(d.metadata["date"], "2026-11-28T09:00:00Z");
     }
 
-    #[test]
-    fn garbage_is_not_an_email() {
-        let f = parse_email("x", b"\x00\x01 just bytes", "h".into()).unwrap_err();
-        assert_eq!(f.class, crate::failure::ErrorClass::ParseError);
+    fn email(bytes: &[u8]) -> ParsedDoc {
+        parse_email("cur/x", bytes, content_hash(bytes))
     }
 
+    fn missing(d: &ParsedDoc) -> Vec<&str> {
+        d.metadata["missing_headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect()
+    }
+
+    const ALL: [&str; 4] = ["From", "Subject", "Message-ID", "Date"];
+
+    /// Issue 7 item 15: a message with only MIME headers, or none, was quarantined
+    /// `parse_error: not an email message`. A maildir file is a message: it is ingested with what
+    /// it has, and its metadata says what was missing.
+    #[test]
+    fn messages_with_missing_headers_are_ingested_with_what_they_have() {
+        let d = email(b"Just a draft I never sent.\nSecond line.\n");
+        assert_eq!(d.title, NO_SUBJECT);
+        assert_eq!(d.body, "Just a draft I never sent.\nSecond line.");
+        assert_eq!(missing(&d), ALL);
+
+        let d = email(
+            b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+              Content-Transfer-Encoding: quoted-printable\r\n\r\nCaf=C3=A9 au lait\r\nsecond\r\n",
+        );
+        assert_eq!(d.title, NO_SUBJECT);
+        assert_eq!(d.body, "Café au lait\nsecond");
+        assert_eq!(missing(&d), ALL);
+
+        let d = email(b"Subject: Only a subject\n\nBody.\n");
+        assert_eq!(d.title, "Only a subject");
+        assert_eq!(missing(&d), ["From", "Message-ID", "Date"]);
+
+        for garbage in [&b""[..], b"\x00\x01 just bytes", b"\n\n\n", b"\xff\xfe\xfd"] {
+            let d = email(garbage);
+            assert_eq!(d.title, NO_SUBJECT);
+            assert_eq!(missing(&d), ALL, "{garbage:?}");
+        }
+        assert_eq!(email(b"\x00\x01 just bytes").body, "\u{0}\u{1} just bytes");
+
+        let full = email(MSG.as_bytes());
+        assert!(missing(&full).is_empty());
+        // Saved with its mbox postmark line.
+        let d = email(format!("From ada@example.org Sat Nov 28 09:00:00 2026\n{MSG}").as_bytes());
+        assert_eq!(
+            (d.title.as_str(), d.body.as_str()),
+            ("Re: Plans", "Sounds good.")
+        );
+    }
+
+    #[test]
+    fn messy_real_world_messages() {
+        // Folded headers, CRLF, and an 8-bit UTF-8 subject sent without encoding.
+        let d = email(
+            "From: Zoë <zoe@example.org>\r\nSubject: Résumé of the\r\n  long meeting\r\n\
+             Date: Sat, 28 Nov 2026 09:00:00 +0000\r\n\r\nLine one\r\nLine two\r\n"
+                .as_bytes(),
+        );
+        assert_eq!(d.title, "Résumé of the long meeting");
+        assert_eq!(d.body, "Line one\nLine two");
+        assert_eq!(d.metadata["from"], json!(["Zoë <zoe@example.org>"]));
+        assert_eq!(missing(&d), ["Message-ID"]);
+
+        // A Latin-1 body, declared.
+        let d = email(
+            b"Subject: t\nContent-Type: text/plain; charset=iso-8859-1\n\nCaf\xe9 cr\xe8me\n",
+        );
+        assert_eq!(d.body, "Café crème");
+        // An encoded-word subject.
+        let d = email(b"Subject: =?UTF-8?B?5pel5pys6Kqe?=\n\nx\n");
+        assert_eq!(d.title, "日本語");
+        // Raw Latin-1 in a header (undeclared 8-bit): ingested, never a panic.
+        let d = email(b"Subject: Caf\xe9\nFrom: a@b.c\n\nbody\n");
+        assert!(d.title.starts_with("Caf"), "{}", d.title);
+        assert_eq!(d.body, "body");
+        // An HTML-only message.
+        let d =
+            email(b"Subject: h\nContent-Type: text/html\n\n<p>Hello <b>there</b></p><p>Bye</p>\n");
+        assert_eq!(d.body, "Hello there\n\nBye");
+    }
     #[test]
     fn mbox_messages_keyed_by_message_id() {
         let mbox = format!(
@@ -278,5 +446,65 @@ mod tests {
             keys,
             vec!["archive.mbox#2@example.org", "archive.mbox#1@example.org"]
         );
+    }
+}
+
+#[cfg(test)]
+mod mbox_tests {
+    use super::*;
+
+    fn mbox(key: &str, text: &[u8]) -> Parsed {
+        let c = Candidate {
+            key: key.into(),
+            path: key.into(),
+            size: text.len() as u64,
+            mtime_ns: 0,
+        };
+        parse_mbox(&c, text)
+    }
+
+    fn keys(p: &Parsed) -> Vec<&str> {
+        p.docs.iter().map(|d| d.item.as_str()).collect()
+    }
+
+    const ARCHIVE: &[u8] = b"From a@example.org Sat Nov 28 09:00:00 2026\n\
+Subject: No id\n\nFirst body.\n>From the start, quoted.\n\n\
+From b@example.org Sat Nov 28 09:01:00 2026\n\
+Content-Type: text/plain\n\nOnly MIME headers.\n\n\
+From c@example.org Sat Nov 28 09:02:00 2026\n\
+Subject: No id\n\nFirst body.\n>From the start, quoted.\n\n\
+From d@example.org Sat Nov 28 09:03:00 2026\n\
+just a body, no headers\n";
+
+    /// Messages without a Message-ID get a key from their content (repeats numbered in file
+    /// order), so every message is ingested and an append keeps every earlier key.
+    #[test]
+    fn mbox_messages_without_ids_keep_stable_keys_across_appends() {
+        let before = mbox("a#b.mbox", ARCHIVE);
+        assert!(before.failures.is_empty());
+        assert_eq!(before.docs.len(), 4);
+        let k = keys(&before);
+        assert!(
+            k[0].starts_with("a#b.mbox#blake3-") && k[0].len() == "a#b.mbox#blake3-".len() + 16
+        );
+        assert_eq!(k[2], format!("{}~2", k[0]));
+        assert_ne!(k[1], k[3]);
+        // `>From ` escaping is undone.
+        assert_eq!(before.docs[0].body, "First body.\nFrom the start, quoted.");
+        assert_eq!(before.docs[1].body, "Only MIME headers.");
+        assert_eq!(before.docs[1].title, NO_SUBJECT);
+        assert_eq!(before.docs[3].body, "just a body, no headers");
+
+        let mut appended = ARCHIVE.to_vec();
+        appended.extend_from_slice(
+            b"\nFrom e@example.org Sat Nov 28 09:04:00 2026\nSubject: No id\n\nFirst body.\n>From the start, quoted.\n",
+        );
+        let after = mbox("a#b.mbox", &appended);
+        let ka = keys(&after);
+        assert_eq!(ka[..4], k[..]);
+        assert_eq!(ka[4], format!("{}~3", k[0]));
+        for (b, a) in before.docs.iter().zip(&after.docs) {
+            assert_eq!(b.content_hash, a.content_hash, "{}", b.item);
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! and never affects another; names starting with `.` are ignored.
 
 pub mod files;
+pub mod html;
 pub mod mail;
 pub mod markdown;
 
@@ -35,6 +36,19 @@ pub struct Skipped {
     pub reason: String,
     pub size: u64,
     pub mtime_ns: i64,
+}
+
+impl Skipped {
+    /// A symlink, FIFO, socket or device found in a source, from its `lstat` metadata.
+    pub fn special(key: String, meta: &std::fs::Metadata) -> Skipped {
+        let (size, mtime_ns) = stat(meta);
+        Skipped {
+            key,
+            reason: special_reason(meta.file_type()).to_string(),
+            size,
+            mtime_ns,
+        }
+    }
 }
 
 /// What parsing one candidate produced: documents, and messages inside it that failed alone.
@@ -176,7 +190,7 @@ pub fn parse(
     match source.source_type {
         SourceType::LocalFiles => files::parse_file(candidate, bytes, hash).map(one),
         SourceType::Obsidian => files::parse_obsidian(candidate, bytes, hash).map(one),
-        SourceType::Maildir => mail::parse_email(&candidate.key, &bytes, hash).map(one),
+        SourceType::Maildir => Ok(one(mail::parse_email(&candidate.key, &bytes, hash))),
         SourceType::Mbox => Ok(mail::parse_mbox(candidate, &bytes)),
     }
 }
@@ -185,26 +199,53 @@ pub fn content_hash(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
-/// Every regular file under `root`, depth first, without following symlinks. `on_file` gets the
-/// file's path, its key (path relative to `root`, `/`-separated) and metadata; `on_error` gets the
-/// key of anything that could not be listed or stat'ed. With `skip_hidden`, names starting with
-/// `.` are not entered or reported.
+/// What a walk found that is neither a folder nor a regular file, and why it is not ingested.
+/// A symlink is never followed, whatever it points to: it could lead out of the source (or into
+/// a loop), and following it would ingest what the operator did not declare.
+pub fn special_reason(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_symlink() {
+        "symbolic link (futurnal does not follow links)"
+    } else if kind.is_fifo() {
+        "named pipe (FIFO)"
+    } else if kind.is_socket() {
+        "socket"
+    } else if kind.is_block_device() {
+        "block device"
+    } else if kind.is_char_device() {
+        "character device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// What a walk reports (see [`walk`]).
+pub enum Found {
+    /// A regular file: its path, key and metadata.
+    File(PathBuf, String, std::fs::Metadata),
+    /// A symlink, FIFO, socket or device, with its `lstat` metadata: recorded as skipped rather
+    /// than vanishing.
+    Special(PathBuf, String, std::fs::Metadata),
+    /// Something that could not be listed or stat'ed, by key (`""` for the root).
+    Error(String, std::io::Error),
+}
+
+/// Every entry under `root`, depth first, without following symlinks: regular files, special
+/// entries and errors, as [`Found`]. Keys are paths relative to `root`, `/`-separated, each
+/// name written by [`key_from_bytes`]. With `skip_hidden`, names starting with `.` are not
+/// entered or reported.
 ///
 /// A hand-rolled walk rather than walkdir: `DirEntry::metadata` stats relative to the open
 /// directory (no path resolution per file) and keys are built by appending, which keeps a no-change
 /// rescan of 100,000 files within twice the time of `find`.
-pub fn walk(
-    root: &Path,
-    skip_hidden: bool,
-    mut on_file: impl FnMut(PathBuf, String, std::fs::Metadata),
-    mut on_error: impl FnMut(String, std::io::Error),
-) {
+pub fn walk(root: &Path, skip_hidden: bool, mut visit: impl FnMut(Found)) {
+    use std::os::unix::ffi::OsStrExt;
     let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, prefix)) = stack.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) => {
-                on_error(prefix, e);
+                visit(Found::Error(prefix, e));
                 continue;
             }
         };
@@ -212,39 +253,124 @@ pub fn walk(
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    on_error(prefix.clone(), e);
+                    visit(Found::Error(prefix.clone(), e));
                     continue;
                 }
             };
             let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if skip_hidden && name.starts_with('.') {
+            if skip_hidden && name.as_bytes().starts_with(b".") {
                 continue;
             }
+            let name = key_from_bytes(name.as_bytes());
             let key = if prefix.is_empty() {
-                name.to_string()
+                name
             } else {
                 format!("{prefix}/{name}")
             };
-            let Ok(kind) = entry.file_type() else {
-                continue;
+            // `file_type` and `metadata` of a DirEntry do not follow symlinks.
+            let kind = match entry.file_type() {
+                Ok(k) => k,
+                Err(e) => {
+                    visit(Found::Error(key, e));
+                    continue;
+                }
             };
             if kind.is_dir() {
                 stack.push((entry.path(), key));
-            } else if kind.is_file() {
-                match entry.metadata() {
-                    Ok(m) => on_file(entry.path(), key, m),
-                    Err(e) => on_error(key, e),
-                }
+                continue;
+            }
+            match entry.metadata() {
+                Ok(m) if kind.is_file() => visit(Found::File(entry.path(), key, m)),
+                Ok(m) => visit(Found::Special(entry.path(), key, m)),
+                Err(e) => visit(Found::Error(key, e)),
             }
         }
     }
 }
 
+/// An item key for a file name (or a relative path) given as raw bytes. Keys are text, but Unix
+/// names are bytes: valid UTF-8 keeps its text except that a backslash is written `\\`, and each
+/// byte that is not part of valid UTF-8 is written `\xHH` (two uppercase hex digits). The mapping
+/// is injective and [`bytes_from_key`] inverts it exactly, so two files never share a key and a key
+/// always leads back to its file. No normalization: NFC and NFD spellings of a name are two items,
+/// as they are two files.
+pub fn key_from_bytes(name: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(name.len());
+    for chunk in name.utf8_chunks() {
+        let valid = chunk.valid();
+        if memchr::memchr(b'\\', valid.as_bytes()).is_some() {
+            out.push_str(&valid.replace('\\', "\\\\"));
+        } else {
+            out.push_str(valid);
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02X}");
+        }
+    }
+    out
+}
+
+/// [`key_from_bytes`] for an `OsStr` (a file name, or a path relative to a source).
+pub fn key_from_os(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    key_from_bytes(name.as_bytes())
+}
+
+/// The exact bytes a key was made from; `None` for text that no name produces (a backslash not
+/// followed by `\\` or `xHH`).
+pub fn bytes_from_key(key: &str) -> Option<Vec<u8>> {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => match bytes.get(i + 1)? {
+                b'\\' => {
+                    out.push(b'\\');
+                    i += 2;
+                }
+                b'x' => {
+                    let hex = bytes.get(i + 2..i + 4)?;
+                    let upper = |c: &u8| c.is_ascii_digit() || (b'A'..=b'F').contains(c);
+                    if !hex.iter().all(upper) {
+                        return None;
+                    }
+                    let hex = std::str::from_utf8(hex).ok()?;
+                    out.push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 4;
+                }
+                _ => return None,
+            },
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    // A key made by key_from_bytes writes every invalid byte escaped: refuse a key whose escapes
+    // spell valid UTF-8 (it would be a second key for the same name).
+    (key_from_bytes(&out) == key).then_some(out)
+}
+
+/// The file a key of a folder source names: `root` joined with the key's exact bytes. Use this
+/// (never the key's text) to go from a stored item key back to the filesystem.
+pub fn path_from_key(root: &Path, key: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = bytes_from_key(key)?;
+    Some(root.join(std::ffi::OsStr::from_bytes(&bytes)))
+}
+
 /// A file's size and modification time in nanoseconds.
 pub fn stat(meta: &std::fs::Metadata) -> (u64, i64) {
     use std::os::unix::fs::MetadataExt;
-    (meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec())
+    (meta.len(), mtime_ns(meta.mtime(), meta.mtime_nsec()))
+}
+
+/// Seconds and nanoseconds as one nanosecond count, saturating: a file can carry any mtime (a
+/// year far in the past or future), and an odd one must not overflow into a panic or wrap.
+pub fn mtime_ns(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
 /// Decode text, failing (rather than guessing) on bytes that are not UTF-8. A byte-order mark
@@ -261,47 +387,71 @@ pub fn utf8(mut bytes: Vec<u8>) -> Result<String, Failure> {
     })
 }
 
-/// Character offsets of chunk boundaries: pieces of about `target` bytes, cut at paragraph
-/// breaks where possible, else at whitespace, never inside a UTF-8 character.
+/// Byte offsets of chunk boundaries: pieces of at most `target + target / 2` bytes (or one
+/// character, if a single character is longer), cut at the last paragraph break after `target / 2`
+/// where there is one, else after the last whitespace, else at the size limit. Every offset is
+/// computed from the string itself, so each is a char boundary; the chunks cover the text exactly,
+/// in order, none empty. Linear time: each window is scanned at most twice.
 pub fn chunk_boundaries(text: &str, target: usize) -> Vec<(usize, usize)> {
+    let target = target.max(1);
+    let max = target.saturating_add(target / 2);
     let mut out = Vec::new();
     let mut start = 0;
-    let len = text.len();
-    while start < len {
-        if len - start <= target + target / 2 {
-            out.push((start, len));
+    while start < text.len() {
+        let rest = &text[start..];
+        if rest.len() <= max {
+            out.push((start, text.len()));
             break;
         }
-        let window_end = floor_char(text, (start + target + target / 2).min(len));
-        let window = &text[start..window_end];
-        let min = target / 2;
-        let cut = window[min.min(window.len())..]
-            .rfind("\n\n")
-            .map(|i| i + min + 2)
-            .or_else(|| {
-                window[min.min(window.len())..]
-                    .rfind(char::is_whitespace)
-                    .map(|i| i + min + 1)
-            })
-            .unwrap_or(window.len());
-        let end = floor_char(text, start + cut).max(start + 1);
-        let end = if end <= start { window_end } else { end };
-        out.push((start, end));
-        start = end;
+        let limit = rest.floor_char_boundary(max);
+        let min = rest.ceil_char_boundary(target / 2).min(limit);
+        let window = &rest[min..limit];
+        let cut = match window.rfind("\n\n") {
+            Some(i) => min + i + 2,
+            None => window
+                .char_indices()
+                .rev()
+                .find(|(_, c)| c.is_whitespace())
+                .map_or(limit, |(i, c)| min + i + c.len_utf8()),
+        };
+        // A first character longer than the limit is a chunk of its own.
+        let cut = if cut == 0 {
+            rest.chars().next().map_or(rest.len(), char::len_utf8)
+        } else {
+            cut
+        };
+        out.push((start, start + cut));
+        start += cut;
     }
     out
-}
-
-fn floor_char(text: &str, mut i: usize) -> usize {
-    while i > 0 && !text.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    /// The invariants every stored body relies on.
+    fn check_chunks(text: &str, target: usize) -> Result<(), TestCaseError> {
+        let chunks = chunk_boundaries(text, target);
+        let max = target.max(1) + target.max(1) / 2;
+        let mut at = 0;
+        for &(start, end) in &chunks {
+            prop_assert_eq!(start, at, "contiguous, in order");
+            prop_assert!(start < end, "no empty chunk");
+            prop_assert!(text.is_char_boundary(start) && text.is_char_boundary(end));
+            let piece = &text[start..end];
+            prop_assert!(
+                piece.len() <= max || piece.chars().count() == 1,
+                "chunk of {} bytes over {max}",
+                piece.len()
+            );
+            at = end;
+        }
+        prop_assert_eq!(at, text.len(), "covers the text");
+        Ok(())
+    }
 
     #[test]
     fn chunks_cover_text_exactly_and_respect_targets() {
@@ -319,6 +469,192 @@ mod tests {
         }
         assert!(chunk_boundaries("", 500).is_empty());
         assert_eq!(chunk_boundaries("short", 500), vec![(0, 5)]);
+    }
+
+    /// Issue 7: `"a" + "日本語のメモ" × 200` panicked (a window start inside a character), as
+    /// did `§` at the window's edge and a multi-byte space (U+3000) as the last whitespace.
+    #[test]
+    fn chunks_of_multibyte_text_never_cut_a_character() {
+        let japanese = format!("a{}", "日本語のメモ".repeat(200));
+        check_chunks(&japanese, 1500).unwrap();
+        let section = "§".repeat(2000);
+        check_chunks(&section, 1500).unwrap();
+        let spaced = "語\u{3000}".repeat(1000);
+        check_chunks(&spaced, 1500).unwrap();
+        for target in [0, 1, 2, 3, 5] {
+            check_chunks("😀👩‍👩‍👧é\u{301}", target).unwrap();
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn chunk_invariants_hold_for_any_text(text in any::<String>(), target in 0usize..64) {
+            check_chunks(&text, target)?;
+        }
+
+        #[test]
+        fn chunk_invariants_hold_for_longer_text(
+            text in "(\\PC{1,40}[ \\n\u{3000}]{0,3}){0,150}",
+            target in 8usize..400,
+        ) {
+            check_chunks(&text, target)?;
+        }
+
+        #[test]
+        fn keys_round_trip_any_name(name in proptest::collection::vec(1u8..=255, 0..40)) {
+            let name: Vec<u8> = name.into_iter().filter(|b| *b != b'/').collect();
+            let key = key_from_bytes(&name);
+            prop_assert_eq!(bytes_from_key(&key), Some(name.clone()));
+            let path = path_from_key(Path::new("/src"), &key).unwrap();
+            prop_assert_eq!(path, Path::new("/src").join(std::ffi::OsStr::from_bytes(&name)));
+            prop_assert!(!key.contains('/'));
+            prop_assert_eq!(key_from_os(std::ffi::OsStr::from_bytes(&name)), key);
+        }
+
+        #[test]
+        fn keys_are_injective(
+            a in proptest::collection::vec(1u8..=255, 0..12),
+            b in proptest::collection::vec(1u8..=255, 0..12),
+        ) {
+            prop_assert_eq!(key_from_bytes(&a) == key_from_bytes(&b), a == b);
+        }
+    }
+
+    #[test]
+    fn keys_escape_backslashes_and_invalid_bytes_only() {
+        assert_eq!(key_from_bytes("café #1 ?%.md".as_bytes()), "café #1 ?%.md");
+        assert_eq!(key_from_bytes(b"\xff.md"), "\\xFF.md");
+        assert_eq!(key_from_bytes(b"a\\xFF.md"), "a\\\\xFF.md");
+        assert_ne!(key_from_bytes(b"\xff"), key_from_bytes(b"\\xFF"));
+        // Text that no name produces is refused rather than guessed.
+        assert_eq!(bytes_from_key("a\\b"), None);
+        assert_eq!(bytes_from_key("\\xff"), None);
+        assert_eq!(
+            bytes_from_key("\\x41"),
+            None,
+            "an escaped valid byte is a second key"
+        );
+        assert_eq!(bytes_from_key("\\x4"), None);
+    }
+
+    fn source(kind: SourceType, root: &Path) -> SourceConfig {
+        SourceConfig::new("s", kind, root.to_str().unwrap())
+    }
+
+    /// Issue 7 item 2: `\xff.md` and `\xfe.md` were both `�.md`: one document, "2 changed" on
+    /// every run. NFC and NFD spellings of one name are two files, so two items.
+    #[test]
+    fn names_that_are_not_utf8_or_differ_in_normalization_are_distinct_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (name, body) in [
+            (&b"\xff.md"[..], "A"),
+            (b"\xfe.md", "B"),
+            ("café.md".as_bytes(), "nfc"),
+            ("cafe\u{301}.md".as_bytes(), "nfd"),
+            (b"back\\slash.md", "C"),
+        ] {
+            std::fs::write(root.join(std::ffi::OsStr::from_bytes(name)), body).unwrap();
+        }
+        let found = enumerate(&source(SourceType::LocalFiles, root)).unwrap();
+        let mut keys: Vec<&str> = found.candidates.iter().map(|c| c.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "\\xFE.md",
+                "\\xFF.md",
+                "back\\\\slash.md",
+                "cafe\u{301}.md",
+                "café.md"
+            ]
+        );
+        for c in &found.candidates {
+            assert_eq!(
+                path_from_key(root, &c.key).as_deref(),
+                Some(c.path.as_path())
+            );
+        }
+    }
+
+    /// Issue 7 item 14: symlinks (valid, looping, pointing out of the source), FIFOs and
+    /// sockets vanished; each is now a skipped item with its reason, and nothing is followed.
+    #[test]
+    fn special_entries_are_skipped_with_their_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.md"), "not in the source").unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("real.md"), "# Real").unwrap();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::os::unix::fs::symlink("../real.md", root.join("sub/link.md")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.md"), root.join("out.md")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("outdir")).unwrap();
+        std::os::unix::fs::symlink("loop.md", root.join("loop.md")).unwrap();
+        std::os::unix::fs::symlink(".", root.join("sub/self")).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, root.join("pipe.md"), 0o600.into()).unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+        for kind in [
+            SourceType::LocalFiles,
+            SourceType::Obsidian,
+            SourceType::Mbox,
+        ] {
+            let found = enumerate(&source(kind, root)).unwrap();
+            let keys: Vec<&str> = found.candidates.iter().map(|c| c.key.as_str()).collect();
+            assert_eq!(keys, ["real.md"], "{kind:?}");
+            let mut skipped: Vec<(&str, &str)> = found
+                .skipped
+                .iter()
+                .map(|s| (s.key.as_str(), s.reason.as_str()))
+                .collect();
+            skipped.sort_unstable();
+            let link = "symbolic link (futurnal does not follow links)";
+            assert_eq!(
+                skipped,
+                [
+                    ("loop.md", link),
+                    ("out.md", link),
+                    ("outdir", link),
+                    ("pipe.md", "named pipe (FIFO)"),
+                    ("sock", "socket"),
+                    ("sub/link.md", link),
+                    ("sub/self", link),
+                ],
+                "{kind:?}"
+            );
+            assert!(found.errors.is_empty());
+        }
+    }
+
+    #[test]
+    fn maildir_symlinks_are_skipped_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["cur", "new", "tmp"] {
+            std::fs::create_dir(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("cur/1.a:2,S"), "Subject: hi\n\nbody").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("new/2.b")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("tmp/3.c")).unwrap();
+        let found = enumerate(&source(SourceType::Maildir, root)).unwrap();
+        assert_eq!(found.candidates.len(), 1);
+        assert_eq!(found.candidates[0].key, "1.a");
+        assert_eq!(found.skipped.len(), 1);
+        assert_eq!(found.skipped[0].key, "2.b");
+        assert!(found.skipped[0].reason.starts_with("symbolic link"));
+    }
+
+    /// Issue 7 item 13: `mtime * 1e9 + nsec` overflowed for far-off mtimes.
+    #[test]
+    fn mtime_saturates_instead_of_overflowing() {
+        assert_eq!(mtime_ns(1, 5), 1_000_000_005);
+        assert_eq!(mtime_ns(-1, 5), -999_999_995);
+        assert_eq!(mtime_ns(i64::MAX, 999_999_999), i64::MAX);
+        assert_eq!(mtime_ns(i64::MAX / 1_000_000_000, 999_999_999), i64::MAX);
+        assert_eq!(mtime_ns(i64::MIN, 0), i64::MIN);
+        assert_eq!(mtime_ns(i64::MIN, 999_999_999), i64::MIN + 999_999_999);
     }
 
     #[test]
