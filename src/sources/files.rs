@@ -258,4 +258,60 @@ mod tests {
             d.body
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn check(key: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
+            let c = cand(key, bytes.len());
+            let parsed = if key.ends_with(".md") && key.starts_with("vault/") {
+                parse_obsidian(&c, bytes.to_vec(), "h".into())
+            } else {
+                parse_file(&c, bytes.to_vec(), "h".into())
+            };
+            let Ok(d) = parsed else { return Ok(()) };
+            prop_assert!(!d.title.is_empty() || key.starts_with('.'));
+            prop_assert!(!d.body.contains("\r\n"));
+            crate::sources::chunk_boundaries(&d.body, 64);
+            // Text, markdown and notes hold only their own characters (plus nothing).
+            if !key.ends_with(".json") && !key.ends_with(".html") {
+                let input = String::from_utf8_lossy(bytes);
+                for ch in d.body.chars() {
+                    prop_assert!(input.contains(ch), "{ch:?}");
+                }
+            }
+            Ok(())
+        }
+
+        const KEYS: &[&str] = &["n.md", "vault/n.md", "t.txt", "p.html", "d.json"];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_in_every_format(text in any::<String>()) {
+                for key in KEYS {
+                    check(key, text.as_bytes())?;
+                }
+            }
+
+            #[test]
+            fn any_bytes_in_every_format(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                for key in KEYS {
+                    check(key, &bytes)?;
+                }
+            }
+
+            #[test]
+            fn json_documents(
+                value in proptest::arbitrary::any::<std::collections::BTreeMap<String, String>>()
+            ) {
+                let text = serde_json::to_string(&value).unwrap();
+                let d = parse_file(&cand("d.json", text.len()), text.into_bytes(), "h".into()).unwrap();
+                let expected = value.get("title").cloned().unwrap_or_else(|| "d".to_string());
+                prop_assert_eq!(d.title, expected);
+            }
+        }
+    }
 }

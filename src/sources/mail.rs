@@ -507,4 +507,70 @@ just a body, no headers\n";
             assert_eq!(b.content_hash, a.content_hash, "{}", b.item);
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_bytes_are_a_message(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let d = parse_email("cur/x", &bytes, "h".into());
+                prop_assert!(!d.title.is_empty());
+                prop_assert!(!d.body.contains("\r\n"));
+                prop_assert!(d.metadata["missing_headers"].is_array());
+                crate::sources::chunk_boundaries(&d.body, 64);
+            }
+
+            #[test]
+            fn a_bare_body_is_kept_whole(text in "[^:]{0,200}") {
+                prop_assume!(!text.starts_with("From "));
+                let d = parse_email("cur/x", text.as_bytes(), "h".into());
+                prop_assert_eq!(d.body, text.trim().replace("\r\n", "\n"));
+                prop_assert_eq!(d.title, NO_SUBJECT);
+            }
+
+            #[test]
+            fn header_shaped_messages(
+                headers in proptest::collection::vec(
+                    ("(From|Subject|Message-ID|Date|Content-Type|X-[A-Za-z]{1,5})", "\\PC{0,30}"),
+                    0..6,
+                ),
+                body in "\\PC{0,80}",
+                crlf in any::<bool>(),
+            ) {
+                let nl = if crlf { "\r\n" } else { "\n" };
+                let mut m = String::new();
+                for (name, value) in &headers {
+                    m.push_str(&format!("{name}: {value}{nl}"));
+                }
+                m.push_str(nl);
+                m.push_str(&body);
+                let d = parse_email("cur/x", m.as_bytes(), "h".into());
+                prop_assert!(!d.title.is_empty());
+                prop_assert!(!d.body.contains("\r\n"));
+            }
+
+            #[test]
+            fn any_mbox(
+                messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..6)
+            ) {
+                let mut mbox = Vec::new();
+                for m in &messages {
+                    mbox.extend_from_slice(b"From x@y Sat Nov 28 09:00:00 2026\n");
+                    mbox.extend_from_slice(m);
+                    mbox.push(b'\n');
+                }
+                let c = Candidate { key: "m.mbox".into(), path: "m.mbox".into(), size: 0, mtime_ns: 0 };
+                let parsed = parse_mbox(&c, &mbox);
+                let mut keys = std::collections::HashSet::new();
+                for d in &parsed.docs {
+                    prop_assert!(d.item.starts_with("m.mbox#"));
+                    prop_assert!(keys.insert(d.item.clone()), "duplicate key {}", d.item);
+                }
+            }
+        }
+    }
 }

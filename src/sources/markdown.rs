@@ -235,4 +235,69 @@ mod tests {
             vec!["work", "plans", "idea"]
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn chars_from(output: &str, input: &str) -> Result<(), TestCaseError> {
+            for c in output.chars() {
+                prop_assert!(input.contains(c), "{c:?} is not in the input");
+            }
+            Ok(())
+        }
+
+        fn check_all(text: &str) -> Result<(), TestCaseError> {
+            if let Ok((front, body)) = frontmatter(text) {
+                // The body is a suffix of the text, starting on a char boundary.
+                prop_assert!(text.ends_with(body));
+                prop_assert!(text.is_char_boundary(text.len() - body.len()));
+                let t = tags(front.as_ref(), body);
+                for tag in &t {
+                    prop_assert!(!tag.is_empty());
+                }
+                if front.is_none() {
+                    for tag in &t {
+                        chars_from(tag, body)?;
+                    }
+                }
+            }
+            let o = outline(text);
+            if let Some(h) = &o.first_heading {
+                chars_from(h, text)?;
+            }
+            for u in external_links(text) {
+                prop_assert!(text.contains(u.as_str()), "{u:?}");
+            }
+            for (target, kind) in wikilinks(text) {
+                prop_assert!(kind == "wikilink" || kind == "embed");
+                chars_from(&target, text)?;
+            }
+            let n = normalize(text.to_string());
+            prop_assert_eq!(n, text.trim_matches(['\n', '\r']).replace("\r\n", "\n"));
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text(text in any::<String>()) {
+                check_all(&text)?;
+            }
+
+            #[test]
+            fn markdown_shaped_text(
+                text in "(---\r?\n)?(\\PC|[#\\[\\]()<>|!:\n\r -]|https://|\\]\\(|\\[\\[|---\n|```\n){0,120}"
+            ) {
+                check_all(&text)?;
+            }
+
+            #[test]
+            fn frontmatter_of_any_yaml(yaml in "\\PC{0,60}", body in "\\PC{0,60}") {
+                let text = format!("---\n{yaml}\n---\n{body}");
+                check_all(&text)?;
+            }
+        }
+    }
 }

@@ -477,7 +477,7 @@ mod tests {
     fn chunks_of_multibyte_text_never_cut_a_character() {
         let japanese = format!("a{}", "日本語のメモ".repeat(200));
         check_chunks(&japanese, 1500).unwrap();
-        let section = "§".repeat(2000);
+        let section = format!("a{}", "§".repeat(2000));
         check_chunks(&section, 1500).unwrap();
         let spaced = "語\u{3000}".repeat(1000);
         check_chunks(&spaced, 1500).unwrap();
