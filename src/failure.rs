@@ -107,6 +107,17 @@ impl fmt::Display for ErrorClass {
 pub struct Failure {
     pub class: ErrorClass,
     pub message: String,
+    /// Absolute paths the message names, exactly as formatted into it: redaction replaces these
+    /// strings, so a path with spaces or `:` is redacted whole (guessing where a path ends in free
+    /// text cannot be right for every name).
+    pub paths: Vec<String>,
+}
+
+/// The fingerprint that stands for an absolute path under `security.path_redaction`: the same
+/// path always gets the same one, so errors can still be told apart and matched.
+pub fn path_fingerprint(path: &str) -> String {
+    let hash = blake3::hash(path.as_bytes()).to_hex();
+    format!("<path {}>", &hash[..8])
 }
 
 impl Failure {
@@ -114,11 +125,56 @@ impl Failure {
         Failure {
             class,
             message: message.into(),
+            paths: Vec::new(),
         }
     }
 
     pub fn io(context: impl fmt::Display, err: &std::io::Error) -> Failure {
         Failure::new(ErrorClass::from_io(err), format!("{context}: {err}"))
+    }
+
+    /// An I/O error about an absolute path: "`what` `path`: `err`", with the path remembered for
+    /// redaction.
+    pub fn io_at(what: &str, path: &std::path::Path, err: &std::io::Error) -> Failure {
+        Failure::new(ErrorClass::from_io(err), String::new()).with_path(
+            what,
+            path,
+            &err.to_string(),
+        )
+    }
+
+    /// Set the message to "`what` `path`: `detail`" and remember the path for redaction.
+    pub fn with_path(mut self, what: &str, path: &std::path::Path, detail: &str) -> Failure {
+        let shown = path.display().to_string();
+        self.message = format!("{what} {shown}: {detail}");
+        self.paths.push(shown);
+        self
+    }
+
+    /// Also redact `path` wherever the message names it (a path the code that built the message
+    /// did not declare, such as the source's own folder).
+    pub fn naming(mut self, path: &std::path::Path) -> Failure {
+        let shown = path.display().to_string();
+        if !shown.is_empty() && !self.paths.contains(&shown) {
+            self.paths.push(shown);
+        }
+        self
+    }
+
+    /// The message with every declared path replaced by its fingerprint, longest first (so a path
+    /// inside another is never half-replaced).
+    pub fn redacted(&self) -> Failure {
+        let mut paths: Vec<&String> = self.paths.iter().filter(|p| !p.is_empty()).collect();
+        paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        let mut message = self.message.clone();
+        for p in paths {
+            message = message.replace(p.as_str(), &path_fingerprint(p));
+        }
+        Failure {
+            class: self.class,
+            message,
+            paths: Vec::new(),
+        }
     }
 
     pub fn parse(message: impl Into<String>) -> Failure {
@@ -149,6 +205,28 @@ mod tests {
         assert_eq!(ErrorClass::from_io(&e), ErrorClass::PermissionDenied);
         let e = std::io::Error::from_raw_os_error(2);
         assert_eq!(ErrorClass::from_io(&e), ErrorClass::NotFound);
+    }
+
+    #[test]
+    fn declared_paths_are_redacted_whole_even_with_spaces_and_colons() {
+        let root = std::path::Path::new("/home/ada/Folder With Spaces: x");
+        let e = std::io::Error::from_raw_os_error(2);
+        let f = Failure::io_at("source path", root, &e).redacted();
+        assert_eq!(
+            f.message,
+            format!(
+                "source path {}: No such file or directory (os error 2)",
+                path_fingerprint("/home/ada/Folder With Spaces: x")
+            )
+        );
+        // A message built elsewhere: the source's folder is named after the fact.
+        let f = Failure::io(format!("source path {}", root.display()), &e)
+            .naming(root)
+            .naming(std::path::Path::new("/home/ada"))
+            .redacted();
+        for part in ["home", "ada", "Folder", "Spaces", ": x"] {
+            assert!(!f.message.contains(part), "{part} in {}", f.message);
+        }
     }
 }
 

@@ -7,7 +7,10 @@
 //! on; items under a folder that could not be listed are never treated as deleted; cancellation
 //! is checked between items and keeps everything already committed.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::SourceConfig;
 use crate::failure::{ErrorClass, Failure};
-use crate::sources::{self, Candidate, Enumeration, Parsed};
+use crate::sources::{self, Candidate, Enumeration, Parsed, Skipped};
 use crate::store::{Counts, Prepared, ScanRow, Store};
 
 /// Store writes are committed in batches of this many candidates (or every `BATCH_TIME`).
@@ -61,6 +64,11 @@ enum Work {
         u64,
     ),
     Fail(Candidate, Failure),
+    /// Not a regular file when opened (a symlink, FIFO or device swapped in after the scan):
+    /// recorded as skipped with the reason, never followed or read.
+    Skip(Candidate, String),
+    /// Gone between the scan and the read: its documents are tombstoned, as a rescan would.
+    Gone(Candidate),
 }
 
 fn unchanged(row: Option<&ScanRow>, c: &Candidate) -> bool {
@@ -74,27 +82,116 @@ struct Todo {
     documents: u64,
 }
 
+/// What opening an item found.
+enum Opened {
+    /// A regular file's bytes (at most the limit) and its stat from the open descriptor.
+    Bytes(Vec<u8>, u64, i64),
+    /// Something that is not a regular file; the text says what.
+    NotRegular(&'static str),
+    /// A regular file that holds more than the limit (it may have grown since the scan).
+    TooLarge,
+}
+
+/// Open an item without following a symlink anywhere below the source's folder and without
+/// blocking on a FIFO, check what it is on the open descriptor (not by path: the path may have
+/// been swapped since the scan), and read at most `limit` bytes.
+fn open_item(root: Option<&OwnedFd>, source: &Path, path: &Path, limit: u64) -> io::Result<Opened> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let opened = match (root, path.strip_prefix(source)) {
+        (Some(root), Ok(rel)) if !rel.as_os_str().is_empty() => {
+            let resolve =
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+            match rustix::fs::openat2(root, rel, flags, Mode::empty(), resolve) {
+                // Kernels before 5.6: refuse a symlink in the last component only.
+                Err(rustix::io::Errno::NOSYS) => {
+                    rustix::fs::openat(root, rel, flags, Mode::empty())
+                }
+                other => other,
+            }
+        }
+        // The source is this one file (an mbox): the operator named it, so it may be a symlink.
+        _ => rustix::fs::open(path, flags - OFlags::NOFOLLOW, Mode::empty()),
+    };
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::LOOP | rustix::io::Errno::XDEV) => {
+            return Ok(Opened::NotRegular("a symbolic link"));
+        }
+        Err(rustix::io::Errno::NXIO) => return Ok(Opened::NotRegular("a socket or device")),
+        Err(e) => return Err(e.into()),
+    };
+    let mut file = std::fs::File::from(fd);
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        return Ok(Opened::NotRegular(if kind.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if kind.is_dir() {
+            "a folder"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        }));
+    }
+    let (_, mtime_ns) = sources::stat(&meta);
+    let mut bytes = Vec::with_capacity(meta.len().min(limit) as usize);
+    (&mut file)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Ok(Opened::TooLarge);
+    }
+    let size = bytes.len() as u64;
+    Ok(Opened::Bytes(bytes, size, mtime_ns))
+}
+
+fn too_large(source: &SourceConfig, c: &Candidate, size: u64, at_least: bool) -> Failure {
+    Failure::new(
+        ErrorClass::TooLarge,
+        format!(
+            "{} is {}{size} bytes, over the source's max_item_mb of {}",
+            c.key,
+            if at_least { "more than " } else { "" },
+            source.max_item_mb
+        ),
+    )
+}
+
 /// Read and parse one candidate (in a worker thread).
-fn process(source: &SourceConfig, todo: &Todo) -> Work {
-    let c = todo.candidate.clone();
+fn process(source: &SourceConfig, root: Option<&OwnedFd>, todo: &Todo) -> Work {
+    let mut c = todo.candidate.clone();
     let limit = source.max_item_mb.saturating_mul(1024 * 1024);
     if c.size > limit {
-        let f = Failure::new(
-            ErrorClass::TooLarge,
-            format!(
-                "{} is {} bytes, over the source's max_item_mb of {}",
-                c.key, c.size, source.max_item_mb
-            ),
-        );
+        let f = too_large(source, &c, c.size, false);
         return Work::Fail(c, f);
     }
-    let bytes = match std::fs::read(&c.path) {
-        Ok(b) => b,
+    let bytes = match open_item(root, &source.path, &c.path, limit) {
+        Ok(Opened::Bytes(bytes, size, mtime_ns)) => {
+            // The stat of what was read: a later change shows as a new mtime at the next scan.
+            (c.size, c.mtime_ns) = (size, mtime_ns);
+            bytes
+        }
+        Ok(Opened::NotRegular(what)) => {
+            return Work::Skip(
+                c,
+                format!("{what}, not a regular file: not followed or read"),
+            );
+        }
+        Ok(Opened::TooLarge) => {
+            let f = too_large(source, &c, limit, true);
+            return Work::Fail(c, f);
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Work::Gone(c),
         Err(e) => {
             let f = Failure::io(format!("cannot read {}", c.key), &e);
             return Work::Fail(c, f);
         }
     };
+    debug_panic(&bytes);
     let hash = sources::content_hash(&bytes);
     if todo.hash.as_deref() == Some(hash.as_str()) {
         return Work::Touch(c, hash, todo.documents);
@@ -108,6 +205,121 @@ fn process(source: &SourceConfig, todo: &Todo) -> Work {
         Err(f) => Work::Fail(c, f),
     }
 }
+
+/// `process`, with a panic (a bug in a parser, say) turned into this item's `internal` failure.
+/// The panic's message is dropped: it may quote the document (a string slice panic prints the
+/// string), and it must reach neither the log nor queue.db.
+fn process_isolated(source: &SourceConfig, root: Option<&OwnedFd>, todo: &Todo) -> Work {
+    let _scope = PanicScope::enter();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(source, root, todo))) {
+        Ok(work) => work,
+        Err(_) => {
+            let at = take_panic_location()
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
+            let f = Failure::new(
+                ErrorClass::Internal,
+                format!(
+                    "the parser crashed on this item (a bug in futurnal{at}); the rest of the \
+                     source was ingested"
+                ),
+            );
+            Work::Fail(todo.candidate.clone(), f)
+        }
+    }
+}
+
+thread_local! {
+    /// Set while this thread works on a job: a panic's message is withheld from every sink.
+    static IN_JOB: Cell<bool> = const { Cell::new(false) };
+    /// Where this thread's last withheld panic happened (`file:line`), for the failure message.
+    static PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Marks the current thread as working on a job for as long as it lives.
+pub struct PanicScope {
+    was: bool,
+}
+
+impl PanicScope {
+    pub fn enter() -> PanicScope {
+        install_panic_hook();
+        PanicScope {
+            was: IN_JOB.with(|f| f.replace(true)),
+        }
+    }
+}
+
+impl Drop for PanicScope {
+    fn drop(&mut self) {
+        IN_JOB.with(|f| f.set(self.was));
+    }
+}
+
+/// The location of the last panic on this thread inside a `PanicScope`, if any.
+pub fn take_panic_location() -> Option<String> {
+    PANIC_AT.with(|p| p.borrow_mut().take())
+}
+
+/// Install (once per process) a panic hook that, on threads inside a `PanicScope`, logs only
+/// where the panic happened. Other threads keep the previous hook (tests keep their messages).
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_JOB.with(Cell::get) {
+                return previous(info);
+            }
+            let at = info
+                .location()
+                .map(|l| {
+                    // A dependency's file is an absolute path on the build machine: keep its tail.
+                    let parts: Vec<&str> = l.file().rsplit('/').take(3).collect();
+                    let file: Vec<&str> = parts.into_iter().rev().collect();
+                    format!("{}:{}", file.join("/"), l.line())
+                })
+                .unwrap_or_else(|| "an unknown place".into());
+            tracing::error!(
+                "a worker thread panicked at {at} (a bug in futurnal); its message is withheld \
+                 because it may quote document text"
+            );
+            PANIC_AT.with(|p| *p.borrow_mut() = Some(at));
+        }));
+    });
+}
+
+/// Debug builds only: panic on an item whose bytes contain the marker named by
+/// `FUTURNAL_DEBUG_PANIC_MARKER` (unit tests: `TEST_PANIC_MARKER`), quoting the document in the
+/// panic message as a real slicing bug would. Lets tests prove isolation without a real bug.
+#[cfg(debug_assertions)]
+fn debug_panic(bytes: &[u8]) {
+    #[cfg(test)]
+    let marker: Option<&[u8]> = Some(TEST_PANIC_MARKER);
+    #[cfg(not(test))]
+    let marker = {
+        static MARKER: std::sync::LazyLock<Option<Vec<u8>>> = std::sync::LazyLock::new(|| {
+            std::env::var_os("FUTURNAL_DEBUG_PANIC_MARKER")
+                .filter(|m| !m.is_empty())
+                .map(|m| m.into_encoded_bytes())
+        });
+        MARKER.as_deref()
+    };
+    if let Some(marker) = marker
+        && memchr::memmem::find(bytes, marker).is_some()
+    {
+        panic!(
+            "injected panic; the document says: {}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn debug_panic(_: &[u8]) {}
+
+#[cfg(test)]
+const TEST_PANIC_MARKER: &[u8] = b"FUTURNAL-TEST-PANIC-7f3a";
 
 impl Run<'_> {
     /// One full run: scan the source, ingest what changed, tombstone what disappeared.
@@ -217,8 +429,9 @@ impl Run<'_> {
     pub fn item_run(&self, item: &str) -> Result<Report, Failure> {
         let source = self.source;
         let enumeration = sources::enumerate(source)?;
-        let candidate_key = item.split('#').next().unwrap_or(item);
         let mut store = Store::open(self.store)?;
+        let candidate_key = candidate_of(&store, source, &enumeration, item)?;
+        let candidate_key = candidate_key.as_str();
         let mut report = Report::default();
         if let Some((_, failure)) = enumeration.errors.iter().find(|(k, _)| k == candidate_key) {
             // Still unreadable (a folder that cannot be listed, say).
@@ -280,6 +493,16 @@ impl Run<'_> {
         let started = Instant::now();
         let per_item = (source.items_per_second > 0)
             .then(|| Duration::from_secs_f64(1.0 / source.items_per_second as f64));
+        // Items are opened relative to the source's folder, so no symlink below it is followed.
+        let root = rustix::fs::open(
+            &source.path,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok();
+        let root = root.as_ref();
         std::thread::scope(|scope| -> Result<(), Failure> {
             for _ in 0..threads {
                 let tx = tx.clone();
@@ -311,7 +534,7 @@ impl Run<'_> {
                             }
                         }
                         group_bytes += todo.candidate.size;
-                        group.push(process(source, todo));
+                        group.push(process_isolated(source, root, todo));
                         if (group.len() >= GROUP || group_bytes >= GROUP_BYTES)
                             && tx.send(std::mem::take(&mut group)).is_err()
                         {
@@ -388,10 +611,58 @@ impl Run<'_> {
                     tx.fail(name, &c, f.class.as_str())?;
                     report.failed.push((c.key, f));
                 }
+                Work::Skip(c, reason) => {
+                    tx.skip(
+                        name,
+                        &Skipped {
+                            key: c.key.clone(),
+                            reason,
+                            size: c.size,
+                            mtime_ns: c.mtime_ns,
+                        },
+                    )?;
+                    report.skipped += 1;
+                    // Nothing is left to retry: an item job open for it is done.
+                    report.succeeded_items.push(c.key);
+                }
+                Work::Gone(c) => {
+                    tx.delete(name, &c.key, counts)?;
+                    report.succeeded_items.push(c.key);
+                }
             }
         }
         tx.commit()
     }
+}
+
+/// The candidate that holds `item`. Only an mbox holds other items (`file#message-id`), and file
+/// names may contain `#`: so the store's record decides, then an exact candidate, then (mbox) the
+/// longest candidate the item extends with `#`. Never a cut at the first `#`.
+fn candidate_of(
+    store: &Store,
+    source: &SourceConfig,
+    enumeration: &Enumeration,
+    item: &str,
+) -> Result<String, Failure> {
+    if let Some(container) = store.container_of(&source.name, item)? {
+        return Ok(container);
+    }
+    if source.source_type != crate::config::SourceType::Mbox
+        || enumeration.candidates.iter().any(|c| c.key == item)
+    {
+        return Ok(item.to_string());
+    }
+    Ok(enumeration
+        .candidates
+        .iter()
+        .map(|c| c.key.as_str())
+        .filter(|k| {
+            item.strip_prefix(k)
+                .is_some_and(|rest| rest.starts_with('#'))
+        })
+        .max_by_key(|k| k.len())
+        .unwrap_or(item)
+        .to_string())
 }
 
 /// Summaries by failure class, for job reasons and logs.
@@ -407,4 +678,210 @@ pub fn failure_summary(failed: &[(String, Failure)]) -> String {
         .map(|(c, n)| format!("{n} {c}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceType;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        source: SourceConfig,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("src")).unwrap();
+            let source = SourceConfig::new("s", SourceType::LocalFiles, dir.path().join("src"));
+            Fixture { dir, source }
+        }
+        fn file(&self, key: &str) -> std::path::PathBuf {
+            self.source.path.join(key)
+        }
+        fn write(&self, key: &str, text: impl AsRef<[u8]>) {
+            std::fs::write(self.file(key), text).unwrap();
+        }
+        fn run<T>(&self, f: impl FnOnce(&Run) -> T) -> T {
+            let cancel = AtomicBool::new(false);
+            let store = self.dir.path().join("store.db");
+            let run = Run {
+                source: &self.source,
+                store: &store,
+                cancel: &cancel,
+                progress: &|_, _| {},
+                threads: 2,
+            };
+            f(&run)
+        }
+        fn live(&self) -> Vec<String> {
+            let store = Store::open(&self.dir.path().join("store.db")).unwrap();
+            let mut items: Vec<String> = store
+                .recent_documents("s", 1000)
+                .unwrap()
+                .into_iter()
+                .map(|d| d.item)
+                .collect();
+            items.sort();
+            items
+        }
+        /// Enumerate now, then let `change` alter the tree, then read the candidate `key`.
+        fn process_after(&self, key: &str, change: impl FnOnce()) -> Work {
+            let found = sources::enumerate(&self.source).unwrap();
+            let candidate = found.candidates.into_iter().find(|c| c.key == key).unwrap();
+            change();
+            let root = rustix::fs::open(
+                &self.source.path,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap();
+            let todo = Todo {
+                candidate,
+                hash: None,
+                documents: 0,
+            };
+            process_isolated(&self.source, Some(&root), &todo)
+        }
+    }
+
+    #[test]
+    fn a_panic_on_one_item_is_that_items_internal_failure_without_its_text() {
+        let fx = Fixture::new();
+        fx.write("a.md", "# A\n\nfine");
+        fx.write("c.md", "# C\n\nfine");
+        let secret = "the private words of b";
+        fx.write(
+            "b.md",
+            format!(
+                "{secret}\n{}",
+                std::str::from_utf8(TEST_PANIC_MARKER).unwrap()
+            ),
+        );
+        // A real-world trigger: multi-byte text around a chunk edge. Ingested, or at worst this
+        // one item's failure; never the run's.
+        fx.write("ja.md", format!("a{}", "日本語のメモ".repeat(200)));
+        let report = fx.run(|r| r.source_run()).expect("the run itself succeeds");
+        let failed: Vec<&str> = report.failed.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(
+            failed.iter().all(|k| *k == "b.md" || *k == "ja.md"),
+            "{failed:?}"
+        );
+        let (_, f) = report.failed.iter().find(|(k, _)| k == "b.md").unwrap();
+        assert_eq!(f.class, ErrorClass::Internal);
+        assert!(
+            f.message.starts_with("the parser crashed on this item"),
+            "{}",
+            f.message
+        );
+        assert!(!f.message.contains("private"), "{}", f.message);
+        assert!(fx.live().contains(&"a.md".to_string()));
+        assert!(fx.live().contains(&"c.md".to_string()));
+        assert!(!fx.live().contains(&"b.md".to_string()));
+
+        // The operator fixes the file (here: the crash no longer happens); a retry ingests it.
+        fx.write("b.md", secret);
+        let report = fx.run(|r| r.item_run("b.md")).unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        assert!(fx.live().contains(&"b.md".to_string()));
+    }
+
+    #[test]
+    fn deleting_a_file_spares_one_whose_name_extends_it_with_a_hash() {
+        let fx = Fixture::new();
+        for key in ["n.md", "n.md#2.md", "x#1.md", "x#2.md"] {
+            fx.write(key, key);
+        }
+        fx.run(|r| r.source_run()).unwrap();
+        std::fs::remove_file(fx.file("n.md")).unwrap();
+        let report = fx.run(|r| r.source_run()).unwrap();
+        assert_eq!(report.counts.deleted, 1);
+        assert_eq!(fx.live(), ["n.md#2.md", "x#1.md", "x#2.md"]);
+        // A retry of `x#1.md` that finds it gone tombstones it alone.
+        std::fs::remove_file(fx.file("x#1.md")).unwrap();
+        let report = fx.run(|r| r.item_run("x#1.md")).unwrap();
+        assert_eq!(report.counts.deleted, 1);
+        assert_eq!(fx.live(), ["n.md#2.md", "x#2.md"]);
+        // And a retry of `x#2.md` re-reads that file, not some `x`.
+        fx.write("x#2.md", "changed");
+        let report = fx.run(|r| r.item_run("x#2.md")).unwrap();
+        assert_eq!(report.counts.changed, 1);
+    }
+
+    #[test]
+    fn an_item_swapped_for_a_symlink_after_the_scan_is_not_followed() {
+        let fx = Fixture::new();
+        let outside = fx.dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("passwd.md"), "root:x:0:0").unwrap();
+        fx.write("note.md", "mine");
+        std::fs::create_dir(fx.file("dir")).unwrap();
+        fx.write("dir/passwd.md", "mine too");
+        let work = fx.process_after("note.md", || {
+            std::fs::remove_file(fx.file("note.md")).unwrap();
+            std::os::unix::fs::symlink(outside.join("passwd.md"), fx.file("note.md")).unwrap();
+        });
+        let Work::Skip(_, reason) = work else {
+            panic!("a symlink must be skipped, not read");
+        };
+        assert!(reason.starts_with("a symbolic link"), "{reason}");
+        // A folder on the way swapped for a symlink is not followed either.
+        let work = fx.process_after("dir/passwd.md", || {
+            std::fs::remove_dir_all(fx.file("dir")).unwrap();
+            std::os::unix::fs::symlink(&outside, fx.file("dir")).unwrap();
+        });
+        assert!(
+            matches!(work, Work::Skip(..)),
+            "the folder symlink was followed"
+        );
+    }
+
+    #[test]
+    fn an_item_swapped_for_a_fifo_does_not_block_and_is_skipped() {
+        let fx = Fixture::new();
+        fx.write("pipe.md", "was a file");
+        let started = Instant::now();
+        let work = fx.process_after("pipe.md", || {
+            std::fs::remove_file(fx.file("pipe.md")).unwrap();
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &fx.file("pipe.md"),
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap();
+        });
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let Work::Skip(_, reason) = work else {
+            panic!("a FIFO must be skipped");
+        };
+        assert!(reason.starts_with("a FIFO"), "{reason}");
+    }
+
+    #[test]
+    fn an_item_that_grew_past_the_limit_after_the_scan_is_too_large_not_stored() {
+        let mut fx = Fixture::new();
+        fx.source.max_item_mb = 1;
+        fx.write("grows.md", "small");
+        let work = fx.process_after("grows.md", || {
+            fx.write("grows.md", vec![b'a'; 2 * 1024 * 1024]);
+        });
+        let Work::Fail(_, f) = work else {
+            panic!("a file over the limit must fail too_large");
+        };
+        assert_eq!(f.class, ErrorClass::TooLarge);
+        assert!(
+            f.message.contains("more than 1048576 bytes"),
+            "{}",
+            f.message
+        );
+        // Vanished between scan and read: treated as deleted, not as a failure.
+        fx.write("gone.md", "here");
+        let work = fx.process_after("gone.md", || {
+            std::fs::remove_file(fx.file("gone.md")).unwrap();
+        });
+        assert!(matches!(work, Work::Gone(_)));
+    }
 }

@@ -772,6 +772,44 @@ pub fn resolve_items(
     Ok(())
 }
 
+/// Earlier runs of a source left in quarantine (a crash, exhausted retries) are done once a later
+/// run of the source succeeds: that run did their work. Close them as succeeded, saying which run
+/// did, so the quarantine holds only what still needs an operator. Returns how many were closed.
+pub fn resolve_runs(
+    tx: &Connection,
+    source: &str,
+    by_job: i64,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    let stale: Vec<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM jobs WHERE source = ?1 AND kind = 'source_run'
+             AND state = 'quarantined' AND id < ?2",
+        )?
+        .query_map(params![source, by_job], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut close = tx.prepare_cached(
+        "UPDATE jobs SET state = 'succeeded', updated_at = ?2
+         WHERE id = ?1 AND state = 'quarantined'",
+    )?;
+    let mut n = 0;
+    for id in stale {
+        if close.execute(params![id, now])? == 1 {
+            event(
+                tx,
+                id,
+                now,
+                Some("quarantined"),
+                "succeeded",
+                "daemon",
+                &format!("resolved: a later run of this source (job {by_job}) succeeded"),
+            )?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Filters for the quarantine commands.
 #[derive(Debug, Clone, Default)]
 pub struct QuarantineFilter {
@@ -1092,5 +1130,50 @@ mod tests {
             .map(|e| e.to_state)
             .collect();
         assert_eq!(states, vec!["pending", "running", "pending"]);
+    }
+
+    #[test]
+    fn a_successful_run_resolves_earlier_quarantined_runs_of_its_source_only() {
+        let (_d, db) = fresh_db();
+        let a = source("a", Priority::Normal);
+        let b = source("b", Priority::Normal);
+        let sources = vec![a.clone(), b.clone()];
+        let crash = crate::failure::Failure::new(crate::failure::ErrorClass::Internal, "crash");
+        let quarantine = |src: &SourceConfig, t: i64| {
+            let id = enqueue_run(db.conn(), src, "manual", "t", 1, t)
+                .unwrap()
+                .id();
+            claim(db.conn(), t, "i", 1000, &sources, &HashSet::new())
+                .unwrap()
+                .unwrap();
+            finish(
+                db.conn(),
+                id,
+                "quarantined",
+                t,
+                "daemon",
+                "x",
+                &RunNumbers::default(),
+                Some(&crash),
+            )
+            .unwrap();
+            id
+        };
+        let old_a = quarantine(&a, 1);
+        let old_b = quarantine(&b, 2);
+        let later = enqueue_run(db.conn(), &a, "manual", "t", 1, 3)
+            .unwrap()
+            .id();
+        let tx = immediate(db.conn()).unwrap();
+        assert_eq!(resolve_runs(&tx, "a", later, 4).unwrap(), 1);
+        tx.commit().unwrap();
+        let job = get(db.conn(), old_a).unwrap().unwrap();
+        assert_eq!(job.state, "succeeded");
+        let last = events(db.conn(), old_a).unwrap().pop().unwrap();
+        assert_eq!(
+            last.reason.as_deref(),
+            Some(format!("resolved: a later run of this source (job {later}) succeeded").as_str())
+        );
+        assert_eq!(get(db.conn(), old_b).unwrap().unwrap().state, "quarantined");
     }
 }

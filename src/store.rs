@@ -2,10 +2,13 @@
 //!
 //! Owns: documents with their normalized text, metadata, chunk boundaries (`chunks`: a JSON array
 //! of `[start, end]` byte offsets into `body`) and links (`links`: a JSON array of
-//! `{"target", "kind"}`), and the scan state that makes rescans incremental.
+//! `{"target", "kind"}`), the candidate that holds each (`container`: the file itself, or the mbox
+//! of a message) and the scan state that makes rescans incremental.
 //! Invariants: (source, item) identifies a document, so re-ingesting a source (even after losing
 //! queue.db) never duplicates one; a document whose content hash is unchanged is never rewritten;
-//! a deleted item is tombstoned (`deleted_at`), never silently kept live; store.db is separate
+//! a deleted item is tombstoned (`deleted_at`), never silently kept live; a candidate's documents
+//! are found by their `container` column, never by the shape of their names (`#` may be in a file
+//! name); store.db is separate
 //! from queue.db and is derived data, rebuilt by re-ingesting: it uses a rollback journal with
 //! synchronous=NORMAL, which writes each document once (a write-ahead log would write it twice,
 //! and bulk ingestion is write-bound). Writers wait on each other for at most one batch.
@@ -92,7 +95,19 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE documents (
         reason TEXT,
         documents INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (source, key)
-    ) WITHOUT ROWID;"];
+    ) WITHOUT ROWID;",
+    // Which candidate holds each document. Before this, a container's documents were found by the
+    // `key#` prefix of their item, so deleting `n.md` also tombstoned a file named `n.md#2.md`.
+    // Existing rows: a document whose item is a scanned candidate is its own container; a message
+    // belongs to the longest scanned key it extends with `#`.
+    "ALTER TABLE documents ADD COLUMN container TEXT;
+    UPDATE documents SET container = COALESCE(
+        (SELECT s.key FROM scan_state s WHERE s.source = documents.source AND s.key = documents.item),
+        (SELECT s.key FROM scan_state s WHERE s.source = documents.source
+            AND substr(documents.item, 1, length(s.key) + 1) = s.key || '#'
+            ORDER BY length(s.key) DESC LIMIT 1),
+        documents.item);
+    CREATE INDEX documents_container ON documents (source, container);"];
 
 /// Target size of a chunk, in bytes of normalized text.
 pub const CHUNK_TARGET: usize = 1500;
@@ -166,27 +181,31 @@ pub struct Store {
 impl Store {
     pub fn open(path: &Path) -> Result<Store, Failure> {
         if !path.exists() {
+            // Created private first: SQLite gives the database the process umask's mode, and
+            // its journal the database's, so a plain open would leave both world-readable.
+            crate::db::create_private(path).map_err(|e| crate::db::store_failure(path, e))?;
             // Large pages suit documents of tens of kilobytes: fewer overflow pages per body.
-            let conn = Connection::open(path).map_err(store_err)?;
+            let conn = Connection::open(path)
+                .map_err(|e| crate::db::store_failure(path, crate::db::diagnose(path, e, "")))?;
             conn.execute_batch("PRAGMA page_size = 16384; VACUUM;")
-                .map_err(store_err)?;
+                .map_err(|e| crate::db::store_failure(path, crate::db::diagnose(path, e, "")))?;
         }
         let conn = crate::db::open_migrated(path, false, "NORMAL", MIGRATIONS, false)
-            .map_err(store_err)?;
+            .map_err(|e| crate::db::store_failure(path, e))?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
         })
     }
 
-    /// Open an existing store for reading; `None` if nothing was ever ingested.
+    /// Open an existing store for reading; `None` if nothing was ever ingested. A file that is
+    /// not a database, or one the user may not read, is an error (never an empty store).
     pub fn open_existing(path: &Path) -> Result<Option<Store>, Failure> {
         if !path.exists() {
             return Ok(None);
         }
-        let conn = Connection::open(path).map_err(store_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(store_err)?;
+        let conn =
+            crate::db::open_existing_rw(path).map_err(|e| crate::db::store_failure(path, e))?;
         Ok(Some(Store {
             conn,
             path: path.to_path_buf(),
@@ -227,6 +246,16 @@ impl Store {
         self.conn
             .prepare_cached("SELECT content_hash FROM scan_state WHERE source = ?1 AND key = ?2")
             .and_then(|mut s| s.query_row(params![source, key], |r| r.get(0)).optional())
+            .map(Option::flatten)
+            .map_err(store_err)
+    }
+
+    /// The candidate that holds document `item` (itself for a file, the mbox for a message), if
+    /// the item was ever stored.
+    pub fn container_of(&self, source: &str, item: &str) -> Result<Option<String>, Failure> {
+        self.conn
+            .prepare_cached("SELECT container FROM documents WHERE source = ?1 AND item = ?2")
+            .and_then(|mut s| s.query_row(params![source, item], |r| r.get(0)).optional())
             .map(Option::flatten)
             .map_err(store_err)
     }
@@ -321,12 +350,6 @@ impl Store {
     }
 }
 
-/// Item keys of the documents inside a container candidate (`archive.mbox#<message-id>`), as a
-/// half-open range on the (source, item) index: `#` is followed by `$` in byte order.
-fn container_range(key: &str) -> (String, String) {
-    (format!("{key}#"), format!("{key}$"))
-}
-
 /// One batch of store writes.
 pub struct StoreTx<'a> {
     tx: rusqlite::Transaction<'a>,
@@ -388,7 +411,7 @@ impl StoreTx<'_> {
         counts: &mut Counts,
     ) -> Result<(), Failure> {
         for doc in docs {
-            self.put_document(source, doc, counts)?;
+            self.put_document(source, &candidate.key, doc, counts)?;
         }
         // Documents this candidate no longer contains (messages removed from an mbox). A file is
         // its own single document, so the check is only needed for containers.
@@ -400,13 +423,14 @@ impl StoreTx<'_> {
                     .tx
                     .prepare_cached(
                         "SELECT id, item FROM documents
-                         WHERE source = ?1 AND item >= ?2 AND item < ?3 AND deleted_at IS NULL",
+                         WHERE source = ?1 AND container = ?2 AND deleted_at IS NULL",
                     )
                     .map_err(store_err)?;
-                let (lo, hi) = container_range(&candidate.key);
-                stmt.query_map(params![source, lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                    .map_err(store_err)?
+                stmt.query_map(params![source, candidate.key], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(store_err)?
             };
             for (id, item) in live {
                 if !items.contains(&item.as_str()) {
@@ -432,6 +456,7 @@ impl StoreTx<'_> {
     fn put_document(
         &mut self,
         source: &str,
+        container: &str,
         doc: &Prepared,
         counts: &mut Counts,
     ) -> Result<(), Failure> {
@@ -439,15 +464,16 @@ impl StoreTx<'_> {
             .tx
             .prepare_cached(
                 "INSERT INTO documents (source, item, kind, title, body, metadata,
-                    chunks, links, content_hash, size, ingested_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+                    chunks, links, content_hash, size, ingested_at, updated_at, container)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)
                  ON CONFLICT (source, item) DO UPDATE SET
-                    kind = excluded.kind, title = excluded.title, body = excluded.body,
+                    container = excluded.container, kind = excluded.kind, title = excluded.title, body = excluded.body,
                     metadata = excluded.metadata, chunks = excluded.chunks,
                     links = excluded.links, content_hash = excluded.content_hash,
                     size = excluded.size, updated_at = excluded.updated_at, deleted_at = NULL
                  WHERE documents.content_hash != excluded.content_hash
                     OR documents.deleted_at IS NOT NULL
+                    OR documents.container IS NOT excluded.container
                  RETURNING ingested_at",
             )
             .and_then(|mut s| {
@@ -463,7 +489,8 @@ impl StoreTx<'_> {
                         doc.links,
                         doc.content_hash,
                         doc.size as i64,
-                        self.now
+                        self.now,
+                        container
                     ],
                     |r| r.get(0),
                 )
@@ -537,17 +564,16 @@ impl StoreTx<'_> {
         )
     }
 
-    /// The candidate disappeared from the source: tombstone its documents, forget its stat.
+    /// The candidate disappeared from the source: tombstone its documents (exactly those it
+    /// holds, whatever their names), forget its stat.
     pub fn delete(&mut self, source: &str, key: &str, counts: &mut Counts) -> Result<(), Failure> {
-        let (lo, hi) = container_range(key);
         let n = self
             .tx
             .prepare_cached(
-                "UPDATE documents SET deleted_at = ?4, updated_at = ?4
-                 WHERE source = ?1 AND (item = ?2 OR (item >= ?3 AND item < ?5))
-                   AND deleted_at IS NULL",
+                "UPDATE documents SET deleted_at = ?3, updated_at = ?3
+                 WHERE source = ?1 AND container = ?2 AND deleted_at IS NULL",
             )
-            .and_then(|mut s| s.execute(params![source, key, lo, self.now, hi]))
+            .and_then(|mut s| s.execute(params![source, key, self.now]))
             .map_err(store_err)?;
         counts.deleted += n as u64;
         self.tx
@@ -671,5 +697,67 @@ mod tests {
                 ..Default::default()
             }
         );
+    }
+
+    #[test]
+    fn deleting_a_file_never_touches_one_whose_name_extends_it_with_a_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("store.db")).unwrap();
+        let mut counts = Counts::default();
+        let mut tx = store.transaction().unwrap();
+        for key in ["n.md", "n.md#2.md", "x#1.md", "x#2.md"] {
+            tx.put("s", &cand(key), "h", &[doc(key, key)], &mut counts)
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        let mut counts = Counts::default();
+        let mut tx = store.transaction().unwrap();
+        tx.delete("s", "n.md", &mut counts).unwrap();
+        tx.delete("s", "x#1.md", &mut counts).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(counts.deleted, 2);
+        assert_eq!(store.live_documents("s").unwrap(), 2);
+        assert_eq!(
+            store.container_of("s", "n.md#2.md").unwrap().as_deref(),
+            Some("n.md#2.md")
+        );
+    }
+
+    #[test]
+    fn the_container_migration_assigns_existing_documents_to_their_candidates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        {
+            // A store written before the container column existed.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO scan_state (source, key, size, mtime_ns, status)
+                    VALUES ('f', 'n.md', 1, 1, 'ok'), ('f', 'n.md#2.md', 1, 1, 'ok'),
+                           ('m', 'box', 1, 1, 'ok'), ('m', 'box#old', 1, 1, 'ok');",
+            )
+            .unwrap();
+            for (source, item) in [
+                ("f", "n.md"),
+                ("f", "n.md#2.md"),
+                ("m", "box#<a@x>"),
+                ("m", "box#old#<b@x>"),
+            ] {
+                conn.execute(
+                    "INSERT INTO documents (source, item, kind, title, body, metadata, chunks,
+                        links, content_hash, size, ingested_at, updated_at)
+                     VALUES (?1, ?2, 'text', '', '', '{}', '[]', '[]', 'h', 0, 1, 1)",
+                    params![source, item],
+                )
+                .unwrap();
+            }
+        }
+        let store = Store::open(&path).unwrap();
+        let of = |s: &str, i: &str| store.container_of(s, i).unwrap().unwrap();
+        assert_eq!(of("f", "n.md"), "n.md");
+        assert_eq!(of("f", "n.md#2.md"), "n.md#2.md");
+        assert_eq!(of("m", "box#<a@x>"), "box");
+        assert_eq!(of("m", "box#old#<b@x>"), "box#old");
     }
 }

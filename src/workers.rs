@@ -24,6 +24,8 @@ use crate::scheduler::Schedule;
 
 /// How long a claimed job's lease lasts without a heartbeat renewing it.
 pub const LEASE_MS: i64 = 60_000;
+/// How often an outcome queue.db refused (a full disk) is offered to it again.
+const RECORD_RETRY: Duration = Duration::from_secs(1);
 /// How long a job whose store was busy waits before it tries again.
 const BUSY_RETRY_MS: i64 = 5_000;
 
@@ -62,6 +64,9 @@ pub struct Pool {
     store: std::path::PathBuf,
     max: usize,
     running: HashMap<i64, RunningJob>,
+    /// Finished jobs whose outcome queue.db did not accept yet (a full disk), with the outcome.
+    unrecorded: Vec<(RunningJob, Result<Report, Failure>)>,
+    record_retry_at: Instant,
     tx: UnboundedSender<Message>,
     draining: bool,
 }
@@ -92,6 +97,8 @@ impl Pool {
                 store: home.store_db(),
                 max: max.max(1),
                 running: HashMap::new(),
+                unrecorded: Vec::new(),
+                record_retry_at: Instant::now(),
                 tx,
                 draining: false,
             },
@@ -105,6 +112,7 @@ impl Pool {
 
     /// One scheduler tick: due schedules, cancel requests, claims.
     pub fn tick(&mut self, db: &QueueDb) {
+        self.record_unrecorded(db, Instant::now());
         let conn = db.conn();
         let now = now_ms();
         let states = match jobs::source_states(conn) {
@@ -330,21 +338,22 @@ impl Pool {
                     progress: &progress,
                     threads,
                 };
-                // A panic in a parser must fail this job, not the daemon.
+                // A panic while handling one item is that item's failure (see `ingest`); one
+                // anywhere else fails this job, never the daemon. Its message is withheld: it may
+                // quote document text.
+                let _scope = crate::ingest::PanicScope::enter();
                 let result =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &item {
                         Some(item) => run.item_run(item),
                         None => run.source_run(),
                     }))
-                    .unwrap_or_else(|panic| {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".into());
+                    .unwrap_or_else(|_| {
+                        let at = crate::ingest::take_panic_location()
+                            .map(|l| format!(" at {l}"))
+                            .unwrap_or_default();
                         Err(Failure::new(
                             crate::failure::ErrorClass::Internal,
-                            format!("the job crashed: {what}"),
+                            format!("the job crashed (a bug in futurnal{at})"),
                         ))
                     });
                 let _ = tx.send(Message::Done { id, result });
@@ -393,33 +402,65 @@ impl Pool {
                     );
                     return;
                 };
-                if let Err(e) = self.finish(db, r, result) {
-                    tracing::error!(job = id, "cannot record the job's outcome: {e}");
+                // Error texts are stored in queue.db and shown to anyone who can read it: with
+                // security.path_redaction, absolute paths in them become fingerprints.
+                let mut result = if self.config.security.path_redaction {
+                    let root = self.sources.iter().find(|s| s.name == r.job.source);
+                    redact(result, root.map(|s| s.path.as_path()))
+                } else {
+                    result
+                };
+                if let Err(e) = self.finish(db, &r, &mut result) {
+                    // A full disk, say: the outcome is kept and written once queue.db accepts
+                    // writes again; the job stays `running` until then.
+                    tracing::error!(
+                        job = id,
+                        "cannot record the job's outcome: {e}; it is kept and recorded when the \
+                         queue database accepts writes again"
+                    );
+                    self.unrecorded.push((r, result));
+                    self.record_retry_at = Instant::now() + RECORD_RETRY;
                 }
             }
         }
     }
 
+    /// Outcomes that could not be written yet (see `handle`).
+    pub fn unrecorded(&self) -> usize {
+        self.unrecorded.len()
+    }
+
+    /// Try again to write the outcomes that could not be written, oldest first; stop at the first
+    /// that still fails.
+    fn record_unrecorded(&mut self, db: &QueueDb, now: Instant) {
+        if self.unrecorded.is_empty() || now < self.record_retry_at {
+            return;
+        }
+        self.record_retry_at = now + RECORD_RETRY;
+        let mut pending = std::mem::take(&mut self.unrecorded).into_iter();
+        for (r, mut result) in pending.by_ref() {
+            if self.finish(db, &r, &mut result).is_err() {
+                self.unrecorded.push((r, result));
+                break;
+            }
+            tracing::info!(job = r.job.id, "recorded the job's outcome after all");
+        }
+        self.unrecorded.extend(pending);
+    }
+
     fn finish(
         &self,
         db: &QueueDb,
-        r: RunningJob,
-        result: Result<Report, Failure>,
+        r: &RunningJob,
+        result: &mut Result<Report, Failure>,
     ) -> rusqlite::Result<()> {
         let now = now_ms();
         let job = &r.job;
-        // Error texts are stored in queue.db and shown to anyone who can read it: with
-        // security.path_redaction, absolute paths in them become fingerprints.
-        let result = if self.config.security.path_redaction {
-            redact(result)
-        } else {
-            result
-        };
-        let tx = jobs::immediate(db.conn())?;
         let source = self.sources.iter().find(|s| s.name == job.source);
+        let tx = jobs::immediate(db.conn())?;
         match result {
             Ok(report) if report.cancelled => {
-                let n = numbers(&report);
+                let n = numbers(report);
                 match &r.cancel_reason {
                     Some((CancelReason::Shutdown, _)) | None => {
                         jobs::requeue(
@@ -442,10 +483,10 @@ impl Pool {
             }
             Ok(report) if job.kind == "item" && !report.failed.is_empty() => {
                 let (_, failure) = report.failed[0].clone();
-                self.failed(&tx, job, &failure, now, &numbers(&report))?;
+                self.failed(&tx, job, &failure, now, &numbers(report))?;
             }
-            Ok(mut report) => {
-                let n = numbers(&report);
+            Ok(report) => {
+                let n = numbers(report);
                 // Item jobs are numbered in item order, whatever order the threads finished in.
                 report.failed.sort_by(|a, b| a.0.cmp(&b.0));
                 if let Some(source) = source {
@@ -464,8 +505,11 @@ impl Pool {
                         jobs::record_item_error(&tx, job.id, item, failure, item_job)?;
                     }
                     jobs::resolve_items(&tx, &source.name, &report.succeeded_items, job.id, now)?;
+                    if job.kind == "source_run" {
+                        jobs::resolve_runs(&tx, &source.name, job.id, now)?;
+                    }
                 }
-                let text = describe(&report);
+                let text = describe(report);
                 jobs::finish(&tx, job.id, "succeeded", now, "daemon", &text, &n, None)?;
                 // Counts only: failure texts can name items.
                 tracing::info!(
@@ -478,7 +522,7 @@ impl Pool {
                     "job succeeded"
                 );
             }
-            Err(failure) => self.failed(&tx, job, &failure, now, &RunNumbers::default())?,
+            Err(failure) => self.failed(&tx, job, failure, now, &RunNumbers::default())?,
         }
         tx.commit()
     }
@@ -552,8 +596,9 @@ impl Pool {
         self.draining = true;
     }
 
+    /// No job runs and every outcome is recorded (a stop waits for both, up to its grace).
     pub fn idle(&self) -> bool {
-        self.running.is_empty()
+        self.running.is_empty() && self.unrecorded.is_empty()
     }
 
     /// The grace is over: ask every running job to stop.
@@ -569,6 +614,14 @@ impl Pool {
     /// Jobs still running when the daemon must exit go back to pending.
     pub fn abandon(&mut self, db: &QueueDb) {
         let now = now_ms();
+        // Outcomes queue.db still refuses: their jobs stay `running` there, and the next start
+        // hands them back like those of a daemon that died.
+        for (r, _) in self.unrecorded.drain(..) {
+            tracing::warn!(
+                job = r.job.id,
+                "the job's outcome could not be recorded before the stop"
+            );
+        }
         for (id, _) in self.running.drain() {
             if let Err(e) = jobs::requeue(
                 db.conn(),
@@ -583,10 +636,21 @@ impl Pool {
     }
 }
 
-fn redact(result: Result<Report, Failure>) -> Result<Report, Failure> {
-    let scrub = |f: Failure| Failure {
-        message: crate::security::redact_paths(&f.message),
-        ..f
+/// Failure texts with paths replaced by fingerprints: the paths a failure declares and the
+/// source's own folder exactly (whatever characters they contain), then any other absolute path.
+fn redact(
+    result: Result<Report, Failure>,
+    root: Option<&std::path::Path>,
+) -> Result<Report, Failure> {
+    let scrub = |f: Failure| {
+        let f = match root {
+            Some(root) => f.naming(root).redacted(),
+            None => f.redacted(),
+        };
+        Failure {
+            message: crate::security::redact_paths(&f.message),
+            ..f
+        }
     };
     match result {
         Ok(mut report) => {
