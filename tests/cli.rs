@@ -539,3 +539,209 @@ fn scenarios_need_a_check_that_fails_before_the_fix_and_a_fix_safe_to_repeat() {
         text(&out)
     );
 }
+
+// ---- Ingest, store and workers (issue 7): panic isolation, exact redaction, stale quarantine,
+// full disk. Helpers are prefixed `ingest_` so other blocks in this file cannot collide. ----
+
+fn ingest_config(s: &Sandbox, yaml: &str) {
+    let cfg = s.futurnal_home().join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("orchestrator.yaml"), yaml).unwrap();
+}
+
+fn ingest_json(s: &Sandbox, args: &[&str]) -> serde_json::Value {
+    let out = s.run(args);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+fn ingest_quarantine(s: &Sandbox) -> Vec<serde_json::Value> {
+    ingest_json(
+        s,
+        &["orchestrator", "quarantine", "list", "--format", "json"],
+    )
+    .as_array()
+    .cloned()
+    .unwrap_or_default()
+}
+
+/// Everything futurnal wrote under its home (queue.db with its WAL, logs; not the operator's
+/// configuration, nor the store that holds the notes by design), as bytes.
+fn ingest_home_bytes(s: &Sandbox) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stack = vec![s.futurnal_home()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "config") {
+                    stack.push(path);
+                }
+            } else if path.file_name().is_some_and(|n| n != "store.db") {
+                out.extend(std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+fn ingest_contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+fn ingest_wait_job(s: &Sandbox, id: i64, state: &str) {
+    wait_until(
+        &format!("job {id} to be {state}"),
+        Duration::from_secs(30),
+        || job(s, id)["state"] == state,
+    );
+}
+
+#[test]
+fn a_panic_on_one_item_quarantines_that_item_alone_and_no_log_or_database_gets_its_text() {
+    let s = Sandbox::new();
+    let notes = s.home().join("Notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    let marker = "CRASH-ME-0b1d";
+    let secret = "PRIVATE-NOTE-TEXT-5e2a";
+    std::fs::write(notes.join("a.md"), "# A\n\nfine\n").unwrap();
+    std::fs::write(notes.join("b.md"), format!("{secret}\n{marker}\n")).unwrap();
+    std::fs::write(notes.join("c.md"), "# C\n\nfine\n").unwrap();
+    ingest_config(
+        &s,
+        &format!(
+            "sources:\n  - name: notes\n    type: local_files\n    path: {}\n",
+            notes.display()
+        ),
+    );
+    // Debug builds only: the marker makes the parser panic, quoting the note, as a real slicing
+    // bug would.
+    std::fs::create_dir_all(s.home()).unwrap();
+    let out = s
+        .cmd(&["orchestrator", "start"])
+        .env("FUTURNAL_DEBUG_PANIC_MARKER", marker)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    s.run(&["orchestrator", "sources", "trigger", "notes", "--wait"]);
+    let run = job(&s, 1);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(
+        run["docs_new"], 2,
+        "a.md and c.md are reported by the run: {run}"
+    );
+    let q = ingest_quarantine(&s);
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0]["item"], "b.md");
+    assert_eq!(q[0]["reason"], "internal");
+    let error = q[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the parser crashed on this item (a bug in futurnal"),
+        "{error}"
+    );
+    let all = ingest_home_bytes(&s);
+    assert!(
+        !ingest_contains(&all, secret),
+        "the note's text leaked into the home's files"
+    );
+    assert!(
+        !ingest_contains(&all, marker),
+        "the note's text leaked into the home's files"
+    );
+    let log = std::fs::read_to_string(s.futurnal_home().join("logs/orchestrator.log")).unwrap();
+    assert!(log.contains("message is withheld"), "{log}");
+    assert_eq!(s.status_json()["running"], true, "the daemon survived");
+
+    // Once the cause is gone (here: the marker), `quarantine retry` ingests the item.
+    std::fs::write(notes.join("b.md"), format!("{secret}\n")).unwrap();
+    let item_job = q[0]["job_id"].as_i64().unwrap();
+    let out = s.run(&["orchestrator", "quarantine", "retry", &item_job.to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    ingest_wait_job(&s, item_job, "succeeded");
+    assert_eq!(live_documents(&s), (3, 3));
+    assert!(ingest_quarantine(&s).is_empty());
+}
+
+#[test]
+fn a_missing_source_folder_with_spaces_and_colons_is_redacted_whole_everywhere() {
+    let s = Sandbox::new();
+    let folder = s.home().join("Folder With Spaces: x");
+    ingest_config(
+        &s,
+        &format!(
+            "retry:\n  max_attempts: 1\nsources:\n  - name: notes\n    type: local_files\n    path: \"{}\"\n",
+            folder.display()
+        ),
+    );
+    let out = s.run(&["orchestrator", "start"]);
+    assert!(out.status.success(), "{}", text(&out));
+    s.run(&["orchestrator", "sources", "trigger", "notes", "--wait"]);
+    ingest_wait_job(&s, 1, "quarantined");
+    let shown = s.run(&["orchestrator", "jobs", "show", "1"]);
+    let json = s.run(&["orchestrator", "jobs", "show", "1", "--format", "json"]);
+    let listed = s.run(&["orchestrator", "quarantine", "list", "--format", "json"]);
+    let mut everything = ingest_home_bytes(&s);
+    for out in [&shown, &json, &listed] {
+        everything.extend_from_slice(&out.stdout);
+        everything.extend_from_slice(&out.stderr);
+    }
+    for part in ["Folder", "Spaces", ": x", "With"] {
+        assert!(
+            !ingest_contains(&everything, part),
+            "`{part}` of the path leaked:\n{}",
+            text(&shown)
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("source path <path "),
+        "{}",
+        text(&shown)
+    );
+}
+
+#[test]
+fn a_quarantined_run_is_resolved_when_a_later_run_of_its_source_succeeds() {
+    let s = Sandbox::new();
+    let notes = s.home().join("Notes");
+    ingest_config(
+        &s,
+        &format!(
+            "retry:\n  max_attempts: 1\nsources:\n  - name: notes\n    type: local_files\n    path: {}\n",
+            notes.display()
+        ),
+    );
+    let out = s.run(&["orchestrator", "start"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The folder is missing: the run is quarantined.
+    s.run(&["orchestrator", "sources", "trigger", "notes", "--wait"]);
+    ingest_wait_job(&s, 1, "quarantined");
+    assert_eq!(ingest_quarantine(&s).len(), 1);
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("a.md"), "# A\n").unwrap();
+    let out = s.run(&["orchestrator", "sources", "trigger", "notes", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        ingest_quarantine(&s).is_empty(),
+        "{:?}",
+        ingest_quarantine(&s)
+    );
+    let shown = ingest_json(
+        &s,
+        &["orchestrator", "jobs", "show", "1", "--format", "json"],
+    );
+    assert_eq!(shown["job"]["state"], "succeeded");
+    let reasons: Vec<String> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r == "resolved: a later run of this source (job 2) succeeded"),
+        "{reasons:?}"
+    );
+}
