@@ -1,15 +1,19 @@
 //! Shared SQLite plumbing for futurnal's two databases (queue.db and store.db).
 //!
-//! Invariants: a database file is created 0600 before SQLite opens it (its -wal and -shm inherit
-//! the mode); `PRAGMA user_version` is the schema version and only moves forward, one transaction
-//! per migration; a database newer than this binary is never migrated or written.
+//! Invariants: a database file is created 0600 (O_EXCL, never through a link) before SQLite opens
+//! it, and SQLite gives its -wal, -shm and -journal the database file's mode; a database at a
+//! symlink is refused; `PRAGMA user_version` is the schema version and only moves forward, one
+//! transaction per migration; a database newer than this binary is never migrated or written.
+//! Diagnosis comes from the file system and SQLite's result codes, never message text: a database
+//! (or one of its companion files) the user may not read and write is `NoAccess`, a damaged one is
+//! `Corrupt`; the two get different advice.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 /// Why opening a database failed.
 #[derive(Debug)]
@@ -22,6 +26,12 @@ pub enum OpenError {
     Invalid(String),
     /// The schema is newer than this futurnal understands.
     Newer { found: i64, supported: i64 },
+    /// These files of the database exist but the user may not read and write them: a permission
+    /// problem, not damage.
+    NoAccess(Vec<PathBuf>),
+    /// The file is damaged: SQLite says so (SQLITE_CORRUPT, SQLITE_NOTADB) or the integrity check
+    /// fails.
+    Corrupt(String),
 }
 
 impl std::fmt::Display for OpenError {
@@ -35,6 +45,12 @@ impl std::fmt::Display for OpenError {
                 f,
                 "schema version {found} is newer than this futurnal understands ({supported})"
             ),
+            OpenError::NoAccess(files) => {
+                let names: Vec<String> =
+                    files.iter().map(|p| crate::home::display_path(p)).collect();
+                write!(f, "permission denied: {}", names.join(", "))
+            }
+            OpenError::Corrupt(m) => f.write_str(m),
         }
     }
 }
@@ -46,9 +62,157 @@ impl OpenError {
         match self {
             OpenError::Sqlite(e, _) => sqlite_class(e),
             OpenError::Io(e) => ErrorClass::from_io(e),
-            OpenError::Invalid(_) | OpenError::Newer { .. } => ErrorClass::Internal,
+            OpenError::NoAccess(_) => ErrorClass::PermissionDenied,
+            OpenError::Invalid(_) | OpenError::Newer { .. } | OpenError::Corrupt(_) => {
+                ErrorClass::Internal
+            }
         }
     }
+
+    /// Is the database damaged (as opposed to unreadable for permissions, or a bug)?
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            OpenError::Corrupt(_) => true,
+            OpenError::Sqlite(e, _) => is_corrupt(e),
+            _ => false,
+        }
+    }
+}
+
+/// SQLite's own verdict that a file is damaged or not a database at all.
+pub fn is_corrupt(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// The database file and the files SQLite keeps beside it (`-wal`, `-shm`, `-journal`).
+pub fn files_of(path: &Path) -> Vec<PathBuf> {
+    let mut out = vec![path.to_path_buf()];
+    for suffix in crate::home::DB_COMPANIONS {
+        let mut s = path.as_os_str().to_owned();
+        s.push(suffix);
+        out.push(PathBuf::from(s));
+    }
+    out
+}
+
+/// Those of the database's files that exist but that this process may not both read and write
+/// (checked with the effective ids, as the open will be). A read-only companion blocks the
+/// database as surely as a read-only database: SQLite cannot open WAL without writing `-shm`.
+pub fn inaccessible(path: &Path) -> Vec<PathBuf> {
+    use rustix::fs::{Access, AtFlags, CWD};
+    files_of(path)
+        .into_iter()
+        .filter(|f| {
+            f.symlink_metadata().is_ok()
+                && matches!(
+                    rustix::fs::accessat(
+                        CWD,
+                        f.as_path(),
+                        Access::READ_OK | Access::WRITE_OK,
+                        AtFlags::EACCESS
+                    ),
+                    Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM)
+                )
+        })
+        .collect()
+}
+
+/// Refuse, before SQLite touches anything, a database at a symlink or one the user may not use.
+/// (SQLITE_OPEN_NOFOLLOW is not used: it also refuses a home reached through a linked directory,
+/// which is a legitimate setup.)
+pub fn precheck(path: &Path) -> Result<(), OpenError> {
+    if path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return Err(OpenError::Invalid(format!(
+            "{} is a symbolic link; futurnal opens its databases only as regular files",
+            crate::home::display_path(path)
+        )));
+    }
+    let denied = inaccessible(path);
+    if denied.is_empty() {
+        Ok(())
+    } else {
+        Err(OpenError::NoAccess(denied))
+    }
+}
+
+/// Turn an SQLite failure on `path` into a diagnosis: damage, permissions, or something else.
+pub fn diagnose(path: &Path, e: rusqlite::Error, context: &'static str) -> OpenError {
+    use rusqlite::ErrorCode as C;
+    if is_corrupt(&e) {
+        return OpenError::Corrupt(e.to_string());
+    }
+    if matches!(
+        e.sqlite_error_code(),
+        Some(C::CannotOpen | C::ReadOnly | C::PermissionDenied)
+    ) {
+        let denied = inaccessible(path);
+        if !denied.is_empty() {
+            return OpenError::NoAccess(denied);
+        }
+    }
+    OpenError::Sqlite(e, context)
+}
+
+/// Create `path` as an empty private file (0600, O_EXCL, never through a link), so that SQLite,
+/// which gives its journal files the database's mode, never creates anything wider.
+pub fn create_private(path: &Path) -> Result<(), OpenError> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(crate::home::NO_FOLLOW)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(OpenError::Io(e)),
+    }
+}
+
+/// A store.db that cannot be opened, as a classified failure whose message carries the advice its
+/// diagnosis calls for (used by `Store::open` and `Store::open_existing`).
+pub fn store_failure(path: &Path, e: OpenError) -> crate::failure::Failure {
+    use crate::runbook::topics;
+    let shown = crate::home::display_path(path);
+    let message = if e.is_corrupt() {
+        format!(
+            "document store: {shown} is corrupt ({e}); it is derived data, rebuilt by moving it \
+             aside and running the sources again: see `futurnal help runbook {}`",
+            topics::STORE_CORRUPT
+        )
+    } else if let OpenError::NoAccess(_) = e {
+        format!(
+            "document store: {shown} cannot be opened: {e}; see `futurnal help runbook {}`",
+            topics::DB_NOT_READABLE
+        )
+    } else {
+        format!("document store: {e}")
+    };
+    crate::failure::Failure::new(e.class(), message)
+}
+
+/// Open an existing database read-write for a short-lived reader (no create, no migration).
+pub fn open_existing_rw(path: &Path) -> Result<Connection, OpenError> {
+    precheck(path)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| diagnose(path, e, ""))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| diagnose(path, e, ""))?;
+    // Reading the header finds a file that is not a database at all, cheaply.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| diagnose(path, e, ""))?;
+    Ok(conn)
 }
 
 /// Classify an SQLite error by its result code.
@@ -59,13 +223,19 @@ pub fn sqlite_class(e: &rusqlite::Error) -> crate::failure::ErrorClass {
         Some(C::DatabaseBusy | C::DatabaseLocked) => ErrorClass::Busy,
         Some(C::DiskFull | C::OutOfMemory) => ErrorClass::ResourceExhausted,
         Some(C::PermissionDenied | C::ReadOnly | C::CannotOpen) => ErrorClass::PermissionDenied,
+        // Damage needs an operator (see the runbook topic the message names); retrying cannot help.
+        Some(C::DatabaseCorrupt | C::NotADatabase) => ErrorClass::Internal,
         Some(C::SystemIoFailure) => ErrorClass::IoError,
         _ => ErrorClass::Internal,
     }
 }
 
 fn sql(e: rusqlite::Error) -> OpenError {
-    OpenError::Sqlite(e, "")
+    if is_corrupt(&e) {
+        OpenError::Corrupt(e.to_string())
+    } else {
+        OpenError::Sqlite(e, "")
+    }
 }
 
 /// Open (creating if needed) a database, set pragmas, check integrity, apply migrations.
@@ -76,20 +246,15 @@ pub fn open_migrated(
     migrations: &[&str],
     integrity_check: bool,
 ) -> Result<Connection, OpenError> {
-    if !path.exists() {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(OpenError::Io)?;
-    }
-    let conn = Connection::open(path).map_err(sql)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+    precheck(path)?;
+    create_private(path)?;
+    let conn = Connection::open(path).map_err(|e| diagnose(path, e, ""))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| diagnose(path, e, ""))?;
     let mode = if wal { "WAL" } else { "DELETE" };
     let applied: String = conn
         .query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0))
-        .map_err(sql)?;
+        .map_err(|e| diagnose(path, e, ""))?;
     if !applied.eq_ignore_ascii_case(mode) {
         return Err(OpenError::Invalid(format!(
             "could not switch journal_mode to {mode} (still {applied})"
@@ -115,7 +280,7 @@ pub fn quick_check(conn: &Connection) -> Result<(), OpenError> {
             .map_err(sql)?
     };
     if !(rows.len() == 1 && rows[0] == "ok") {
-        return Err(OpenError::Invalid(format!(
+        return Err(OpenError::Corrupt(format!(
             "integrity check failed: {}",
             rows.join("; ")
         )));
@@ -146,4 +311,62 @@ fn migrate(conn: &Connection, migrations: &[&str]) -> Result<(), OpenError> {
             .map_err(|e| OpenError::Sqlite(e, "migration failed"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Files SQLite creates beside a database get the database's mode, whatever the umask.
+    #[test]
+    fn the_store_and_every_journal_file_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store.db");
+        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        let opened = crate::store::Store::open(&store);
+        rustix::process::umask(old);
+        drop(opened.unwrap());
+        assert_eq!(mode(&store), 0o600, "store.db");
+        // A write transaction in rollback-journal mode creates store.db-journal.
+        let c = Connection::open(&store).unwrap();
+        c.execute_batch("BEGIN IMMEDIATE; CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let journal = dir.path().join("store.db-journal");
+        assert_eq!(mode(&journal), 0o600, "store.db-journal");
+        c.execute_batch("COMMIT").unwrap();
+
+        let queue = dir.path().join("queue.db");
+        let q = open_migrated(&queue, true, "FULL", &["CREATE TABLE t (x);"], true).unwrap();
+        q.execute_batch("INSERT INTO t VALUES (1)").unwrap();
+        for f in files_of(&queue).iter().take(3) {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+    }
+
+    #[test]
+    fn damage_is_told_apart_from_a_missing_permission() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.db");
+        std::fs::write(&garbage, vec![0x5au8; 8192]).unwrap();
+        let e = open_existing_rw(&garbage).err().unwrap();
+        assert!(e.is_corrupt(), "{e:?}");
+        let failure = store_failure(&garbage, e);
+        assert!(
+            failure
+                .message
+                .contains("futurnal help runbook the-document-store-is-corrupt"),
+            "{}",
+            failure.message
+        );
+        assert!(matches!(precheck(&dir.path().join("missing.db")), Ok(())));
+        // A database at a link is refused before SQLite follows it.
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&garbage, &link).unwrap();
+        assert!(matches!(precheck(&link), Err(OpenError::Invalid(_))));
+    }
 }

@@ -1,12 +1,17 @@
 //! The futurnal home directory and everything in it.
 //!
 //! Owns: resolving the home (`FUTURNAL_HOME`, else `~/.futurnal`), the names of the files inside it,
-//! and creating them with private permissions.
+//! creating them with private permissions, and checking an existing home at start (`secure`).
 //! Invariants: the home and its directories are created 0700; files futurnal creates (queue.db,
-//! config, logs, lock, recovery marker) are created 0600. Nothing here deletes operator data.
+//! config, logs, lock, recovery marker) are created 0600 and opened without following a symlink
+//! (O_NOFOLLOW), so a link planted at one of those names is never written through. At every start
+//! `secure` makes the whole home private again: anything looser than 0700/0600 is tightened
+//! (audited, logged); anything owned by another user, or a link or odd file where futurnal writes,
+//! refuses the start. Nothing here deletes operator data, and no check follows a symlink.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -140,25 +145,55 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
-/// Open (creating if needed) a file that must stay private to the user.
+/// Open (creating if needed) a file that must stay private to the user. Never follows a symlink
+/// at `path` (ELOOP instead): a link planted at a log's name must not redirect futurnal's writes.
 pub fn open_private_append(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(NO_FOLLOW)
         .open(path)
+        .map_err(|e| explain_link(path, e))
 }
+
+/// ELOOP from an O_NOFOLLOW open means "this name is a link": say that, not "too many levels".
+pub fn explain_link(path: &Path, e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{} is a symbolic link and futurnal never writes through one; remove it (see \
+                 `futurnal help runbook {}`)",
+                display_path(path),
+                topics::HOME_ODD_ENTRY
+            ),
+        )
+    } else {
+        e
+    }
+}
+
+/// `O_NOFOLLOW | O_CLOEXEC` for `OpenOptions::custom_flags` (std adds O_CLOEXEC itself; saying it
+/// keeps the intent visible).
+pub const NO_FOLLOW: i32 =
+    (rustix::fs::OFlags::NOFOLLOW.bits() | rustix::fs::OFlags::CLOEXEC.bits()) as i32;
 
 /// Write a whole file atomically (temp file + rename) with mode 0600.
 pub fn write_private_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     {
+        // A leftover temp file from a crashed writer is ours to replace; a link there is not.
+        match fs::symlink_metadata(&tmp) {
+            Ok(m) if m.file_type().is_file() => fs::remove_file(&tmp)?,
+            _ => {}
+        }
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
+            .custom_flags(NO_FOLLOW)
             .open(&tmp)?;
         f.write_all(contents)?;
         f.sync_all()?;
@@ -192,4 +227,514 @@ pub fn display_path(path: &Path) -> String {
         }
     }
     path.display().to_string()
+}
+
+/// One path `secure` changed: its permission bits before and after.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Tightened {
+    /// Relative to the home; `.` is the home itself.
+    pub path: String,
+    pub from: u32,
+    pub to: u32,
+}
+
+impl std::fmt::Display for Tightened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "made {} private: mode {:o} -> {:o}",
+            self.path, self.from, self.to
+        )
+    }
+}
+
+/// What futurnal does with a name in the home, which decides what may stand there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// futurnal writes this file: it must be a regular file, never a link.
+    WrittenFile,
+    /// futurnal creates files in this directory: it must be a real directory, never a link.
+    WrittenDir,
+    /// Not written by futurnal (the configuration, an operator's own file): checked and made
+    /// private, but a link here is left alone and never followed.
+    Other,
+}
+
+/// The databases and the files SQLite keeps next to them.
+pub const DATABASES: &[&str] = &["queue.db", "store.db"];
+pub const DB_COMPANIONS: &[&str] = &["-wal", "-shm", "-journal"];
+
+fn role(rel: &Path) -> Role {
+    let mut parts = rel.components().map(|c| c.as_os_str().to_string_lossy());
+    let (Some(first), second, None) = (parts.next(), parts.next(), parts.next()) else {
+        return Role::Other;
+    };
+    match (first.as_ref(), second.as_deref()) {
+        ("logs" | "backups", None) => Role::WrittenDir,
+        ("orchestrator.lock" | ".orchestrator_recovery", None) => Role::WrittenFile,
+        (name, None)
+            if DATABASES.iter().any(|db| {
+                name == *db
+                    || DB_COMPANIONS
+                        .iter()
+                        .any(|c| name.strip_prefix(db) == Some(c))
+            }) =>
+        {
+            Role::WrittenFile
+        }
+        // The log, its rotated copies and the audit log.
+        ("logs", Some(name))
+            if name.starts_with("orchestrator.log") || name.starts_with("audit.log") =>
+        {
+            Role::WrittenFile
+        }
+        _ => Role::Other,
+    }
+}
+
+/// Make the home private, at every start, before anything in it is written. Walks the home
+/// without following a symlink: every directory must end up 0700 (or tighter) and every file 0600
+/// (or tighter); anything looser has its group and other bits removed, with an audit record
+/// (`home.permissions_tightened`) per path. A database's -wal/-shm/-journal that its owner cannot
+/// read and write while the database itself can be (a leftover of a `chmod 400`, say) gets 0600
+/// back too, since SQLite cannot open the database without it. Refuses, changing nothing, when
+/// anything in the home belongs to another user, or a link or special file stands where futurnal
+/// writes. Logs what it changed (call it once the daemon's log is open) and returns it.
+pub fn secure(home: &Home, audit_enabled: bool) -> Result<Vec<Tightened>> {
+    let result = secure_quietly(home, audit_enabled);
+    match &result {
+        Ok(done) => log_tightened(done),
+        Err(e) => tracing::error!("{}", e.what),
+    }
+    result
+}
+
+fn secure_quietly(home: &Home, audit_enabled: bool) -> Result<Vec<Tightened>> {
+    use rustix::fs::{Mode, OFlags};
+    refuse_whole_home_dir(home)?;
+    let root = rustix::fs::open(
+        home.root(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| not_writable(home.root(), &io::Error::from(e)))?;
+    let mut plan = Vec::new();
+    let st = rustix::fs::fstat(&root).map_err(|e| not_writable(home.root(), &e.into()))?;
+    check_owner(home, Path::new("."), st.st_uid)?;
+    plan_mode(Path::new("."), &st, &mut plan);
+    walk(home, &root, Path::new(""), 0, &mut plan)?;
+    plan_companions(&root, &mut plan);
+    // Only a home that passed every check is changed at all.
+    let mut done = Vec::new();
+    for p in plan {
+        let result = if p.rel == Path::new(".") {
+            rustix::fs::fchmod(&root, Mode::from_raw_mode(p.to)).map_err(io::Error::from)
+        } else {
+            chmod_no_follow(&root, &p.rel, p.ino, p.to)
+        };
+        match result {
+            Ok(()) => done.push(Tightened {
+                path: p.rel.display().to_string(),
+                from: p.from,
+                to: p.to,
+            }),
+            Err(e) => {
+                return Err(OperatorError::failure(
+                    format!(
+                        "cannot make {} private (mode {:o}): {e}",
+                        display_path(&home.root().join(&p.rel)),
+                        p.from
+                    ),
+                    "nothing was started; run `chmod -R go-rwx` on the futurnal home yourself, \
+                     then start again",
+                    topics::HOME_NOT_PRIVATE,
+                ));
+            }
+        }
+    }
+    for t in &done {
+        crate::security::audit(
+            home,
+            audit_enabled,
+            "home.permissions_tightened",
+            serde_json::json!({
+                "path": t.path,
+                "from": format!("{:o}", t.from),
+                "to": format!("{:o}", t.to),
+            }),
+        );
+    }
+    Ok(done)
+}
+
+/// Log what `secure` changed.
+pub fn log_tightened(done: &[Tightened]) {
+    for t in done {
+        tracing::warn!(
+            path = %t.path,
+            from = %format!("{:o}", t.from),
+            to = %format!("{:o}", t.to),
+            "made a path in the home private"
+        );
+    }
+}
+
+struct Planned {
+    rel: PathBuf,
+    ino: u64,
+    from: u32,
+    to: u32,
+}
+
+fn plan_mode(rel: &Path, st: &rustix::fs::Stat, plan: &mut Vec<Planned>) {
+    let from = st.st_mode & 0o7777;
+    // Group and other bits, and setuid/setgid/sticky: none belongs in a private home.
+    if from & 0o7077 != 0 {
+        plan.push(Planned {
+            rel: rel.to_path_buf(),
+            ino: st.st_ino,
+            from,
+            to: from & 0o700,
+        });
+    }
+}
+
+fn walk(
+    home: &Home,
+    dir: &std::os::fd::OwnedFd,
+    rel: &Path,
+    depth: usize,
+    plan: &mut Vec<Planned>,
+) -> Result<()> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    // Far deeper than anything futurnal creates; stops a pathological tree from recursing forever.
+    const MAX_DEPTH: usize = 64;
+    let listing_failed =
+        |e: rustix::io::Errno| not_writable(&home.root().join(rel), &io::Error::from(e));
+    let entries = rustix::fs::Dir::read_from(dir).map_err(listing_failed)?;
+    for entry in entries {
+        let entry = entry.map_err(listing_failed)?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        let child = rel.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => return Err(not_writable(&home.root().join(&child), &e.into())),
+        };
+        check_owner(home, &child, st.st_uid)?;
+        let kind = FileType::from_raw_mode(st.st_mode);
+        match (kind, role(&child)) {
+            (FileType::Directory, Role::WrittenFile)
+            | (FileType::RegularFile, Role::WrittenDir) => {
+                return Err(odd_entry(home, &child, kind));
+            }
+            (FileType::Directory, _) => {
+                plan_mode(&child, &st, plan);
+                if depth < MAX_DEPTH {
+                    let sub = rustix::fs::openat(
+                        dir,
+                        name,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    );
+                    match sub {
+                        Ok(sub) => walk(home, &sub, &child, depth + 1, plan)?,
+                        // A directory without owner read/execute (mode 0o0xx): nothing in it
+                        // can be listed, but its own bits were still checked above.
+                        Err(rustix::io::Errno::ACCESS) => {}
+                        Err(e) => {
+                            return Err(not_writable(&home.root().join(&child), &e.into()));
+                        }
+                    }
+                }
+            }
+            (FileType::RegularFile, _) => plan_mode(&child, &st, plan),
+            // Links and special files are never followed or changed; where futurnal writes, they
+            // refuse the start.
+            (_, Role::WrittenFile | Role::WrittenDir) => {
+                return Err(odd_entry(home, &child, kind));
+            }
+            (_, Role::Other) => {}
+        }
+    }
+    Ok(())
+}
+
+/// A database's companion files the owner cannot read and write, while the database itself can
+/// be: SQLite would refuse the database for them, so they get 0600 back.
+fn plan_companions(root: &std::os::fd::OwnedFd, plan: &mut Vec<Planned>) {
+    use rustix::fs::{AtFlags, FileType};
+    let stat = |name: &str| {
+        rustix::fs::statat(root, name, AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .filter(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+    };
+    for db in DATABASES {
+        let Some(main) = stat(db) else { continue };
+        if main.st_mode & 0o600 != 0o600 {
+            continue;
+        }
+        for suffix in DB_COMPANIONS {
+            let name = format!("{db}{suffix}");
+            let Some(st) = stat(&name) else { continue };
+            let from = st.st_mode & 0o7777;
+            if from & 0o600 == 0o600 {
+                continue;
+            }
+            let to = (from & 0o700) | 0o600;
+            match plan.iter_mut().find(|p| p.rel == Path::new(&name)) {
+                Some(p) => p.to = to,
+                None => plan.push(Planned {
+                    rel: PathBuf::from(name),
+                    ino: st.st_ino,
+                    from,
+                    to,
+                }),
+            }
+        }
+    }
+}
+
+/// chmod a path under `root` without following a link, and only if it is still the inode that
+/// was checked (a path swapped since is left alone).
+fn chmod_no_follow(root: &std::os::fd::OwnedFd, rel: &Path, ino: u64, mode: u32) -> io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    // O_PATH opens any file type without reading it (no FIFO can block, no read permission
+    // needed); fchmod does not accept such a descriptor, so the change goes through the
+    // descriptor's /proc entry, which names that inode and no other.
+    let fd = rustix::fs::openat(
+        root,
+        rel,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if st.st_ino != ino {
+        return Ok(());
+    }
+    use std::os::fd::AsRawFd;
+    let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match rustix::fs::chmod(proc_path.as_str(), Mode::from_raw_mode(mode)) {
+        Ok(()) => Ok(()),
+        // No /proc: open the file itself (regular files and directories only reach here).
+        Err(_) => {
+            let fd = rustix::fs::openat(
+                root,
+                rel,
+                OFlags::RDONLY
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY
+                    | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            if rustix::fs::fstat(&fd)?.st_ino != ino {
+                return Ok(());
+            }
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(io::Error::from)
+        }
+    }
+}
+
+fn check_owner(home: &Home, rel: &Path, uid: u32) -> Result<()> {
+    let me = rustix::process::geteuid().as_raw();
+    if uid == me {
+        return Ok(());
+    }
+    let what = if rel == Path::new(".") {
+        format!(
+            "the futurnal home {} belongs to another user (uid {uid}; you are uid {me})",
+            display_path(home.root())
+        )
+    } else {
+        format!(
+            "{} in the futurnal home belongs to another user (uid {uid}; you are uid {me})",
+            display_path(&home.root().join(rel))
+        )
+    };
+    Err(OperatorError::failure(
+        what,
+        "nothing was started or changed; if the home is yours, give it back \
+         (`sudo chown -R \"$(id -un)\" ~/.futurnal`), otherwise set FUTURNAL_HOME to a directory \
+         of your own",
+        topics::HOME_NOT_YOURS,
+    ))
+}
+
+fn odd_entry(home: &Home, rel: &Path, kind: rustix::fs::FileType) -> OperatorError {
+    use rustix::fs::FileType;
+    let found = match kind {
+        FileType::Symlink => "a symbolic link",
+        FileType::Directory => "a directory",
+        FileType::RegularFile => "a regular file",
+        FileType::Fifo => "a named pipe",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice | FileType::BlockDevice => "a device",
+        FileType::Unknown => "an unknown kind of file",
+    };
+    let expected = match role(rel) {
+        Role::WrittenDir => "a directory",
+        _ => "a regular file",
+    };
+    OperatorError::failure(
+        format!(
+            "{} is {found}, where futurnal keeps {expected}; futurnal never writes through a link \
+             or into a special file",
+            display_path(&home.root().join(rel))
+        ),
+        "nothing was started or changed, and nothing it points to was touched; find out who put \
+         it there, then remove it (futurnal creates the file again)",
+        topics::HOME_ODD_ENTRY,
+    )
+}
+
+/// `FUTURNAL_HOME` set to the user's own home (or `/`) would make `secure` chmod everything in
+/// it: refuse instead.
+fn refuse_whole_home_dir(home: &Home) -> Result<()> {
+    let Ok(root) = fs::canonicalize(home.root()) else {
+        return Ok(());
+    };
+    let user_home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .and_then(|h| fs::canonicalize(h).ok());
+    if root == Path::new("/") || user_home.as_deref() == Some(root.as_path()) {
+        return Err(OperatorError::failure(
+            format!(
+                "FUTURNAL_HOME is {}, a directory futurnal does not own: at start futurnal makes \
+                 everything in its home private",
+                root.display()
+            ),
+            "nothing was started or changed; set FUTURNAL_HOME to a directory of its own, such \
+             as ~/.futurnal",
+            topics::HOME_AND_FILES,
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn audit_lines(home: &Home) -> Vec<serde_json::Value> {
+        fs::read_to_string(home.audit_log())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_loose_home_is_tightened_and_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("f"));
+        // What `mkdir -p ~/.futurnal/config` and an ordinary umask leave behind.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(home.config_dir())
+            .unwrap();
+        fs::set_permissions(home.root(), fs::Permissions::from_mode(0o755)).unwrap();
+        home.ensure_layout().unwrap();
+        fs::write(home.default_config(), "workers: {}\n").unwrap();
+        fs::set_permissions(home.default_config(), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(home.queue_db(), "").unwrap();
+        fs::set_permissions(home.queue_db(), fs::Permissions::from_mode(0o666)).unwrap();
+        // A leftover read-only -shm beside a usable database blocks SQLite: it gets 0600 back.
+        let shm = home.root().join("queue.db-shm");
+        fs::write(&shm, "").unwrap();
+        fs::set_permissions(&shm, fs::Permissions::from_mode(0o400)).unwrap();
+
+        let done = secure(&home, true).unwrap();
+        assert_eq!(mode(home.root()), 0o700);
+        assert_eq!(mode(&home.config_dir()), 0o700);
+        assert_eq!(mode(&home.default_config()), 0o600);
+        assert_eq!(mode(&home.queue_db()), 0o600);
+        assert_eq!(mode(&shm), 0o600);
+        let paths: Vec<&str> = done.iter().map(|t| t.path.as_str()).collect();
+        for p in [
+            ".",
+            "config",
+            "config/orchestrator.yaml",
+            "queue.db",
+            "queue.db-shm",
+        ] {
+            assert!(paths.contains(&p), "{p} not reported in {paths:?}");
+        }
+        let audited = audit_lines(&home);
+        assert_eq!(audited.len(), done.len());
+        assert!(
+            audited
+                .iter()
+                .any(|r| r["event"] == "home.permissions_tightened"
+                    && r["path"] == "."
+                    && r["from"] == "755"
+                    && r["to"] == "700")
+        );
+        // A private home is left alone.
+        assert_eq!(secure(&home, true).unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn a_link_where_futurnal_writes_is_refused_and_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("f"));
+        home.ensure_layout().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&victim, home.audit_log()).unwrap();
+
+        let err = secure(&home, true).unwrap_err();
+        assert_eq!(err.topic, topics::HOME_ODD_ENTRY);
+        assert!(
+            err.what.contains("audit.log is a symbolic link"),
+            "{}",
+            err.what
+        );
+        // The writers refuse the link too, whoever calls them.
+        crate::security::audit(&home, true, "test", serde_json::json!({}));
+        assert!(open_private_append(&home.log_file().with_file_name("audit.log")).is_err());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(mode(&victim), 0o644, "the link's target was changed");
+    }
+
+    #[test]
+    fn links_elsewhere_are_left_alone_and_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("f"));
+        home.ensure_layout().unwrap();
+        let dotfile = dir.path().join("dotfiles.yaml");
+        fs::write(&dotfile, "").unwrap();
+        fs::set_permissions(&dotfile, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&dotfile, home.default_config()).unwrap();
+        secure(&home, false).unwrap();
+        assert_eq!(mode(&dotfile), 0o644);
+    }
+
+    #[test]
+    fn a_home_owned_by_someone_else_is_refused() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: giving a file to another user needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("f"));
+        home.ensure_layout().unwrap();
+        fs::write(home.queue_db(), "").unwrap();
+        fs::set_permissions(home.queue_db(), fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::chown(home.queue_db(), Some(65534), Some(65534)).unwrap();
+        let err = secure(&home, true).unwrap_err();
+        assert_eq!(err.topic, topics::HOME_NOT_YOURS);
+        assert!(err.what.contains("queue.db"), "{}", err.what);
+        // Refused means unchanged: nothing was tightened.
+        assert_eq!(mode(&home.queue_db()), 0o644);
+    }
 }

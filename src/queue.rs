@@ -5,12 +5,12 @@
 //! Invariants: the schema version lives in `PRAGMA user_version` and only moves forward, one
 //! transaction per migration; a database from a newer futurnal is refused, never modified; the
 //! daemon is the only long-lived writer (CLI commands open short-lived connections); queue.db is
-//! created 0600 before SQLite touches it, so its -wal and -shm files inherit that mode.
+//! created 0600 before SQLite touches it, so its -wal and -shm files inherit that mode; a queue.db
+//! the user may not read and write is reported as a permission problem, never as damage.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::config::Queue as QueueConfig;
@@ -118,6 +118,25 @@ const MIGRATIONS: &[&str] = &[
         next_run_at INTEGER
     );
     CREATE INDEX job_events_by_job ON job_events (job_id, at);",
+    // 2 (configuration reload; read and written by daemon::reload): what configuration each
+    // daemon instance runs (canonical JSON, its hash, how it was layered, a generation counted
+    // up by every applied reload), and reload requests with the daemon's answers.
+    "ALTER TABLE daemon_instances ADD COLUMN config_json TEXT;
+    ALTER TABLE daemon_instances ADD COLUMN config_hash TEXT;
+    ALTER TABLE daemon_instances ADD COLUMN config_layering TEXT;
+    ALTER TABLE daemon_instances ADD COLUMN config_generation INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE daemon_instances ADD COLUMN config_loaded_at INTEGER;
+    CREATE TABLE config_reloads (
+        id INTEGER PRIMARY KEY,
+        instance_id TEXT NOT NULL,
+        requested_at INTEGER NOT NULL,
+        requested_by TEXT NOT NULL,
+        handled_at INTEGER,
+        outcome TEXT CHECK (outcome IN ('applied', 'unchanged', 'invalid')),
+        generation INTEGER,
+        report TEXT
+    );
+    CREATE INDEX config_reloads_open ON config_reloads (instance_id, handled_at);",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -132,28 +151,51 @@ pub struct QueueDb {
     path: PathBuf,
 }
 
-fn db_error(path: &Path, err: impl std::fmt::Display) -> OperatorError {
-    OperatorError::new(
-        ExitCode::Database,
-        format!(
-            "the queue database {} is unreadable or corrupt: {err}",
-            display_path(path)
+fn db_error(path: &Path, err: rusqlite::Error) -> OperatorError {
+    open_error(path, crate::db::diagnose(path, err, ""))
+}
+
+/// The operator's view of a queue.db that cannot be used: a permission problem and damage get
+/// different advice (moving a merely unreadable queue aside would throw it away).
+fn open_error(path: &Path, err: crate::db::OpenError) -> OperatorError {
+    use crate::db::OpenError;
+    match err {
+        OpenError::Newer { found, .. } => newer_schema(path, found),
+        OpenError::NoAccess(files) => {
+            let names: Vec<String> = files.iter().map(|f| display_path(f)).collect();
+            OperatorError::new(
+                ExitCode::Database,
+                format!(
+                    "the queue database {} cannot be opened: permission denied on {}",
+                    display_path(path),
+                    names.join(", ")
+                ),
+                format!(
+                    "nothing was changed and the queue is not damaged, so do not move it aside; \
+                     give your user read and write access (`chmod u+rw {}`), then try again",
+                    names.join(" ")
+                ),
+                topics::DB_NOT_READABLE,
+            )
+        }
+        other => OperatorError::new(
+            ExitCode::Database,
+            format!(
+                "the queue database {} is unreadable or corrupt: {other}",
+                display_path(path)
+            ),
+            "the orchestrator did not start and nothing was written; move the file aside \
+             (keep it for inspection) and start again to create a fresh queue",
+            topics::CORRUPT_DB,
         ),
-        "the orchestrator did not start and nothing was written; move the file aside \
-         (keep it for inspection) and start again to create a fresh queue",
-        topics::CORRUPT_DB,
-    )
+    }
 }
 
 impl QueueDb {
     /// Open for the daemon: create if missing, set pragmas, check integrity, migrate.
     pub fn open_for_daemon(path: &Path, cfg: &QueueConfig) -> Result<QueueDb> {
-        let conn = crate::db::open_migrated(path, cfg.wal_mode, "FULL", MIGRATIONS, true).map_err(
-            |e| match e {
-                crate::db::OpenError::Newer { found, .. } => newer_schema(path, found),
-                other => db_error(path, other),
-            },
-        )?;
+        let conn = crate::db::open_migrated(path, cfg.wal_mode, "FULL", MIGRATIONS, true)
+            .map_err(|e| open_error(path, e))?;
         conn.execute_batch(&format!(
             "PRAGMA wal_autocheckpoint = {};",
             cfg.checkpoint_interval
@@ -170,13 +212,7 @@ impl QueueDb {
         if !path.exists() {
             return Ok(None);
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| db_error(path, e))?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(|e| db_error(path, e))?;
+        let conn = crate::db::open_existing_rw(path).map_err(|e| open_error(path, e))?;
         // Deleting a job removes its events and item errors too.
         conn.execute_batch("PRAGMA foreign_keys = ON")
             .map_err(|e| db_error(path, e))?;

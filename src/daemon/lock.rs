@@ -1,18 +1,32 @@
-//! The single-instance lock: `orchestrator.lock` in the home.
+//! The single-instance lock: the home directory itself, plus `orchestrator.lock` in it.
 //!
-//! Invariants: exactly one daemon per home holds an exclusive advisory lock on this file for its
-//! whole life; the OS releases it when the process dies, however it dies, so a stale file never
-//! blocks a start. The file records the holder's pid and instance id; only a held lock makes that
-//! record meaningful. The descriptor is close-on-exec, so child processes never inherit the lock.
+//! Invariants: exactly one daemon per home holds an exclusive advisory lock (flock) on the home
+//! directory's own descriptor for its whole life. A directory cannot be removed while it holds
+//! futurnal's files and replacing it does not move the lock, so deleting or replacing
+//! `orchestrator.lock` can never let a second daemon start. The daemon also locks
+//! `orchestrator.lock`, which records its pid and instance id, and checks every
+//! `WATCH_INTERVAL` that the path still names the file it holds (dev and inode of its descriptor
+//! against the path's): a removed or replaced lock file is logged and put back. The OS releases
+//! both locks when the process dies, however it dies, so a stale file never blocks a start.
+//! Liveness is "is the directory lock held", never "does a pid exist"; the pid comes from the
+//! lock file only while that file is itself locked, else from queue.db's instance row. Every
+//! descriptor is close-on-exec and no open follows a symlink at the lock file's name.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::home::Home;
+use crate::home::{Home, NO_FOLLOW, display_path};
+
+/// How often the daemon checks that `orchestrator.lock` is still its own file.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LockInfo {
@@ -21,10 +35,23 @@ pub struct LockInfo {
     pub started_at: i64,
 }
 
-/// Held for the daemon's lifetime; dropping it releases the lock.
+/// Held for the daemon's lifetime; dropping it stops the watcher and releases both locks.
 #[derive(Debug)]
 pub struct InstanceLock {
-    _file: File,
+    _dir: File,
+    file: Arc<Mutex<File>>,
+    stop: Arc<AtomicBool>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+impl Drop for InstanceLock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(w) = self.watcher.take() {
+            w.thread().unpark();
+            let _ = w.join();
+        }
+    }
 }
 
 pub enum AcquireError {
@@ -33,39 +60,171 @@ pub enum AcquireError {
     Io(std::io::Error),
 }
 
-fn open(home: &Home) -> std::io::Result<File> {
+fn open_file(path: &std::path::Path) -> std::io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(home.lock_file())
+        .custom_flags(NO_FOLLOW)
+        .open(path)
+        .map_err(|e| crate::home::explain_link(path, e))
+}
+
+/// The home directory, opened for locking (O_RDONLY on a directory; close-on-exec).
+fn open_dir(home: &Home) -> std::io::Result<File> {
+    File::open(home.root())
+}
+
+/// Take `file`'s exclusive lock, retrying for a moment: `status` and `stop` probe it with a shared
+/// lock for an instant, and a probe must never make a start fail. A real holder keeps the lock
+/// and still fails us after the deadline.
+fn lock_exclusive(file: &File) -> Result<bool, std::io::Error> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(TryLockError::WouldBlock) => return Ok(false),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+    }
 }
 
 /// Take the lock and record `info` in it.
 pub fn acquire(home: &Home, info: &LockInfo) -> Result<InstanceLock, AcquireError> {
-    let mut file = open(home).map_err(AcquireError::Io)?;
-    // `status` and `stop` probe the lock for an instant; retry briefly so a probe never makes a
-    // start fail. A real holder keeps the lock for good and still fails us after the deadline.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(TryLockError::WouldBlock) => return Err(AcquireError::Held(read_info(&mut file))),
-            Err(TryLockError::Error(e)) => return Err(AcquireError::Io(e)),
+    let dir = open_dir(home).map_err(AcquireError::Io)?;
+    if !lock_exclusive(&dir).map_err(AcquireError::Io)? {
+        return Err(AcquireError::Held(running_info(home)));
+    }
+    let mut file = open_file(&home.lock_file()).map_err(AcquireError::Io)?;
+    // Held by a process that locks only the file: a futurnal from before the directory lock.
+    if !lock_exclusive(&file).map_err(AcquireError::Io)? {
+        return Err(AcquireError::Held(read_info(&mut file)));
+    }
+    write_record(&mut file, info).map_err(AcquireError::Io)?;
+    let file = Arc::new(Mutex::new(file));
+    let stop = Arc::new(AtomicBool::new(false));
+    let home_id = dir.metadata().ok().map(|m| (m.dev(), m.ino()));
+    let watcher = {
+        let (home, info, file, stop) = (home.clone(), info.clone(), file.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("futurnal-lock-watch".into())
+            .spawn(move || watch(&home, home_id, &info, &file, &stop))
+            .map_err(AcquireError::Io)?
+    };
+    Ok(InstanceLock {
+        _dir: dir,
+        file,
+        stop,
+        watcher: Some(watcher),
+    })
+}
+
+fn write_record(file: &mut File, info: &LockInfo) -> std::io::Result<()> {
+    let record = serde_json::to_vec(info).expect("lock info serializes");
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&record)?;
+    file.sync_all()
+}
+
+fn watch(
+    home: &Home,
+    home_id: Option<(u64, u64)>,
+    info: &LockInfo,
+    file: &Mutex<File>,
+    stop: &AtomicBool,
+) {
+    let mut home_reported = false;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::park_timeout(WATCH_INTERVAL);
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut held = file.lock().unwrap_or_else(|p| p.into_inner());
+        match check_identity(home, &held) {
+            Ok(()) => {}
+            Err(change) => match recreate(home, info) {
+                Ok(new) => {
+                    *held = new;
+                    tracing::warn!(
+                        "the instance lock file {} was {change}; put it back (this daemon \
+                         still holds the home's lock, so no second daemon could start)",
+                        display_path(&home.lock_file())
+                    );
+                }
+                Err(e) => tracing::error!(
+                    "the instance lock file {} was {change} and could not be put back: {e}",
+                    display_path(&home.lock_file())
+                ),
+            },
+        }
+        drop(held);
+        // The home itself moved or was deleted: nothing to repair from here, but say so once.
+        let same_home = match (std::fs::metadata(home.root()), home_id) {
+            (Ok(now), Some((dev, ino))) => now.dev() == dev && now.ino() == ino,
+            _ => false,
+        };
+        if !same_home && !home_reported {
+            home_reported = true;
+            tracing::error!(
+                "the futurnal home {} was moved or removed while the orchestrator runs; stop it \
+                 (`futurnal orchestrator stop`) and put the home back",
+                display_path(home.root())
+            );
         }
     }
-    let record = serde_json::to_vec(info).expect("lock info serializes");
-    file.set_len(0)
-        .and_then(|_| file.seek(SeekFrom::Start(0)))
-        .and_then(|_| file.write_all(&record))
-        .and_then(|_| file.sync_all())
-        .map_err(AcquireError::Io)?;
-    Ok(InstanceLock { _file: file })
+}
+
+/// Does the lock file's path still name the inode we hold? `Err` says what happened to it.
+fn check_identity(home: &Home, held: &File) -> Result<(), &'static str> {
+    let ours = held.metadata().map_err(|_| "unreadable")?;
+    match std::fs::symlink_metadata(home.lock_file()) {
+        Ok(m) if m.dev() == ours.dev() && m.ino() == ours.ino() => Ok(()),
+        Ok(_) => Err("replaced"),
+        Err(_) => Err("removed"),
+    }
+}
+
+/// A fresh lock file, locked and filled before it is renamed over whatever is at the path (a
+/// rename replaces a link itself, never its target).
+fn recreate(home: &Home, info: &LockInfo) -> std::io::Result<File> {
+    let tmp = {
+        let mut s = home.lock_file().into_os_string();
+        s.push(format!(".{}.tmp", std::process::id()));
+        PathBuf::from(s)
+    };
+    if let Ok(m) = std::fs::symlink_metadata(&tmp)
+        && m.file_type().is_file()
+    {
+        std::fs::remove_file(&tmp)?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(NO_FOLLOW)
+        .open(&tmp)?;
+    file.try_lock().map_err(|e| match e {
+        TryLockError::Error(e) => e,
+        TryLockError::WouldBlock => std::io::Error::from(std::io::ErrorKind::ResourceBusy),
+    })?;
+    write_record(&mut file, info)?;
+    std::fs::rename(&tmp, home.lock_file())?;
+    Ok(file)
+}
+
+impl InstanceLock {
+    /// The inode currently held, for tests of the watcher.
+    pub fn held_inode(&self) -> Option<u64> {
+        let held = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        held.metadata().ok().map(|m| m.ino())
+    }
 }
 
 fn read_info(file: &mut File) -> Option<LockInfo> {
@@ -75,28 +234,63 @@ fn read_info(file: &mut File) -> Option<LockInfo> {
     serde_json::from_str(&text).ok()
 }
 
-/// Who holds the lock right now, if anyone. `Some(None)` means held but the record is unreadable.
-pub fn holder(home: &Home) -> Option<Option<LockInfo>> {
-    let mut file = match OpenOptions::new().read(true).open(home.lock_file()) {
-        Ok(f) => f,
-        Err(_) => return None,
+/// The running daemon's record: from the lock file while that file is locked by someone (a file
+/// nobody holds says nothing), else from queue.db's newest instance not marked stopped.
+fn running_info(home: &Home) -> Option<LockInfo> {
+    if let Ok(mut file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(NO_FOLLOW)
+        .open(home.lock_file())
+        && matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
+        && let Some(info) = read_info(&mut file)
+    {
+        return Some(info);
+    }
+    let db = crate::queue::QueueDb::open_existing(&home.queue_db())
+        .ok()
+        .flatten()?;
+    let row = db.latest_instance().ok().flatten()?;
+    if row.stopped_at.is_some() {
+        return None;
+    }
+    Some(LockInfo {
+        pid: u32::try_from(row.pid).ok()?,
+        instance_id: row.instance_id,
+        started_at: row.started_at,
+    })
+}
+
+/// Is the lock held (by a daemon, or one from before the directory lock)?
+fn is_held(home: &Home) -> bool {
+    let probe = |file: std::io::Result<File>| match file {
+        Ok(f) => matches!(f.try_lock_shared(), Err(TryLockError::WouldBlock)),
+        Err(_) => false,
     };
-    match file.try_lock_shared() {
-        Ok(()) => None,
-        Err(TryLockError::WouldBlock) => {
-            // The holder writes its record right after locking; give it a moment.
-            let deadline = Instant::now() + Duration::from_millis(500);
-            loop {
-                if let Some(info) = read_info(&mut file) {
-                    return Some(Some(info));
-                }
-                if Instant::now() > deadline {
-                    return Some(None);
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+    probe(open_dir(home))
+        || probe(
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(NO_FOLLOW)
+                .open(home.lock_file()),
+        )
+}
+
+/// Who holds the lock right now, if anyone. `Some(None)` means held but no record says by whom.
+pub fn holder(home: &Home) -> Option<Option<LockInfo>> {
+    if !is_held(home) {
+        return None;
+    }
+    // The holder writes its record right after locking (and puts a removed lock file back
+    // within `WATCH_INTERVAL`); give it a moment.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    loop {
+        if let Some(info) = running_info(home) {
+            return Some(Some(info));
         }
-        Err(TryLockError::Error(_)) => None,
+        if Instant::now() > deadline {
+            return Some(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -104,12 +298,73 @@ pub fn holder(home: &Home) -> Option<Option<LockInfo>> {
 pub fn wait_released(home: &Home, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        if holder(home).is_none() {
+        if !is_held(home) {
             return true;
         }
         if Instant::now() > deadline {
             return false;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> LockInfo {
+        LockInfo {
+            pid: std::process::id(),
+            instance_id: "test".into(),
+            started_at: 1,
+        }
+    }
+
+    #[test]
+    fn a_removed_lock_file_still_refuses_a_second_holder_and_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let lock = acquire(&home, &info()).ok().unwrap();
+        std::fs::remove_file(home.lock_file()).unwrap();
+        assert!(
+            matches!(acquire(&home, &info()), Err(AcquireError::Held(_))),
+            "a second holder got the lock after the lock file was removed"
+        );
+        assert!(holder(&home).is_some());
+        // The watcher puts the file back, locked and naming us.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let back = std::fs::symlink_metadata(home.lock_file())
+                .is_ok_and(|m| Some(m.ino()) == lock.held_inode());
+            if back {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the lock file was not put back");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(holder(&home), Some(Some(info())));
+        drop(lock);
+        assert!(holder(&home).is_none());
+        assert!(acquire(&home, &info()).is_ok());
+    }
+
+    #[test]
+    fn a_planted_link_at_the_lock_file_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("home"));
+        std::fs::create_dir(home.root()).unwrap();
+        let target = dir.path().join("victim");
+        std::fs::write(&target, "keep me").unwrap();
+        let lock = acquire(&home, &info()).ok().unwrap();
+        std::fs::remove_file(home.lock_file()).unwrap();
+        std::os::unix::fs::symlink(&target, home.lock_file()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::symlink_metadata(home.lock_file()).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            assert!(Instant::now() < deadline, "the planted link stayed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        drop(lock);
     }
 }
