@@ -1,8 +1,8 @@
 //! Folder sources: `local_files` (text, markdown, HTML, JSON) and `obsidian` vaults.
 //!
-//! Invariants: the walk follows no symlinks out of the source and ignores names starting with
-//! `.` (so `.obsidian/`, `.git/` and `.trash/` never count); a file type futurnal does not ingest is
-//! recorded as skipped with the reason, never silently dropped.
+//! Invariants: the walk follows no symlinks at all and ignores names starting with `.` (so
+//! `.obsidian/`, `.git/` and `.trash/` never count); a file type futurnal does not ingest, and a
+//! symlink, FIFO, socket or device, is recorded as skipped with the reason, never silently dropped.
 
 use std::path::Path;
 

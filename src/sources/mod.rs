@@ -3,8 +3,11 @@
 //! Owns: enumerating a source's items (files, notes, messages) with their size and mtime, the
 //! include/exclude rules, and parsing one item's bytes into normalized documents.
 //! Invariants: enumeration never reads file contents (size + mtime only, so a no-change rescan is
-//! cheap); parsing is a pure function of the bytes; one bad item yields a `Failure` for that item
-//! and never affects another; names starting with `.` are ignored.
+//! cheap) and never follows a symlink: symlinks, FIFOs, sockets and devices are recorded as
+//! skipped with their reason; item keys are lossless and injective for any file name
+//! (`key_from_bytes`, inverted by `path_from_key`); parsing is a pure function of the bytes and
+//! never panics; one bad item yields a `Failure` for that item and never affects another; names
+//! starting with `.` are ignored; chunk boundaries are char boundaries computed from the text.
 
 pub mod files;
 pub mod html;
