@@ -63,9 +63,8 @@ impl OpenError {
             OpenError::Sqlite(e, _) => sqlite_class(e),
             OpenError::Io(e) => ErrorClass::from_io(e),
             OpenError::NoAccess(_) => ErrorClass::PermissionDenied,
-            OpenError::Invalid(_) | OpenError::Newer { .. } | OpenError::Corrupt(_) => {
-                ErrorClass::Internal
-            }
+            OpenError::Corrupt(_) => ErrorClass::IoError,
+            OpenError::Invalid(_) | OpenError::Newer { .. } => ErrorClass::Internal,
         }
     }
 
@@ -223,8 +222,10 @@ pub fn sqlite_class(e: &rusqlite::Error) -> crate::failure::ErrorClass {
         Some(C::DatabaseBusy | C::DatabaseLocked) => ErrorClass::Busy,
         Some(C::DiskFull | C::OutOfMemory) => ErrorClass::ResourceExhausted,
         Some(C::PermissionDenied | C::ReadOnly | C::CannotOpen) => ErrorClass::PermissionDenied,
-        // Damage needs an operator (see the runbook topic the message names); retrying cannot help.
-        Some(C::DatabaseCorrupt | C::NotADatabase) => ErrorClass::Internal,
+        // Damage is not a bug in futurnal: the disk or a copy returned bytes that are not a valid
+        // database. Retrying alone cannot mend it, but the retries that follow the operator's fix
+        // (move the file aside; the message names the runbook topic) succeed by themselves.
+        Some(C::DatabaseCorrupt | C::NotADatabase) => ErrorClass::IoError,
         Some(C::SystemIoFailure) => ErrorClass::IoError,
         _ => ErrorClass::Internal,
     }
@@ -356,6 +357,8 @@ mod tests {
         let e = open_existing_rw(&garbage).err().unwrap();
         assert!(e.is_corrupt(), "{e:?}");
         let failure = store_failure(&garbage, e);
+        // Damage is not "a bug in futurnal".
+        assert_eq!(failure.class, crate::failure::ErrorClass::IoError);
         assert!(
             failure
                 .message

@@ -19,7 +19,6 @@ pub const HOME_NOT_YOURS: &str = "the-home-belongs-to-another-user";
 pub const HOME_ODD_ENTRY: &str = "a-link-or-special-file-in-the-home";
 pub const DB_NOT_READABLE: &str = "a-database-is-not-readable";
 pub const STORE_CORRUPT: &str = "the-document-store-is-corrupt";
-pub const SECOND_DAEMON: &str = "the-lock-file-was-removed";
 pub const RUNBOOK_HARNESS: &str = "writing-runbooks";
 pub const READING_THE_BOOK: &str = "reading-the-book-in-the-terminal";
 pub const CONFIG_RELOAD: &str = "reloading-the-configuration";
@@ -41,7 +40,6 @@ pub const ALL: &[&str] = &[
     HOME_ODD_ENTRY,
     DB_NOT_READABLE,
     STORE_CORRUPT,
-    SECOND_DAEMON,
     RUNBOOK_HARNESS,
     READING_THE_BOOK,
     CONFIG_RELOAD,
