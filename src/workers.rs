@@ -24,6 +24,30 @@ use crate::scheduler::Schedule;
 
 /// How long a claimed job's lease lasts without a heartbeat renewing it.
 pub const LEASE_MS: i64 = 60_000;
+/// Disk space kept allocated beside queue.db and released on a full disk (see `make_reserve`).
+pub const RESERVE_BYTES: u64 = 1024 * 1024;
+/// How often a missing reserve is made again.
+const RESERVE_CHECK: Duration = Duration::from_secs(10);
+
+/// Allocate the reserve file: really allocated (not sparse), private, never through a symlink.
+fn create_reserve(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, RESERVE_BYTES)
+        .map_err(std::io::Error::from)
+        .or_else(|_| {
+            // A filesystem without fallocate: write the zeros.
+            use std::io::Write;
+            (&file).write_all(&vec![0; RESERVE_BYTES as usize])
+        })?;
+    file.sync_all()
+}
+
 /// How often an outcome queue.db refused (a full disk) is offered to it again.
 const RECORD_RETRY: Duration = Duration::from_secs(1);
 /// How long a job whose store was busy waits before it tries again.
@@ -67,6 +91,11 @@ pub struct Pool {
     /// Finished jobs whose outcome queue.db did not accept yet (a full disk), with the outcome.
     unrecorded: Vec<(RunningJob, Result<Report, Failure>)>,
     record_retry_at: Instant,
+    /// The space reserve beside queue.db, and when to check it next.
+    reserve: std::path::PathBuf,
+    reserve_check_at: Instant,
+    /// Set while an outcome is written again: its log lines were written the first time.
+    quiet: std::cell::Cell<bool>,
     tx: UnboundedSender<Message>,
     draining: bool,
 }
@@ -99,6 +128,13 @@ impl Pool {
                 running: HashMap::new(),
                 unrecorded: Vec::new(),
                 record_retry_at: Instant::now(),
+                reserve: {
+                    let mut p = home.queue_db().into_os_string();
+                    p.push("-reserve");
+                    p.into()
+                },
+                reserve_check_at: Instant::now(),
+                quiet: std::cell::Cell::new(false),
                 tx,
                 draining: false,
             },
@@ -113,6 +149,7 @@ impl Pool {
     /// One scheduler tick: due schedules, cancel requests, claims.
     pub fn tick(&mut self, db: &QueueDb) {
         self.record_unrecorded(db, Instant::now());
+        self.make_reserve(Instant::now());
         let conn = db.conn();
         let now = now_ms();
         let states = match jobs::source_states(conn) {
@@ -410,7 +447,7 @@ impl Pool {
                 } else {
                     result
                 };
-                if let Err(e) = self.finish(db, &r, &mut result) {
+                if let Err(e) = self.finish_or_make_room(db, &r, &mut result) {
                     // A full disk, say: the outcome is kept and written once queue.db accepts
                     // writes again; the job stays `running` until then.
                     tracing::error!(
@@ -439,13 +476,72 @@ impl Pool {
         self.record_retry_at = now + RECORD_RETRY;
         let mut pending = std::mem::take(&mut self.unrecorded).into_iter();
         for (r, mut result) in pending.by_ref() {
-            if self.finish(db, &r, &mut result).is_err() {
+            if self.finish_or_make_room(db, &r, &mut result).is_err() {
                 self.unrecorded.push((r, result));
                 break;
             }
             tracing::info!(job = r.job.id, "recorded the job's outcome after all");
         }
         self.unrecorded.extend(pending);
+    }
+
+    /// `finish`, making room on a full disk: first fold queue.db's write-ahead log into the
+    /// database and truncate it, then give up the reserve (see `make_reserve`). Each failed try
+    /// after the first is quiet, so a full disk does not repeat the job's log lines.
+    fn finish_or_make_room(
+        &self,
+        db: &QueueDb,
+        r: &RunningJob,
+        result: &mut Result<Report, Failure>,
+    ) -> rusqlite::Result<()> {
+        let full =
+            |e: &rusqlite::Error| e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+        let first = self.finish(db, r, result);
+        let was_quiet = self.quiet.replace(true);
+        let outcome = match first {
+            Err(e) if full(&e) => {
+                let _ = db
+                    .conn()
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                match self.finish(db, r, result) {
+                    Err(e) if full(&e) && std::fs::remove_file(&self.reserve).is_ok() => {
+                        tracing::warn!(
+                            job = r.job.id,
+                            "the disk is full: the space reserve was released to record the \
+                             job's outcome; free some space (futurnal help runbook {})",
+                            crate::runbook::topics::DISK_LOW
+                        );
+                        self.finish(db, r, result)
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        };
+        self.quiet.set(was_quiet);
+        outcome
+    }
+
+    /// Keep `RESERVE_BYTES` allocated beside queue.db, so that when the disk fills up the outcome
+    /// of the job that hit it can still be recorded. Made only while the disk has room for it
+    /// beyond `queue.min_free_mb`.
+    fn make_reserve(&mut self, now: Instant) {
+        if now < self.reserve_check_at {
+            return;
+        }
+        self.reserve_check_at = now + RESERVE_CHECK;
+        if std::fs::symlink_metadata(&self.reserve).is_ok() {
+            return;
+        }
+        let min = self.config.queue.min_free_mb.saturating_mul(1024 * 1024);
+        let dir = self.reserve.parent().unwrap_or(std::path::Path::new("/"));
+        if !crate::home::free_bytes(dir).is_ok_and(|free| free > min + 2 * RESERVE_BYTES) {
+            return;
+        }
+        if let Err(e) = create_reserve(&self.reserve) {
+            let _ = std::fs::remove_file(&self.reserve);
+            tracing::warn!("cannot set aside the disk space reserve: {e}");
+        }
     }
 
     fn finish(
@@ -561,9 +657,13 @@ impl Pool {
                 crate::display::timestamp(retry_at)
             );
             if self.config.security.path_redaction {
-                tracing::warn!(job = job.id, class = %failure.class, attempt = job.attempts, "job failed; retry scheduled");
+                if !self.quiet.get() {
+                    tracing::warn!(job = job.id, class = %failure.class, attempt = job.attempts, "job failed; retry scheduled");
+                }
             } else {
-                tracing::warn!(job = job.id, "job failed: {text}");
+                if !self.quiet.get() {
+                    tracing::warn!(job = job.id, "job failed: {text}");
+                }
             }
             jobs::retry_later(tx, job.id, now, retry_at, failure, &text)?;
         } else {
@@ -573,9 +673,13 @@ impl Pool {
                 format!("{failure} (permanent: not retried)")
             };
             if self.config.security.path_redaction {
-                tracing::warn!(job = job.id, class = %failure.class, "job quarantined");
+                if !self.quiet.get() {
+                    tracing::warn!(job = job.id, class = %failure.class, "job quarantined");
+                }
             } else {
-                tracing::warn!(job = job.id, "job quarantined: {why}");
+                if !self.quiet.get() {
+                    tracing::warn!(job = job.id, "job quarantined: {why}");
+                }
             }
             jobs::finish(
                 tx,
@@ -695,6 +799,30 @@ fn describe(r: &Report) -> String {
         ));
     }
     text
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live reconfiguration (`futurnal orchestrator reload`, SIGHUP), driven by `daemon::reload`.
+
+impl Pool {
+    /// Apply a reloaded configuration. Jobs already running keep the source settings they
+    /// started with (their threads hold a copy); from the next tick, schedules, claims, per-source
+    /// limits, the retry policy and the pool size follow the new configuration. A smaller pool
+    /// stops nothing: it claims nothing until enough running jobs have finished.
+    pub fn reconfigure(&mut self, config: &Config, max: usize) {
+        self.schedules = config
+            .sources
+            .iter()
+            .filter_map(|s| {
+                Schedule::parse(&s.schedule)
+                    .ok()
+                    .map(|p| (s.name.clone(), p))
+            })
+            .collect();
+        self.sources = config.sources.clone();
+        self.config = config.clone();
+        self.max = max.max(1);
+    }
 }
 
 #[cfg(test)]

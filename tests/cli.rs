@@ -745,3 +745,120 @@ fn a_quarantined_run_is_resolved_when_a_later_run_of_its_source_succeeds() {
         "{reasons:?}"
     );
 }
+
+/// A tmpfs mounted for one test; unmounted (lazily, in case a process still uses it) however the
+/// test ends.
+struct IngestTmpfs(PathBuf);
+
+impl Drop for IngestTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Mount a tmpfs of `size_mb` at `dir`; `Err(why)` when this test cannot (not root, no mount).
+fn ingest_mount_tmpfs(dir: &Path, size_mb: u32) -> Result<IngestTmpfs, String> {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Err("not running as root, so no tmpfs can be mounted".into());
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let out = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size_mb}m,mode=0700"),
+            "tmpfs",
+        ])
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("mount cannot run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "mount failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(IngestTmpfs(dir.to_path_buf()))
+}
+
+#[test]
+fn a_full_disk_fails_the_run_resource_exhausted_recorded_and_the_daemon_stays_up_until_space_is_freed()
+ {
+    let s = Sandbox::new();
+    let tmpfs = match ingest_mount_tmpfs(&s.futurnal_home(), 8) {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("skipped: the disk-full test needs a small tmpfs as the home: {why}");
+            return;
+        }
+    };
+    let notes = s.home().join("Notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("first.md"), "# First\n").unwrap();
+    ingest_config(
+        &s,
+        &format!(
+            "queue:\n  min_free_mb: 1\nretry:\n  max_attempts: 20\n  base_delay_seconds: 1\n  \
+             max_delay_seconds: 2\n  jitter: 0\nsources:\n  - name: notes\n    type: local_files\n    \
+             path: {}\n",
+            notes.display()
+        ),
+    );
+    let out = s.run(&["orchestrator", "start"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = s.run(&["orchestrator", "sources", "trigger", "notes", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let reserve = s.futurnal_home().join("queue.db-reserve");
+    wait_until("the space reserve", Duration::from_secs(20), || {
+        reserve.exists()
+    });
+
+    // Fill the disk, leaving room for the trigger but not for the run's 2 MB of notes.
+    let free = || futurnal::home::free_bytes(&s.futurnal_home()).unwrap();
+    {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(s.futurnal_home().join("filler")).unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        while free() > 256 * 1024 && filler.write_all(&chunk).is_ok() {}
+        let _ = filler.sync_all();
+    }
+    let line = "a line of a note that is long enough to fill some space quickly\n".repeat(1600);
+    for i in 0..20 {
+        std::fs::write(notes.join(format!("n{i}.md")), &line).unwrap();
+    }
+    let out = s.run(&["orchestrator", "sources", "trigger", "notes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_until(
+        "the run to fail resource_exhausted, recorded",
+        Duration::from_secs(30),
+        || {
+            let j = job(&s, 2);
+            j["state"] != "running" && j["error_class"] == "resource_exhausted"
+        },
+    );
+    let status = s.status_json();
+    assert_eq!(status["running"], true, "{status}");
+    assert_eq!(status["disk"]["low"], true, "{status}");
+    let shown = s.run(&["orchestrator", "status"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("futurnal help runbook disk-space-is-low"),
+        "{}",
+        text(&shown)
+    );
+
+    // Space comes back: the retry completes the run.
+    std::fs::remove_file(s.futurnal_home().join("filler")).unwrap();
+    ingest_wait_job(&s, 2, "succeeded");
+    assert_eq!(live_documents(&s), (21, 21));
+    let status = s.status_json();
+    assert_eq!(status["running"], true, "{status}");
+    assert_eq!(status["disk"]["low"], false, "{status}");
+    let out = s.run(&["orchestrator", "stop"]);
+    assert!(out.status.success(), "{}", text(&out));
+    drop(tmpfs);
+}
