@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::config::SourceConfig;
+use crate::config::{SourceConfig, SourceType};
 use crate::failure::{ErrorClass, Failure};
 use crate::sources::{self, Candidate, Enumeration, Parsed, Skipped};
 use crate::store::{Counts, Prepared, ScanRow, Store};
@@ -428,28 +428,39 @@ impl Run<'_> {
     /// Re-ingest one item (a file, or one message of an mbox) regardless of its stat.
     pub fn item_run(&self, item: &str) -> Result<Report, Failure> {
         let source = self.source;
-        let enumeration = sources::enumerate(source)?;
         let mut store = Store::open(self.store)?;
-        let candidate_key = candidate_of(&store, source, &enumeration, item)?;
-        let candidate_key = candidate_key.as_str();
         let mut report = Report::default();
-        if let Some((_, failure)) = enumeration.errors.iter().find(|(k, _)| k == candidate_key) {
-            // Still unreadable (a folder that cannot be listed, say).
-            return Err(failure.clone());
-        }
-        let Some(c) = enumeration
-            .candidates
-            .into_iter()
-            .find(|c| c.key == candidate_key)
-        else {
-            // The item is gone: nothing left to ingest, and its documents are tombstoned.
-            let mut counts = Counts::default();
-            let mut tx = store.transaction()?;
-            tx.delete(&source.name, candidate_key, &mut counts)?;
-            tx.commit()?;
-            report.counts = counts;
-            report.succeeded_items.push(item.to_string());
-            return Ok(report);
+        let found =
+            match source.source_type {
+                SourceType::LocalFiles | SourceType::Obsidian => self.find_file(item)?,
+                SourceType::Maildir | SourceType::Mbox => {
+                    let enumeration = sources::enumerate(source)?;
+                    let key = candidate_of(&store, source, &enumeration, item)?;
+                    if let Some((_, failure)) = enumeration.errors.iter().find(|(k, _)| {
+                        k.is_empty() || *k == key || key.starts_with(&format!("{k}/"))
+                    }) {
+                        // Still unreadable (a folder that cannot be listed, say): never "deleted".
+                        return Err(failure.clone());
+                    }
+                    enumeration
+                        .candidates
+                        .into_iter()
+                        .find(|c| c.key == key)
+                        .ok_or(key)
+                }
+            };
+        let c = match found {
+            Ok(c) => c,
+            Err(key) => {
+                // The item is gone: nothing left to ingest, and its documents are tombstoned.
+                let mut counts = Counts::default();
+                let mut tx = store.transaction()?;
+                tx.delete(&source.name, &key, &mut counts)?;
+                tx.commit()?;
+                report.counts = counts;
+                report.succeeded_items.push(item.to_string());
+                return Ok(report);
+            }
         };
         report.items_seen = 1;
         let mut counts = Counts::default();
@@ -469,6 +480,52 @@ impl Run<'_> {
         )?;
         report.counts = counts;
         Ok(report)
+    }
+
+    /// The file of a folder source's item, found from its key (keys of folder sources are
+    /// lossless relative paths) without walking the source. `Ok(Err(key))` when it is no longer
+    /// part of the source: gone, hidden or excluded by the rules.
+    fn find_file(&self, item: &str) -> Result<Result<Candidate, String>, Failure> {
+        let source = self.source;
+        let root = std::fs::metadata(&source.path)
+            .map_err(|e| Failure::io_at("source path", &source.path, &e))?;
+        if !root.is_dir() {
+            return Err(Failure::new(ErrorClass::NotFound, String::new()).with_path(
+                "source path",
+                &source.path,
+                "not a folder",
+            ));
+        }
+        let gone = Ok(Err(item.to_string()));
+        let hidden = item.split('/').any(|part| part.starts_with('.'));
+        if hidden || !sources::Rules::new(source)?.allows(item) {
+            return gone;
+        }
+        let Some(path) = sources::path_from_key(&source.path, item) else {
+            return gone;
+        };
+        match std::fs::symlink_metadata(&path) {
+            // Whatever it is now, `process` opens it safely and records what it found.
+            Ok(meta) => {
+                let (size, mtime_ns) = sources::stat(&meta);
+                Ok(Ok(Candidate {
+                    key: item.to_string(),
+                    path,
+                    size,
+                    mtime_ns,
+                }))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                gone
+            }
+            // A folder on the way that cannot be searched: the item may well still be there.
+            Err(e) => Err(Failure::io(format!("cannot read {item}"), &e)),
+        }
     }
 
     fn process_all(
