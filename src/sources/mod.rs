@@ -499,8 +499,8 @@ mod tests {
 
         #[test]
         fn chunk_invariants_hold_for_longer_text(
-            text in "(\\PC{1,40}[ \\n\u{3000}]{0,3}){0,150}",
-            target in 8usize..400,
+            text in "(\\PC{1,20}[ \\n\u{3000}]{0,3}){0,80}",
+            target in 8usize..200,
         ) {
             check_chunks(&text, target)?;
         }
