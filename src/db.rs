@@ -196,6 +196,55 @@ pub fn store_failure(path: &Path, e: OpenError) -> crate::failure::Failure {
     crate::failure::Failure::new(e.class(), message)
 }
 
+/// The operator's view of a store.db that a command could not read (`failure` is what the store
+/// returned). The diagnosis comes from the file itself, not the message: permissions first, then
+/// SQLite's integrity check. A command that reads the store must fail with this, never show an
+/// empty store.
+pub fn store_operator_error(
+    path: &Path,
+    failure: &crate::failure::Failure,
+) -> crate::error::OperatorError {
+    use crate::error::{ExitCode, OperatorError};
+    use crate::runbook::topics;
+    let shown = crate::home::display_path(path);
+    let verdict = precheck(path).and_then(|()| {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| diagnose(path, e, ""))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| diagnose(path, e, ""))?;
+        quick_check(&conn)
+    });
+    match verdict {
+        Err(e @ OpenError::NoAccess(_)) => OperatorError::new(
+            ExitCode::Database,
+            format!("the document store {shown} cannot be opened: {e}"),
+            "nothing was changed and the store is not damaged, so do not move it aside; give \
+             your user read and write access (`chmod u+rw`), then try again",
+            topics::DB_NOT_READABLE,
+        ),
+        Err(e) if e.is_corrupt() => OperatorError::new(
+            ExitCode::Database,
+            format!("the document store {shown} is corrupt: {e}"),
+            "nothing was changed; the store is derived data: stop the orchestrator, move it \
+             aside and run the sources again to rebuild it",
+            topics::STORE_CORRUPT,
+        ),
+        _ => OperatorError::new(
+            ExitCode::Database,
+            format!(
+                "the document store {shown} could not be read: {}",
+                failure.message
+            ),
+            "nothing was changed; try again, and if it persists check the store with \
+             `sqlite3 ~/.futurnal/store.db \"PRAGMA integrity_check\"`",
+            topics::STORE_CORRUPT,
+        ),
+    }
+}
+
 /// Open an existing database read-write for a short-lived reader (no create, no migration).
 pub fn open_existing_rw(path: &Path) -> Result<Connection, OpenError> {
     precheck(path)?;

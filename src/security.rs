@@ -53,7 +53,7 @@ pub fn redact_known_paths(text: &str, known: &[&std::path::Path]) -> String {
         }
         needles.push((abs, tag));
     }
-    needles.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    needles.sort_by_key(|n| std::cmp::Reverse(n.0.len()));
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     'scan: while !rest.is_empty() {
@@ -92,10 +92,7 @@ fn starts_token(before: &str) -> bool {
         .is_none_or(|c| c.is_whitespace() || matches!(c, '(' | '\'' | '"' | '=' | ':' | '>'))
 }
 
-fn fingerprint(path: &str) -> String {
-    let hash = blake3::hash(path.as_bytes()).to_hex();
-    format!("<path {}>", &hash[..8])
-}
+use crate::failure::path_fingerprint as fingerprint;
 
 /// Replace absolute paths in a message with a stable fingerprint (`<path 1a2b3c4d>`), for
 /// `security.path_redaction`. The same path always gets the same fingerprint, so errors can still
