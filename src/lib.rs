@@ -17,6 +17,8 @@ pub mod db;
 pub mod display;
 pub mod error;
 pub mod failure;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod home;
 pub mod ingest;
 pub mod jobs;
