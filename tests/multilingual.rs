@@ -81,7 +81,8 @@ fn expected_body(key: &str, raw: &str) -> String {
     match key {
         "ページ.html" => "見出し\n\n本文 & 太字 です。".to_string(),
         "données.json" => {
-            "{\n  \"title\": \"Données météo\",\n  \"ville\": \"Zürich\",\n  \"°C\": -3.5\n}".to_string()
+            "{\n  \"title\": \"Données météo\",\n  \"ville\": \"Zürich\",\n  \"°C\": -3.5\n}"
+                .to_string()
         }
         _ => expected_text_body(raw),
     }
@@ -145,7 +146,11 @@ fn every_document_of_the_multilingual_source_is_exact() {
     }
     assert_eq!(committed.len(), titles.len() - 1);
 
-    let long = found.candidates.iter().find(|c| c.key == LONG_NAME).unwrap();
+    let long = found
+        .candidates
+        .iter()
+        .find(|c| c.key == LONG_NAME)
+        .unwrap();
     assert!(long.size >= 190_000);
     let note = found
         .candidates
@@ -161,12 +166,8 @@ fn every_document_of_the_multilingual_source_is_exact() {
 
 #[test]
 fn twin_names_are_two_items_whose_keys_lead_back_to_their_files() {
-    let found = sources::enumerate(&SourceConfig::new(
-        "m",
-        SourceType::LocalFiles,
-        fixture(),
-    ))
-    .unwrap();
+    let found =
+        sources::enumerate(&SourceConfig::new("m", SourceType::LocalFiles, fixture())).unwrap();
     let twins: Vec<&sources::Candidate> = found
         .candidates
         .iter()

@@ -440,7 +440,13 @@ mod tests {
         let chunks = chunk_boundaries(text, target);
         let max = target.max(1) + target.max(1) / 2;
         let mut at = 0;
-        for &(start, end) in &chunks {
+        for (n, &(start, end)) in chunks.iter().enumerate() {
+            // Every chunk but the last is at least half the target (less at most a character):
+            // so there are at most about 2 × len / target chunks, each found by scanning one
+            // window of at most 1.5 × target bytes, which bounds the time linearly.
+            if n + 1 < chunks.len() {
+                prop_assert!(end - start >= (target / 2).min(max.saturating_sub(3)));
+            }
             prop_assert_eq!(start, at, "contiguous, in order");
             prop_assert!(start < end, "no empty chunk");
             prop_assert!(text.is_char_boundary(start) && text.is_char_boundary(end));
