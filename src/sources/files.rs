@@ -123,6 +123,7 @@ pub fn parse_file(c: &Candidate, bytes: Vec<u8>, hash: String) -> Result<ParsedD
                 .as_ref()
                 .and_then(|f| f.get("title"))
                 .and_then(Value::as_str)
+                .filter(|t| !t.trim().is_empty())
                 .map(str::to_string)
                 .or(outline.first_heading)
                 .unwrap_or_else(|| stem(&c.key));
@@ -153,6 +154,7 @@ pub fn parse_file(c: &Candidate, bytes: Vec<u8>, hash: String) -> Result<ParsedD
             let title = value
                 .get("title")
                 .and_then(Value::as_str)
+                .filter(|t| !t.trim().is_empty())
                 .map(str::to_string)
                 .unwrap_or_else(|| stem(&c.key));
             let body = serde_json::to_string_pretty(&value).unwrap_or_default();
@@ -184,6 +186,7 @@ pub fn parse_obsidian(c: &Candidate, bytes: Vec<u8>, hash: String) -> Result<Par
         .as_ref()
         .and_then(|f| f.get("title"))
         .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| stem(&c.key));
     let aliases: Vec<Value> = match front.as_ref().and_then(|f| f.get("aliases")) {
@@ -225,6 +228,29 @@ mod tests {
         let d = parse_file(&cand("p.html", html.len()), html.to_vec(), "h".into()).unwrap();
         assert_eq!(d.title, "My page");
         assert_eq!(d.body, "Hello & bye");
+
+        // An empty title in frontmatter or JSON does not hide the file's name.
+        let d = parse_file(
+            &cand("e.md", 0),
+            b"---\ntitle: ''\n---\nx".to_vec(),
+            "h".into(),
+        )
+        .unwrap();
+        assert_eq!(d.title, "e");
+        let d = parse_file(
+            &cand("e.json", 0),
+            br#"{"title": " "}"#.to_vec(),
+            "h".into(),
+        )
+        .unwrap();
+        assert_eq!(d.title, "e");
+        let d = parse_obsidian(
+            &cand("v/e.md", 0),
+            b"---\ntitle: ''\n---\nx".to_vec(),
+            "h".into(),
+        )
+        .unwrap();
+        assert_eq!(d.title, "e");
 
         let bad = b"{ not json";
         let f = parse_file(&cand("x.json", bad.len()), bad.to_vec(), "h".into()).unwrap_err();
@@ -271,7 +297,7 @@ mod tests {
                 parse_file(&c, bytes.to_vec(), "h".into())
             };
             let Ok(d) = parsed else { return Ok(()) };
-            prop_assert!(!d.title.is_empty() || key.starts_with('.'));
+            prop_assert!(!d.title.trim().is_empty(), "empty title");
             prop_assert!(!d.body.contains("\r\n"));
             crate::sources::chunk_boundaries(&d.body, 64);
             // Text, markdown and notes hold only their own characters (plus nothing).
@@ -309,7 +335,11 @@ mod tests {
             ) {
                 let text = serde_json::to_string(&value).unwrap();
                 let d = parse_file(&cand("d.json", text.len()), text.into_bytes(), "h".into()).unwrap();
-                let expected = value.get("title").cloned().unwrap_or_else(|| "d".to_string());
+                let expected = value
+                    .get("title")
+                    .filter(|t| !t.trim().is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| "d".to_string());
                 prop_assert_eq!(d.title, expected);
             }
         }

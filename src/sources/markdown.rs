@@ -74,8 +74,9 @@ pub fn outline(markdown: &str) -> Outline {
             let rest = rest.trim_start_matches('#');
             if rest.starts_with(' ') || rest.is_empty() {
                 let h = strip_inline_markup(rest.trim().trim_end_matches('#').trim());
+                let h = h.trim();
                 if !h.is_empty() {
-                    first_heading = Some(h);
+                    first_heading = Some(h.to_string());
                     break;
                 }
             }
@@ -211,6 +212,10 @@ mod tests {
         assert_eq!(o.first_heading.as_deref(), Some("Title here"));
         assert_eq!(o.urls, vec!["https://example.org", "mailto:a@b.c"]);
         assert!(outline("#hashtag only\n").first_heading.is_none());
+        assert_eq!(
+            outline("# * _ *\n## Real\n").first_heading.as_deref(),
+            Some("Real")
+        );
         assert_eq!(normalize("\r\n\r\na\r\nb\r\n".into()), "a\nb");
     }
 
