@@ -429,6 +429,8 @@ pub struct Loaded {
     origins: Origins,
     sources_origin: Origin,
     pub warnings: Vec<String>,
+    /// How this configuration was layered, to load it the same way again.
+    pub layering: Layering,
 }
 
 /// What a command asked for on its command line.
@@ -436,6 +438,49 @@ pub struct Loaded {
 pub struct Overrides {
     pub config_path: Option<PathBuf>,
     pub set: Vec<String>,
+}
+
+/// How a configuration was layered: which file, which `--set` flags, which `FUTURNAL_*`
+/// variables. The daemon records its own, so that a reload, and a command comparing the file with
+/// what the daemon runs, read the file exactly as the daemon did at start, whatever the
+/// environment of the command that asks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Layering {
+    /// The file, absolute, as raw bytes: a path need not be UTF-8.
+    pub path: Vec<u8>,
+    /// Chosen with `--config` or `FUTURNAL_CONFIG` (then a missing file is an error).
+    pub explicit: bool,
+    pub set: Vec<String>,
+    /// The `FUTURNAL_<SECTION>_<KEY>` variables that were set.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Layering {
+    pub fn path(&self) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        PathBuf::from(std::ffi::OsStr::from_bytes(&self.path))
+    }
+}
+
+/// Where `FUTURNAL_*` values come from: this process, or a recorded layering.
+enum EnvSource<'a> {
+    Process,
+    Recorded(&'a BTreeMap<String, String>),
+}
+
+impl EnvSource<'_> {
+    fn get(&self, var: &str) -> Result<Option<String>, String> {
+        match self {
+            EnvSource::Recorded(map) => Ok(map.get(var).cloned()),
+            EnvSource::Process => match std::env::var(var) {
+                Ok(v) => Ok(Some(v)),
+                Err(std::env::VarError::NotPresent) => Ok(None),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    Err("the value is not valid UTF-8".to_string())
+                }
+            },
+        }
+    }
 }
 
 /// Load and validate the layered configuration.
@@ -446,6 +491,45 @@ pub fn load(home: &Home, overrides: &Overrides) -> Result<Loaded, Vec<Problem>> 
             Some(p) => (PathBuf::from(p), true),
             None => (home.default_config(), false),
         },
+    };
+    load_layered(path, explicit, &overrides.set, &EnvSource::Process)
+}
+
+/// Load the configuration exactly as `layering` says (this process's environment is not read).
+pub fn load_recorded(layering: &Layering) -> Result<Loaded, Vec<Problem>> {
+    load_layered(
+        layering.path(),
+        layering.explicit,
+        &layering.set,
+        &EnvSource::Recorded(&layering.env),
+    )
+}
+
+/// The effective configuration as canonical JSON, and a short hash of it: what the daemon records
+/// as running, and what commands compare the file against.
+pub fn fingerprint(config: &Config) -> (serde_json::Value, String) {
+    // Serialization fails only for a source path that is not UTF-8; its debug form still tells
+    // one configuration from another.
+    let value = serde_json::to_value(config)
+        .unwrap_or_else(|_| serde_json::Value::String(format!("{config:?}")));
+    let hash = blake3::hash(value.to_string().as_bytes()).to_hex();
+    (value, hash.as_str()[..16].to_string())
+}
+
+fn load_layered(
+    path: PathBuf,
+    explicit: bool,
+    set: &[String],
+    env: &EnvSource,
+) -> Result<Loaded, Vec<Problem>> {
+    let mut layering = Layering {
+        path: {
+            use std::os::unix::ffi::OsStrExt;
+            absolute(&path).as_os_str().as_bytes().to_vec()
+        },
+        explicit,
+        set: set.to_vec(),
+        env: BTreeMap::new(),
     };
     let mut config = Config::default();
     let mut origins = Origins::new();
@@ -491,26 +575,37 @@ pub fn load(home: &Home, overrides: &Overrides) -> Result<Loaded, Vec<Problem>> 
     };
 
     for key in KEYS {
-        if let Ok(text) = std::env::var(key.env) {
-            match config.apply_text(key.path, &text) {
-                Ok(()) => {
-                    origins.insert(
-                        key.path,
-                        Origin::Env {
-                            var: key.env.to_string(),
-                        },
-                    );
-                }
-                Err(message) => problems.push(Problem {
+        let text = match env.get(key.env) {
+            Ok(Some(text)) => text,
+            Ok(None) => continue,
+            Err(message) => {
+                problems.push(Problem {
                     at: format!("env {}", key.env),
                     key: key.path.to_string(),
                     message,
-                }),
+                });
+                continue;
             }
+        };
+        match config.apply_text(key.path, &text) {
+            Ok(()) => {
+                origins.insert(
+                    key.path,
+                    Origin::Env {
+                        var: key.env.to_string(),
+                    },
+                );
+            }
+            Err(message) => problems.push(Problem {
+                at: format!("env {}", key.env),
+                key: key.path.to_string(),
+                message,
+            }),
         }
+        layering.env.insert(key.env.to_string(), text);
     }
 
-    for assignment in &overrides.set {
+    for assignment in set {
         let Some((k, v)) = assignment.split_once('=') else {
             problems.push(Problem {
                 at: "flag --set".into(),
@@ -592,7 +687,18 @@ pub fn load(home: &Home, overrides: &Overrides) -> Result<Loaded, Vec<Problem>> 
         origins,
         sources_origin,
         warnings,
+        layering,
     })
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
 }
 
 fn parse_file(text: &str, path: &Path) -> Result<FileConfig, Problem> {

@@ -40,6 +40,7 @@ pub fn run(home: &Home, overrides: &Overrides, cmd: ConfigCommand) -> Result<()>
     match cmd {
         ConfigCommand::Validate => {
             let loaded = load(home, overrides)?;
+            crate::daemon::reload::warn_if_stale(home);
             for w in &loaded.warnings {
                 println!("warning: {w}");
             }
@@ -57,6 +58,7 @@ pub fn run(home: &Home, overrides: &Overrides, cmd: ConfigCommand) -> Result<()>
         }
         ConfigCommand::Show { format } => {
             let loaded = load(home, overrides)?;
+            crate::daemon::reload::warn_if_stale(home);
             match format {
                 YamlOrJson::Json => super::print_json(&loaded.to_json()),
                 YamlOrJson::Yaml => {

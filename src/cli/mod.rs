@@ -84,6 +84,8 @@ pub enum OrchestratorCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Re-read the configuration file and apply it without a restart (same as SIGHUP)
+    Reload,
     /// List, inspect, pause, resume and trigger sources
     Sources {
         #[command(subcommand)]
@@ -195,6 +197,7 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
                         .unwrap_or(true);
                     daemon::stop(&home, force, audit_on).map_err(Into::into)
                 }
+                OrchestratorCommand::Reload => daemon::reload::command(&home, &overrides),
                 OrchestratorCommand::Sources { command } => {
                     sources_cmd::run(&home, &overrides, command)
                 }
@@ -203,12 +206,31 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
                     quarantine_cmd::run(&home, &overrides, command)
                 }
                 OrchestratorCommand::Status { verbose, format } => {
+                    let stale = daemon::reload::stale(&home);
                     let loaded = daemon::load_config(&home, &overrides);
                     let config = loaded.as_ref().map_err(|e| e.what.clone());
                     let status = daemon::status::collect(&home, config, verbose);
                     match format {
-                        TableOrJson::Json => print_json(&status),
+                        TableOrJson::Json => {
+                            // Monitoring reads the drift from the JSON, not from stderr.
+                            let mut value = serde_json::to_value(&status).unwrap_or_default();
+                            if let Some(map) = value.as_object_mut() {
+                                let running = daemon::reload::running(&home);
+                                map.insert(
+                                    "config_generation".into(),
+                                    running.map(|r| r.generation).into(),
+                                );
+                                map.insert(
+                                    "config_stale".into(),
+                                    stale.as_ref().map(daemon::reload::Stale::brief).into(),
+                                );
+                            }
+                            print_json(&value)
+                        }
                         TableOrJson::Table => {
+                            if let Some(s) = &stale {
+                                eprintln!("{}", daemon::reload::stale_warning(s));
+                            }
                             print!("{}", daemon::status::render_table(&status, &home, verbose))
                         }
                     }

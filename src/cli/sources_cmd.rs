@@ -48,20 +48,16 @@ pub enum SourcesCommand {
     },
 }
 
-/// The configuration the running daemon uses (or would use if started now).
+/// The configuration file as the running daemon reads it (its file, its `--set` flags, its
+/// environment, whatever this command's environment says), or as a start would read it now when
+/// no daemon runs. `--config` or `--set` on this command win.
 pub fn effective_config(home: &Home, overrides: &crate::config::Overrides) -> Result<Loaded> {
-    let mut overrides = overrides.clone();
-    if overrides.config_path.is_none()
-        && std::env::var_os(crate::config::CONFIG_ENV).is_none()
-        && let Some(info) = lock::holder(home).flatten()
-        && let Ok(Some(db)) = QueueDb::open_existing(&home.queue_db())
-        && let Ok(Some(inst)) = db.latest_instance()
-        && inst.instance_id == info.instance_id
-        && std::path::Path::new(&inst.config_path).exists()
-    {
-        overrides.config_path = Some(inst.config_path.into());
+    let own_choice = overrides.config_path.is_some() || !overrides.set.is_empty();
+    match daemon::reload::running(home) {
+        Some(running) if !own_choice => crate::config::load_recorded(&running.layering)
+            .map_err(|problems| Loaded::invalid(&problems, None)),
+        _ => daemon::load_config(home, overrides),
     }
-    daemon::load_config(home, &overrides)
 }
 
 pub fn find_source<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a SourceConfig> {
@@ -230,6 +226,7 @@ pub fn run(
     overrides: &crate::config::Overrides,
     cmd: SourcesCommand,
 ) -> Result<(), CommandError> {
+    daemon::reload::warn_if_stale(home);
     let loaded = effective_config(home, overrides)?;
     let now = now_ms();
     match cmd {
@@ -295,6 +292,12 @@ pub fn run(
                 _ => Vec::new(),
             };
             info["recent_documents"] = json!(docs);
+            // Issue 7 (ingest helper): what was skipped, and why, listed for operators.
+            let skipped = match Store::open_existing(&home.store_db()) {
+                Ok(Some(store)) => store.skipped_items(&source.name, 1000).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            info["skipped"] = json!(skipped);
             if format == TableOrJson::Json {
                 print_json(&info);
                 return Ok(());
@@ -434,12 +437,34 @@ fn trigger(home: &Home, loaded: &Loaded, name: &str, wait: bool) -> Result<(), C
     if !source.enabled {
         return Err(OperatorError::failure(
             format!("source `{name}` is disabled in the configuration (enabled: false)"),
-            "nothing was queued; set `enabled: true` and restart the orchestrator",
+            "nothing was queued; set `enabled: true`, then run `futurnal orchestrator reload`",
             topics::MANAGING_SOURCES,
         )
         .into());
     }
     let running = lock::holder(home).is_some();
+    // The daemon claims only jobs of sources it runs: a job of a source it does not know would
+    // wait forever.
+    if let Some(daemon_config) = daemon::reload::running(home) {
+        let what = match daemon_config.source(name) {
+            None => Some("does not know it"),
+            Some(s) if s["enabled"] == false => Some("runs it disabled"),
+            Some(_) => None,
+        };
+        if let Some(what) = what {
+            return Err(OperatorError::failure(
+                format!(
+                    "source `{name}` is in {} but the running orchestrator {what}: the file changed \
+                     after it was loaded",
+                    display_path(&loaded.file.path)
+                ),
+                "nothing was queued; apply the file with `futurnal orchestrator reload`, then \
+                 trigger again",
+                topics::CONFIG_RELOAD,
+            )
+            .into());
+        }
+    }
     if wait && !running {
         return Err(OperatorError::failure(
             "the orchestrator is not running, so the run cannot finish",

@@ -9,6 +9,7 @@
 
 pub mod lock;
 pub mod recovery;
+pub mod reload;
 pub mod status;
 
 use std::io::{BufRead, BufReader};
@@ -249,6 +250,7 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
     })?;
     let stderr_sink = log.try_clone_file().ok();
     logging::init_daemon(log, !detached);
+    crate::home::secure(home, loaded.config.security.audit_logging)?;
 
     let cfg = &loaded.config;
     let db = QueueDb::open_for_daemon(&home.queue_db(), &cfg.queue).inspect_err(|e| {
@@ -277,6 +279,11 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
         workers_busy: 0,
         shutdown_grace_seconds: cfg.workers.shutdown_grace_seconds as i64,
     })?;
+    // What runs, and how it was layered: `reload` re-reads the file the same way, and commands
+    // compare the file with it.
+    if let Err(e) = reload::record_running(&db, &instance_id, loaded, workers_max, 1, started_at) {
+        tracing::warn!("cannot record the running configuration: {e}");
+    }
     let audit_on = cfg.security.audit_logging;
     audit(
         home,
@@ -315,9 +322,22 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
         println!("orchestrator running in the foreground (pid {pid}); press Ctrl-C to stop");
     }
 
-    let grace = Duration::from_secs(cfg.workers.shutdown_grace_seconds);
     let (pool, messages) = Pool::new(home, cfg, &instance_id, workers_max as usize);
-    let reason = runtime.block_on(main_loop(&db, &instance_id, pool, messages, grace, signals));
+    let mut live = reload::Live {
+        loaded: loaded.clone(),
+        generation: 1,
+    };
+    let reason = runtime.block_on(main_loop(
+        home,
+        &db,
+        &instance_id,
+        pool,
+        messages,
+        &mut live,
+        signals,
+    ));
+    // A reload may have changed it.
+    let audit_on = live.loaded.config.security.audit_logging;
 
     if let Err(e) = db.mark_stopped(&instance_id, "clean") {
         tracing::error!("could not record the clean stop: {}", e.what);
@@ -379,11 +399,12 @@ impl Signals {
 }
 
 async fn main_loop(
+    home: &Home,
     db: &QueueDb,
     instance_id: &str,
     mut pool: Pool,
     mut messages: UnboundedReceiver<workers::Message>,
-    grace: Duration,
+    live: &mut reload::Live,
     signals: Signals,
 ) -> String {
     let Signals {
@@ -398,14 +419,22 @@ async fn main_loop(
         tokio::select! {
             _ = term.recv() => break "SIGTERM received".into(),
             _ = int.recv() => break "SIGINT received".into(),
+            // `futurnal orchestrator reload` writes a request row, then sends SIGHUP.
             _ = hup.recv() => {
-                tracing::info!("SIGHUP ignored: configuration is read at start; restart to apply changes");
+                live.reload(home, db, instance_id, &mut pool);
             }
             Some(msg) = messages.recv() => pool.handle(db, msg),
             _ = tick.tick() => pool.tick(db),
-            _ = beat.tick() => heartbeat(db, instance_id, &pool),
+            _ = beat.tick() => {
+                heartbeat(db, instance_id, &pool);
+                // A request whose signal never arrived is still answered.
+                if reload::has_waiting_request(db.conn(), instance_id) {
+                    live.reload(home, db, instance_id, &mut pool);
+                }
+            }
         }
     };
+    let grace = Duration::from_secs(live.loaded.config.workers.shutdown_grace_seconds);
     // Graceful stop: no new work; in-flight jobs get the grace to finish, then are interrupted
     // and handed back to the queue.
     pool.drain();
