@@ -90,6 +90,9 @@ impl ErrorClass {
                 ErrorClass::ResourceExhausted
             }
             K::InvalidData => ErrorClass::ParseError,
+            // A path longer than the system allows (PATH_MAX, NAME_MAX): retrying cannot help;
+            // shortening the folder names does.
+            K::InvalidFilename => ErrorClass::TooLarge,
             K::ResourceBusy => ErrorClass::Busy,
             _ => ErrorClass::IoError,
         }
@@ -205,6 +208,9 @@ mod tests {
         assert_eq!(ErrorClass::from_io(&e), ErrorClass::PermissionDenied);
         let e = std::io::Error::from_raw_os_error(2);
         assert_eq!(ErrorClass::from_io(&e), ErrorClass::NotFound);
+        // ENAMETOOLONG: a path beyond PATH_MAX is permanent, not an I/O hiccup to retry.
+        let e = std::io::Error::from_raw_os_error(36);
+        assert_eq!(ErrorClass::from_io(&e), ErrorClass::TooLarge);
     }
 
     #[test]

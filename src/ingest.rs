@@ -21,6 +21,79 @@ use crate::failure::{ErrorClass, Failure};
 use crate::sources::{self, Candidate, Enumeration, Parsed, Skipped};
 use crate::store::{Counts, Prepared, ScanRow, Store};
 
+/// What a run does with each kind of awkward input: (input, outcome, class or reason).
+///
+/// Outcomes: `ingested` (its documents are stored); `skipped` (recorded with the reason, listed by
+/// `sources show`, never read); `quarantined` (a permanent failure of that item alone: an item job
+/// waits in the quarantine with the class); `retried` (a transient failure of that item alone:
+/// its item job retries with backoff and is quarantined when the attempts run out); `deleted`
+/// (gone before it could be read: its documents are tombstoned, as the next scan would). No input
+/// fails its source's run or stops the daemon. The book's outcome table
+/// (book/src/troubleshooting-input.md) equals this list (tests/book_tables.rs), and
+/// tests/bad_input.rs and this module's tests check every row against real runs.
+pub const INPUT_OUTCOMES: &[(&str, &str, &str)] = &[
+    ("empty file", "ingested", "-"),
+    (
+        "names with #, %, ?, quotes or leading spaces",
+        "ingested",
+        "-",
+    ),
+    ("a file name that is not UTF-8", "ingested", "-"),
+    ("NUL bytes in UTF-8 text", "ingested", "-"),
+    ("folders nested 200 deep", "ingested", "-"),
+    ("email without the usual headers", "ingested", "-"),
+    ("mbox with text before its first message", "ingested", "-"),
+    ("text that is not UTF-8", "quarantined", "parse_error"),
+    ("binary data named like text", "quarantined", "parse_error"),
+    ("malformed frontmatter", "quarantined", "parse_error"),
+    ("file over max_item_mb", "quarantined", "too_large"),
+    (
+        "file that grows over max_item_mb during a run",
+        "quarantined",
+        "too_large",
+    ),
+    ("path longer than PATH_MAX", "quarantined", "too_large"),
+    ("item that crashes a parser", "quarantined", "internal"),
+    ("unreadable file", "retried", "permission_denied"),
+    ("unreadable folder", "retried", "permission_denied"),
+    (
+        "binary file of another type",
+        "skipped",
+        "unsupported file type .png",
+    ),
+    ("named pipe (FIFO)", "skipped", "named pipe (FIFO)"),
+    (
+        "symbolic link, inside or out of the source",
+        "skipped",
+        "symbolic link (futurnal does not follow links)",
+    ),
+    (
+        "symbolic link loop",
+        "skipped",
+        "symbolic link (futurnal does not follow links)",
+    ),
+    (
+        "file replaced by a symbolic link during a run",
+        "skipped",
+        "symbolic link (futurnal does not follow links)",
+    ),
+    (
+        "file replaced by a named pipe during a run",
+        "skipped",
+        "named pipe (FIFO)",
+    ),
+    ("file deleted during a run", "deleted", "-"),
+];
+
+/// The catalogue row of `input` (tests use it to check behaviour against what is documented).
+pub fn input_outcome(input: &str) -> (&'static str, &'static str) {
+    let (_, outcome, detail) = INPUT_OUTCOMES
+        .iter()
+        .find(|(case, _, _)| *case == input)
+        .unwrap_or_else(|| panic!("{input:?} is not in INPUT_OUTCOMES"));
+    (outcome, detail)
+}
+
 /// Store writes are committed in batches of this many candidates (or every `BATCH_TIME`).
 const BATCH: usize = 512;
 const BATCH_TIME: Duration = Duration::from_millis(250);
@@ -117,25 +190,23 @@ fn open_item(root: Option<&OwnedFd>, source: &Path, path: &Path, limit: u64) -> 
     let fd = match opened {
         Ok(fd) => fd,
         Err(rustix::io::Errno::LOOP | rustix::io::Errno::XDEV) => {
-            return Ok(Opened::NotRegular("a symbolic link"));
+            // The item, or a folder on its way, is a symlink now.
+            return Ok(Opened::NotRegular(match std::fs::symlink_metadata(path) {
+                Ok(m) if m.file_type().is_symlink() => sources::special_reason(m.file_type()),
+                _ => "a folder on its path is a symbolic link (futurnal does not follow links)",
+            }));
         }
-        Err(rustix::io::Errno::NXIO) => return Ok(Opened::NotRegular("a socket or device")),
+        Err(rustix::io::Errno::NXIO) => return Ok(Opened::NotRegular("socket")),
         Err(e) => return Err(e.into()),
     };
     let mut file = std::fs::File::from(fd);
     let meta = file.metadata()?;
     let kind = meta.file_type();
+    if kind.is_dir() {
+        return Ok(Opened::NotRegular("a folder, not a file"));
+    }
     if !kind.is_file() {
-        use std::os::unix::fs::FileTypeExt;
-        return Ok(Opened::NotRegular(if kind.is_fifo() {
-            "a FIFO (named pipe)"
-        } else if kind.is_dir() {
-            "a folder"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "a device"
-        }));
+        return Ok(Opened::NotRegular(sources::special_reason(kind)));
     }
     let (_, mtime_ns) = sources::stat(&meta);
     let mut bytes = Vec::with_capacity(meta.len().min(limit) as usize);
@@ -176,10 +247,7 @@ fn process(source: &SourceConfig, root: Option<&OwnedFd>, todo: &Todo) -> Work {
             bytes
         }
         Ok(Opened::NotRegular(what)) => {
-            return Work::Skip(
-                c,
-                format!("{what}, not a regular file: not followed or read"),
-            );
+            return Work::Skip(c, what.to_string());
         }
         Ok(Opened::TooLarge) => {
             let f = too_large(source, &c, limit, true);
@@ -882,7 +950,7 @@ mod tests {
         let Work::Skip(_, reason) = work else {
             panic!("a symlink must be skipped, not read");
         };
-        assert!(reason.starts_with("a symbolic link"), "{reason}");
+        assert_eq!(reason, "symbolic link (futurnal does not follow links)");
         // A folder on the way swapped for a symlink is not followed either.
         let work = fx.process_after("dir/passwd.md", || {
             std::fs::remove_dir_all(fx.file("dir")).unwrap();
@@ -914,7 +982,7 @@ mod tests {
         let Work::Skip(_, reason) = work else {
             panic!("a FIFO must be skipped");
         };
-        assert!(reason.starts_with("a FIFO"), "{reason}");
+        assert_eq!(reason, "named pipe (FIFO)");
     }
 
     #[test]
@@ -940,5 +1008,67 @@ mod tests {
             std::fs::remove_file(fx.file("gone.md")).unwrap();
         });
         assert!(matches!(work, Work::Gone(_)));
+    }
+
+    /// The rows of `INPUT_OUTCOMES` that only a run caught mid-way can show, checked here at the
+    /// function level (scan, change the file, read) so they are deterministic.
+    #[test]
+    fn mid_run_changes_end_as_the_catalogue_says() {
+        let check = |case: &str, work: Work| {
+            let (outcome, detail) = input_outcome(case);
+            match (&work, outcome) {
+                (Work::Skip(_, reason), "skipped") => assert_eq!(reason, detail, "{case}"),
+                (Work::Fail(_, f), "quarantined") => {
+                    assert_eq!(f.class.as_str(), detail, "{case}");
+                    assert!(!f.class.is_transient(), "{case}");
+                }
+                (Work::Gone(_), "deleted") => {}
+                _ => panic!("{case}: the catalogue says {outcome}"),
+            }
+        };
+        let mut fx = Fixture::new();
+        fx.source.max_item_mb = 1;
+        for key in ["grows.md", "link.md", "pipe.md", "gone.md"] {
+            fx.write(key, "small");
+        }
+        check(
+            "file that grows over max_item_mb during a run",
+            fx.process_after("grows.md", || {
+                fx.write("grows.md", vec![b'a'; 1024 * 1024 + 1])
+            }),
+        );
+        check(
+            "file replaced by a symbolic link during a run",
+            fx.process_after("link.md", || {
+                std::fs::remove_file(fx.file("link.md")).unwrap();
+                std::os::unix::fs::symlink("/etc/passwd", fx.file("link.md")).unwrap();
+            }),
+        );
+        check(
+            "file replaced by a named pipe during a run",
+            fx.process_after("pipe.md", || {
+                std::fs::remove_file(fx.file("pipe.md")).unwrap();
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &fx.file("pipe.md"),
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .unwrap();
+            }),
+        );
+        check(
+            "file deleted during a run",
+            fx.process_after("gone.md", || {
+                std::fs::remove_file(fx.file("gone.md")).unwrap()
+            }),
+        );
+        // A parser crash, at the function level too.
+        fx.write("crash.md", TEST_PANIC_MARKER);
+        check(
+            "item that crashes a parser",
+            fx.process_after("crash.md", || {}),
+        );
     }
 }

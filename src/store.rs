@@ -173,6 +173,14 @@ pub struct DocumentRow {
     pub updated_at: i64,
 }
 
+/// An item recorded as skipped (see `StoreTx::skip`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedRow {
+    pub item: String,
+    pub reason: String,
+    pub size: u64,
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -311,6 +319,26 @@ impl Store {
             out.entry(source).or_default().skipped_items = n as u64;
         }
         Ok(out)
+    }
+
+    /// Items of a source recorded as skipped, with why, in key order (at most `limit`).
+    pub fn skipped_items(&self, source: &str, limit: usize) -> Result<Vec<SkippedRow>, Failure> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT key, COALESCE(reason, ''), size FROM scan_state
+                 WHERE source = ?1 AND status = 'skipped' ORDER BY key LIMIT ?2",
+            )
+            .map_err(store_err)?;
+        stmt.query_map(params![source, limit as i64], |r| {
+            Ok(SkippedRow {
+                item: r.get(0)?,
+                reason: r.get(1)?,
+                size: r.get::<_, i64>(2)? as u64,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(store_err)
     }
 
     /// The most recently updated live documents of a source.
@@ -759,5 +787,37 @@ mod tests {
         assert_eq!(of("f", "n.md#2.md"), "n.md#2.md");
         assert_eq!(of("m", "box#<a@x>"), "box");
         assert_eq!(of("m", "box#old#<b@x>"), "box#old");
+    }
+
+    #[test]
+    fn skipped_items_are_listed_with_their_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("store.db")).unwrap();
+        let mut tx = store.transaction().unwrap();
+        for (key, reason) in [
+            ("b.png", "unsupported file type .png"),
+            ("a", "named pipe (FIFO)"),
+        ] {
+            let s = Skipped {
+                key: key.into(),
+                reason: reason.into(),
+                size: 0,
+                mtime_ns: 1,
+            };
+            tx.skip("s", &s).unwrap();
+        }
+        tx.commit().unwrap();
+        let rows = store.skipped_items("s", 10).unwrap();
+        let got: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.item.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", "named pipe (FIFO)"),
+                ("b.png", "unsupported file type .png")
+            ]
+        );
     }
 }
