@@ -737,4 +737,42 @@ mod tests {
         // Refused means unchanged: nothing was tightened.
         assert_eq!(mode(&home.queue_db()), 0o644);
     }
+
+    #[test]
+    fn names_futurnal_writes_are_told_from_the_rest() {
+        for written in [
+            "queue.db",
+            "queue.db-wal",
+            "store.db-journal",
+            "orchestrator.lock",
+            ".orchestrator_recovery",
+            "logs/orchestrator.log",
+            "logs/orchestrator.log.3",
+            "logs/audit.log",
+        ] {
+            assert!(role(Path::new(written)) == Role::WrittenFile, "{written}");
+        }
+        assert!(role(Path::new("logs")) == Role::WrittenDir);
+        assert!(role(Path::new("backups")) == Role::WrittenDir);
+        for other in [
+            "config",
+            "config/orchestrator.yaml",
+            "queue.dbx",
+            "logs/x/audit.log",
+        ] {
+            assert!(role(Path::new(other)) == Role::Other, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_home_that_is_the_users_own_home_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(user_home) = std::env::var_os("HOME").filter(|h| Path::new(h).is_dir()) else {
+            eprintln!("skipped: HOME is not set to a directory");
+            return;
+        };
+        let err = refuse_whole_home_dir(&Home::at(PathBuf::from(&user_home))).unwrap_err();
+        assert!(err.what.contains("does not own"), "{}", err.what);
+        assert!(refuse_whole_home_dir(&Home::at(dir.path())).is_ok());
+    }
 }
