@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{Candidate, Enumeration, ParsedDoc, Rules, Skipped, stat, utf8};
+use super::{Candidate, Enumeration, ParsedDoc, Rules, Skipped, utf8};
 use super::{Found, html, markdown};
 use crate::config::SourceType;
 use crate::failure::Failure;
@@ -18,11 +18,10 @@ pub fn enumerate(root: &Path, kind: SourceType, rules: &Rules) -> Enumeration {
     let mut skipped = Vec::new();
     let mut errors = Vec::new();
     super::walk(root, true, |found| match found {
-        Found::File(path, key, meta) => {
+        Found::File(path, key, size, mtime_ns) => {
             if !rules.allows(&key) {
                 return;
             }
-            let (size, mtime_ns) = stat(&meta);
             let ext = extension(&key);
             let supported = match kind {
                 SourceType::Obsidian => ext == "md",
@@ -52,9 +51,9 @@ pub fn enumerate(root: &Path, kind: SourceType, rules: &Rules) -> Enumeration {
                 });
             }
         }
-        Found::Special(_, key, meta) => {
-            if rules.allows(&key) {
-                skipped.push(Skipped::special(key, &meta));
+        Found::Special(s) => {
+            if rules.allows(&s.key) {
+                skipped.push(s);
             }
         }
         Found::Error(key, e) => errors.push((key.clone(), super::list_failure(root, &key, &e))),

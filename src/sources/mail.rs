@@ -45,11 +45,10 @@ pub fn enumerate_maildir(root: &Path, rules: &Rules) -> Enumeration {
     let mut errors = Vec::new();
     // Maildir++ keeps sub-folders in directories named `.Folder`, so hidden names are walked.
     super::walk(root, false, |found| match found {
-        Found::File(path, key, meta) => {
+        Found::File(path, key, size, mtime_ns) => {
             let Some(key) = maildir_key(&key).filter(|k| rules.allows(k)) else {
                 return;
             };
-            let (size, mtime_ns) = stat(&meta);
             candidates.push(Candidate {
                 key,
                 path,
@@ -57,9 +56,9 @@ pub fn enumerate_maildir(root: &Path, rules: &Rules) -> Enumeration {
                 mtime_ns,
             });
         }
-        Found::Special(_, key, meta) => {
-            if let Some(key) = maildir_key(&key).filter(|k| rules.allows(k)) {
-                skipped.push(Skipped::special(key, &meta));
+        Found::Special(s) => {
+            if let Some(key) = maildir_key(&s.key).filter(|k| rules.allows(k)) {
+                skipped.push(Skipped { key, ..s });
             }
         }
         Found::Error(key, e) => errors.push((key.clone(), super::list_failure(root, &key, &e))),
@@ -95,9 +94,8 @@ pub fn enumerate_mbox(root: &Path, is_dir: bool, rules: &Rules) -> Enumeration {
     let mut skipped = Vec::new();
     let mut errors = Vec::new();
     super::walk(root, true, |found| match found {
-        Found::File(path, key, meta) => {
+        Found::File(path, key, size, mtime_ns) => {
             if rules.allows(&key) {
-                let (size, mtime_ns) = stat(&meta);
                 candidates.push(Candidate {
                     key,
                     path,
@@ -106,9 +104,9 @@ pub fn enumerate_mbox(root: &Path, is_dir: bool, rules: &Rules) -> Enumeration {
                 });
             }
         }
-        Found::Special(_, key, meta) => {
-            if rules.allows(&key) {
-                skipped.push(Skipped::special(key, &meta));
+        Found::Special(s) => {
+            if rules.allows(&s.key) {
+                skipped.push(s);
             }
         }
         Found::Error(key, e) => errors.push((key.clone(), super::list_failure(root, &key, &e))),

@@ -41,19 +41,6 @@ pub struct Skipped {
     pub mtime_ns: i64,
 }
 
-impl Skipped {
-    /// A symlink, FIFO, socket or device found in a source, from its `lstat` metadata.
-    pub fn special(key: String, meta: &std::fs::Metadata) -> Skipped {
-        let (size, mtime_ns) = stat(meta);
-        Skipped {
-            key,
-            reason: special_reason(meta.file_type()).to_string(),
-            size,
-            mtime_ns,
-        }
-    }
-}
-
 /// What parsing one candidate produced: documents, and messages inside it that failed alone.
 #[derive(Debug, Default)]
 pub struct Parsed {
@@ -206,86 +193,172 @@ pub fn content_hash(bytes: &[u8]) -> String {
 /// A symlink is never followed, whatever it points to: it could lead out of the source (or into
 /// a loop), and following it would ingest what the operator did not declare.
 pub fn special_reason(kind: std::fs::FileType) -> &'static str {
+    use rustix::fs::FileType as T;
     use std::os::unix::fs::FileTypeExt;
-    if kind.is_symlink() {
-        "symbolic link (futurnal does not follow links)"
+    reason_for(if kind.is_symlink() {
+        T::Symlink
     } else if kind.is_fifo() {
-        "named pipe (FIFO)"
+        T::Fifo
     } else if kind.is_socket() {
-        "socket"
+        T::Socket
     } else if kind.is_block_device() {
-        "block device"
+        T::BlockDevice
     } else if kind.is_char_device() {
-        "character device"
+        T::CharacterDevice
     } else {
-        "not a regular file"
+        T::Unknown
+    })
+}
+
+fn reason_for(kind: rustix::fs::FileType) -> &'static str {
+    use rustix::fs::FileType as T;
+    match kind {
+        T::Symlink => "symbolic link (futurnal does not follow links)",
+        T::Fifo => "named pipe (FIFO)",
+        T::Socket => "socket",
+        T::BlockDevice => "block device",
+        T::CharacterDevice => "character device",
+        _ => "not a regular file",
     }
 }
 
 /// What a walk reports (see [`walk`]).
 pub enum Found {
-    /// A regular file: its path, key and metadata.
-    File(PathBuf, String, std::fs::Metadata),
-    /// A symlink, FIFO, socket or device, with its `lstat` metadata: recorded as skipped rather
-    /// than vanishing.
-    Special(PathBuf, String, std::fs::Metadata),
+    /// A regular file: its path, key, size and mtime.
+    File(PathBuf, String, u64, i64),
+    /// A symlink, FIFO, socket or device, with its own (`lstat`) size and mtime and the reason it
+    /// is not ingested: recorded as skipped rather than vanishing.
+    Special(Skipped),
     /// Something that could not be listed or stat'ed, by key (`""` for the root).
     Error(String, std::io::Error),
 }
 
-/// Every entry under `root`, depth first, without following symlinks: regular files, special
-/// entries and errors, as [`Found`]. Keys are paths relative to `root`, `/`-separated, each
-/// name written by [`key_from_bytes`]. With `skip_hidden`, names starting with `.` are not
-/// entered or reported.
+/// Size and mtime of a `stat` result. The field types vary by architecture.
+#[allow(clippy::useless_conversion)]
+fn stat_of(st: &rustix::fs::Stat) -> (u64, i64) {
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    let nsec = i64::try_from(st.st_mtime_nsec).unwrap_or(0);
+    (size, mtime_ns(i64::from(st.st_mtime), nsec))
+}
+
+/// Identity of a folder: (device, inode).
+#[allow(clippy::useless_conversion)]
+fn identity(st: &rustix::fs::Stat) -> (u64, u64) {
+    (u64::from(st.st_dev), u64::from(st.st_ino))
+}
+
+/// Every entry under `root`, depth first: regular files, special entries and errors, as
+/// [`Found`]. Keys are paths relative to `root`, `/`-separated, each name written by
+/// [`key_from_bytes`]. With `skip_hidden`, names starting with `.` are not entered or reported.
 ///
-/// A hand-rolled walk rather than walkdir: `DirEntry::metadata` stats relative to the open
-/// directory (no path resolution per file) and keys are built by appending, which keeps a no-change
-/// rescan of 100,000 files within twice the time of `find`.
+/// No symlink is followed, even when one replaces a folder during the walk: each entry is
+/// `lstat`ed relative to its open folder, and a folder is opened `O_NOFOLLOW` and must be the
+/// very folder (device and inode) its parent listed; a folder turned into a link meanwhile is
+/// reported as that link, one replaced otherwise as an error (its items are then not taken for
+/// deleted). An entry or folder that vanished during the walk is simply gone.
+///
+/// A hand-rolled walk rather than walkdir: entries are stat'ed relative to the open directory (no
+/// path resolution per file) and keys are built by appending, which keeps a no-change rescan of
+/// 100,000 files within twice the time of `find`.
 pub fn walk(root: &Path, skip_hidden: bool, mut visit: impl FnMut(Found)) {
+    use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
     use std::os::unix::ffi::OsStrExt;
-    let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, prefix)) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
+    let mut stack: Vec<(PathBuf, String, Option<(u64, u64)>)> =
+        vec![(root.to_path_buf(), String::new(), None)];
+    while let Some((dir, prefix, expected)) = stack.pop() {
+        // The source's own folder may be a link the operator configured; nothing below it is.
+        let nofollow = if expected.is_some() {
+            OFlags::NOFOLLOW
+        } else {
+            OFlags::empty()
+        };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let fd = match rustix::fs::open(&dir, flags | nofollow, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) if expected.is_some() => continue,
+            Err(e)
+                if expected.is_some()
+                    && matches!(e, rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) =>
+            {
+                // Replaced by a link (or a file) since its parent was listed: report what it is now.
+                match rustix::fs::lstat(&dir) {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {
+                        let (size, mtime_ns) = stat_of(&st);
+                        visit(Found::Special(Skipped {
+                            key: prefix,
+                            reason: reason_for(FileType::from_raw_mode(st.st_mode)).into(),
+                            size,
+                            mtime_ns,
+                        }));
+                    }
+                    _ => visit(Found::Error(prefix, e.into())),
+                }
+                continue;
+            }
             Err(e) => {
-                visit(Found::Error(prefix, e));
+                visit(Found::Error(prefix, e.into()));
                 continue;
             }
         };
-        for entry in entries {
+        if let Some(expected) = expected {
+            match rustix::fs::fstat(&fd) {
+                Ok(st) if identity(&st) == expected => {}
+                Ok(_) => {
+                    visit(Found::Error(
+                        prefix,
+                        std::io::Error::other("the folder was replaced during the scan"),
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    visit(Found::Error(prefix, e.into()));
+                    continue;
+                }
+            }
+        }
+        let mut entries = match Dir::read_from(&fd) {
+            Ok(d) => d,
+            Err(e) => {
+                visit(Found::Error(prefix, e.into()));
+                continue;
+            }
+        };
+        while let Some(entry) = entries.read() {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    visit(Found::Error(prefix.clone(), e));
-                    continue;
+                    visit(Found::Error(prefix.clone(), e.into()));
+                    break;
                 }
             };
-            let name = entry.file_name();
-            if skip_hidden && name.as_bytes().starts_with(b".") {
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." || (skip_hidden && name.starts_with(b".")) {
                 continue;
             }
-            let name = key_from_bytes(name.as_bytes());
             let key = if prefix.is_empty() {
-                name
+                key_from_bytes(name)
             } else {
-                format!("{prefix}/{name}")
+                format!("{prefix}/{}", key_from_bytes(name))
             };
-            // `file_type` and `metadata` of a DirEntry do not follow symlinks.
-            let kind = match entry.file_type() {
-                Ok(k) => k,
+            let st = match rustix::fs::statat(&fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(rustix::io::Errno::NOENT) => continue,
                 Err(e) => {
-                    visit(Found::Error(key, e));
+                    visit(Found::Error(key, e.into()));
                     continue;
                 }
             };
-            if kind.is_dir() {
-                stack.push((entry.path(), key));
-                continue;
-            }
-            match entry.metadata() {
-                Ok(m) if kind.is_file() => visit(Found::File(entry.path(), key, m)),
-                Ok(m) => visit(Found::Special(entry.path(), key, m)),
-                Err(e) => visit(Found::Error(key, e)),
+            let path = dir.join(std::ffi::OsStr::from_bytes(name));
+            let (size, mtime_ns) = stat_of(&st);
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => stack.push((path, key, Some(identity(&st)))),
+                FileType::RegularFile => visit(Found::File(path, key, size, mtime_ns)),
+                kind => visit(Found::Special(Skipped {
+                    key,
+                    reason: reason_for(kind).into(),
+                    size,
+                    mtime_ns,
+                })),
             }
         }
     }
@@ -635,6 +708,80 @@ mod tests {
             );
             assert!(found.errors.is_empty());
         }
+    }
+
+    fn walked(
+        root: &Path,
+        mut during: impl FnMut(&str),
+    ) -> (Vec<String>, Vec<Skipped>, Vec<String>) {
+        let (mut files, mut special, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+        walk(root, true, |found| match found {
+            Found::File(_, key, _, _) => {
+                during(&key);
+                files.push(key);
+            }
+            Found::Special(s) => special.push(s),
+            Found::Error(key, _) => errors.push(key),
+        });
+        files.sort();
+        (files, special, errors)
+    }
+
+    /// Issue 7 item 4, at the walk: a folder replaced by a symlink after its parent was listed
+    /// was followed (`std::fs::read_dir` resolves links), so a walk could leave the source.
+    #[test]
+    fn a_folder_replaced_by_a_link_during_the_walk_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.md"), "x").unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("a.md"), "a").unwrap();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/b.md"), "b").unwrap();
+        let mut swapped = false;
+        let (files, special, errors) = walked(root, |key| {
+            if !swapped && !key.contains('/') {
+                swapped = true;
+                std::fs::remove_dir_all(root.join("sub")).unwrap();
+                std::os::unix::fs::symlink(outside.path(), root.join("sub")).unwrap();
+            }
+        });
+        assert_eq!(files, ["a.md"]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(special.len(), 1);
+        assert_eq!(
+            (special[0].key.as_str(), special[0].reason.as_str()),
+            ("sub", "symbolic link (futurnal does not follow links)")
+        );
+    }
+
+    /// Files and folders that vanish during the walk are gone, not errors (an error would keep
+    /// their documents alive and fail an item that no longer exists).
+    #[test]
+    fn entries_vanishing_during_the_walk_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for n in 0..20 {
+            std::fs::write(root.join(format!("{n}.md")), "x").unwrap();
+        }
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/b.md"), "b").unwrap();
+        let mut first = None;
+        let (files, special, errors) = walked(root, |key| {
+            if first.is_none() {
+                first = Some(key.to_string());
+                for n in 0..20 {
+                    let p = root.join(format!("{n}.md"));
+                    if format!("{n}.md") != key {
+                        std::fs::remove_file(p).unwrap();
+                    }
+                }
+                std::fs::remove_dir_all(root.join("sub")).unwrap();
+            }
+        });
+        assert_eq!(files, [first.unwrap()]);
+        assert!(special.is_empty());
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     #[test]
