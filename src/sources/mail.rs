@@ -85,7 +85,7 @@ pub fn enumerate_mbox(root: &Path, is_dir: bool, rules: &Rules) -> Enumeration {
             }
             Err(e) => out
                 .errors
-                .push((String::new(), Failure::io(root.display(), &e))),
+                .push((String::new(), Failure::io_at("mbox", root, &e))),
         }
         return out;
     }

@@ -117,10 +117,11 @@ pub fn check_patterns(patterns: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// A folder that could not be listed: the source's own folder is named by its path.
+/// A folder that could not be listed: the source's own folder is named by its path (declared,
+/// so the message is redacted per `security.path_redaction`), anything below it by its key.
 fn list_failure(root: &Path, key: &str, e: &std::io::Error) -> Failure {
     if key.is_empty() {
-        Failure::io(format!("source path {}", root.display()), e)
+        Failure::io_at("source path", root, e)
     } else {
         Failure::io(format!("cannot list {key}"), e)
     }
@@ -138,24 +139,25 @@ pub fn enumerate(source: &SourceConfig) -> Result<Enumeration, Failure> {
 
 fn enumerate_items(source: &SourceConfig) -> Result<Enumeration, Failure> {
     let root = &source.path;
-    let meta = std::fs::metadata(root)
-        .map_err(|e| Failure::io(format!("source path {}", root.display()), &e))?;
+    let meta = std::fs::metadata(root).map_err(|e| Failure::io_at("source path", root, &e))?;
     let rules = Rules::new(source)?;
     match source.source_type {
         SourceType::LocalFiles | SourceType::Obsidian => {
             if !meta.is_dir() {
-                return Err(Failure::new(
-                    ErrorClass::NotFound,
-                    format!("source path {} is not a folder", root.display()),
+                return Err(Failure::new(ErrorClass::NotFound, String::new()).with_path(
+                    "source path",
+                    root,
+                    "not a folder",
                 ));
             }
             Ok(files::enumerate(root, source.source_type, &rules))
         }
         SourceType::Maildir => {
             if !meta.is_dir() {
-                return Err(Failure::new(
-                    ErrorClass::NotFound,
-                    format!("maildir {} is not a folder", root.display()),
+                return Err(Failure::new(ErrorClass::NotFound, String::new()).with_path(
+                    "maildir",
+                    root,
+                    "not a folder",
                 ));
             }
             Ok(mail::enumerate_maildir(root, &rules))
@@ -782,6 +784,25 @@ mod tests {
         assert_eq!(files, [first.unwrap()]);
         assert!(special.is_empty());
         assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    /// A failure naming the source's folder declares that path, so it is redacted by policy.
+    #[test]
+    fn failures_naming_the_source_folder_declare_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("Folder With Spaces: here");
+        let f = enumerate(&source(SourceType::LocalFiles, &missing)).unwrap_err();
+        assert_eq!(f.class, ErrorClass::NotFound);
+        let shown = f.redacted().message;
+        assert!(!shown.contains("Folder With Spaces"), "{shown}");
+        let file = dir.path().join("Spaced: file.md");
+        std::fs::write(&file, "x").unwrap();
+        for kind in [SourceType::LocalFiles, SourceType::Maildir] {
+            let f = enumerate(&source(kind, &file)).unwrap_err();
+            let shown = f.redacted().message;
+            assert!(!shown.contains("Spaced"), "{shown}");
+            assert!(shown.ends_with("not a folder"), "{shown}");
+        }
     }
 
     #[test]
