@@ -155,3 +155,19 @@ fn error_class_table_matches_the_classes() {
         .collect();
     assert_eq!(book, code);
 }
+
+#[test]
+fn bad_input_outcome_table_matches_the_catalogue() {
+    let rows = table_after(
+        &chapter("troubleshooting-input.md"),
+        "## What happens to awkward input",
+        "input",
+    );
+    let code: Vec<Vec<String>> = futurnal::ingest::INPUT_OUTCOMES
+        .iter()
+        .map(|(input, outcome, detail)| {
+            vec![input.to_string(), outcome.to_string(), detail.to_string()]
+        })
+        .collect();
+    assert_eq!(rows, code);
+}
