@@ -119,6 +119,29 @@ pub fn inaccessible(path: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// What gives the user access back to `files`: `chmod u+rw` for their own files, and first a
+/// `chown` for files another user owns (after `sudo futurnal ...`, say), which chmod cannot fix.
+pub fn access_advice(files: &[PathBuf]) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let names: Vec<String> = files.iter().map(|f| crate::home::display_path(f)).collect();
+    let foreign = files
+        .iter()
+        .any(|f| f.symlink_metadata().is_ok_and(|m| m.uid() != me));
+    if foreign {
+        format!(
+            "give the files back to your user and make them readable and writable \
+             (`sudo chown \"$(id -un)\" {0}` then `chmod u+rw {0}`)",
+            names.join(" ")
+        )
+    } else {
+        format!(
+            "give your user read and write access (`chmod u+rw {}`)",
+            names.join(" ")
+        )
+    }
+}
+
 /// Refuse, before SQLite touches anything, a database at a symlink or one the user may not use.
 /// (SQLITE_OPEN_NOFOLLOW is not used: it also refuses a home reached through a linked directory,
 /// which is a legitimate setup.)
@@ -221,8 +244,14 @@ pub fn store_operator_error(
         Err(e @ OpenError::NoAccess(_)) => OperatorError::new(
             ExitCode::Database,
             format!("the document store {shown} cannot be opened: {e}"),
-            "nothing was changed and the store is not damaged, so do not move it aside; give \
-             your user read and write access (`chmod u+rw`), then try again",
+            format!(
+                "nothing was changed and the store is not damaged, so do not move it aside; {}, \
+                 then try again",
+                match &e {
+                    OpenError::NoAccess(files) => access_advice(files),
+                    _ => String::new(),
+                }
+            ),
             topics::DB_NOT_READABLE,
         ),
         Err(e) if e.is_corrupt() => OperatorError::new(

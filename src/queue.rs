@@ -172,8 +172,8 @@ fn open_error(path: &Path, err: crate::db::OpenError) -> OperatorError {
                 ),
                 format!(
                     "nothing was changed and the queue is not damaged, so do not move it aside; \
-                     give your user read and write access (`chmod u+rw {}`), then try again",
-                    names.join(" ")
+                     {}, then try again",
+                    crate::db::access_advice(&files)
                 ),
                 topics::DB_NOT_READABLE,
             )
