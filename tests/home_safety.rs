@@ -178,8 +178,10 @@ fn removing_the_lock_file_never_lets_a_second_daemon_start() {
         Duration::from_secs(10),
         || s.lock_pid() == Some(first),
     );
-    let log = std::fs::read_to_string(s.fh().join("logs/orchestrator.log")).unwrap();
-    assert!(log.contains("was removed; put it back"), "{log}");
+    wait_until("the daemon to log it", Duration::from_secs(10), || {
+        std::fs::read_to_string(s.fh().join("logs/orchestrator.log"))
+            .is_ok_and(|log| log.contains("was removed; put it back"))
+    });
 
     let stop = s.run(&["orchestrator", "stop"]);
     assert!(stop.status.success(), "{}", text(&stop));
