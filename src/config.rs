@@ -3,7 +3,8 @@
 //! Owns: `orchestrator.yaml` and the documented `FUTURNAL_*` overrides.
 //! Layering, lowest to highest: built-in defaults < the file (`--config PATH` or
 //! `~/.futurnal/config/orchestrator.yaml`) < `FUTURNAL_<SECTION>_<KEY>` environment variables <
-//! `--set section.key=value` flags.
+//! `--set section.key=value` flags. A load records its `Layering` so that the daemon's reload (and
+//! a command comparing the file with what the daemon runs) can repeat it exactly.
 //! Invariants: every scalar key is declared once in `schema!` (type, default, range, env var, doc);
 //! unknown keys are errors, never ignored; a missing file means defaults; every effective value
 //! remembers where it came from; no number is NaN or infinite, whatever layer set it.
