@@ -682,7 +682,21 @@ fn a_missing_source_folder_with_spaces_and_colons_is_redacted_whole_everywhere()
     let shown = s.run(&["orchestrator", "jobs", "show", "1"]);
     let json = s.run(&["orchestrator", "jobs", "show", "1", "--format", "json"]);
     let listed = s.run(&["orchestrator", "quarantine", "list", "--format", "json"]);
-    let mut everything = ingest_home_bytes(&s);
+    // The error texts queue.db keeps (it also records the configuration the daemon runs, which
+    // names the folder by design, like the configuration file), and the logs.
+    let stored = Command::new("sqlite3")
+        .arg(s.futurnal_home().join("queue.db"))
+        .arg(
+            "SELECT last_error FROM jobs UNION ALL SELECT reason FROM job_events
+             UNION ALL SELECT message FROM job_item_errors",
+        )
+        .output()
+        .unwrap();
+    assert!(stored.status.success(), "{}", text(&stored));
+    let mut everything = stored.stdout.clone();
+    for log in ["logs/orchestrator.log", "logs/audit.log"] {
+        everything.extend(std::fs::read(s.futurnal_home().join(log)).unwrap_or_default());
+    }
     for out in [&shown, &json, &listed] {
         everything.extend_from_slice(&out.stdout);
         everything.extend_from_slice(&out.stderr);
