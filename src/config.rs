@@ -507,13 +507,24 @@ pub fn load_recorded(layering: &Layering) -> Result<Loaded, Vec<Problem>> {
 }
 
 /// The effective configuration as canonical JSON, and a short hash of it: what the daemon records
-/// as running, and what commands compare the file against.
+/// as running (in queue.db), and what commands compare the file against. The hash covers the
+/// whole configuration; with `security.path_redaction` the JSON holds each source path as its
+/// fingerprint, so queue.db never names the folders whose notes it queues.
 pub fn fingerprint(config: &Config) -> (serde_json::Value, String) {
     // Serialization fails only for a source path that is not UTF-8; its debug form still tells
     // one configuration from another.
-    let value = serde_json::to_value(config)
+    let mut value = serde_json::to_value(config)
         .unwrap_or_else(|_| serde_json::Value::String(format!("{config:?}")));
     let hash = blake3::hash(value.to_string().as_bytes()).to_hex();
+    if config.security.path_redaction
+        && let Some(sources) = value
+            .get_mut("sources")
+            .and_then(serde_json::Value::as_array_mut)
+    {
+        for (json, source) in sources.iter_mut().zip(&config.sources) {
+            json["path"] = crate::failure::path_fingerprint(&source.path.to_string_lossy()).into();
+        }
+    }
     (value, hash.as_str()[..16].to_string())
 }
 
@@ -1172,6 +1183,80 @@ mod tests {
         cfg.apply_file(file, &mut origins);
         assert!(origins.is_empty());
         assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn non_finite_numbers_fail_their_check_before_the_range() {
+        let mut cfg = Config::default();
+        cfg.retry.jitter = f64::NAN;
+        cfg.retry.backoff_multiplier = f64::INFINITY;
+        let problems = cfg.check_scalars();
+        assert_eq!(
+            problems,
+            vec![
+                (
+                    "retry.backoff_multiplier",
+                    "must be a finite number, found inf".to_string()
+                ),
+                (
+                    "retry.jitter",
+                    "must be a finite number, found NaN".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_recorded_layering_is_repeated_without_reading_this_process_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(
+            &file,
+            "workers:\n  max_workers: 5\n  shutdown_grace_seconds: 7\n",
+        )
+        .unwrap();
+        let layering = Layering {
+            path: file.to_str().unwrap().as_bytes().to_vec(),
+            explicit: true,
+            set: vec!["workers.max_workers=2".into()],
+            env: [("FUTURNAL_RETRY_MAX_ATTEMPTS".to_string(), "9".to_string())].into(),
+        };
+        let loaded = load_recorded(&layering).unwrap();
+        assert_eq!(loaded.config.workers.max_workers, 2);
+        assert_eq!(loaded.config.workers.shutdown_grace_seconds, 7);
+        assert_eq!(loaded.config.retry.max_attempts, 9);
+        assert_eq!(loaded.layering, layering);
+        let (_, a) = fingerprint(&loaded.config);
+        let (_, b) = fingerprint(&load_recorded(&layering).unwrap().config);
+        assert_eq!(a, b);
+        let other = Layering {
+            set: Vec::new(),
+            ..layering
+        };
+        assert_ne!(fingerprint(&load_recorded(&other).unwrap().config).1, a);
+    }
+
+    #[test]
+    fn the_recorded_form_names_no_source_path_under_redaction() {
+        let mut cfg = Config::default();
+        cfg.sources = vec![SourceConfig::new(
+            "n",
+            SourceType::LocalFiles,
+            "/home/me/Folder With Spaces: x",
+        )];
+        let (json, hash) = fingerprint(&cfg);
+        assert!(!json.to_string().contains("Folder"), "{json}");
+        assert!(
+            json["sources"][0]["path"]
+                .as_str()
+                .unwrap()
+                .starts_with("<path ")
+        );
+        // Another path is another configuration, even though both are redacted.
+        cfg.sources[0].path = "/home/me/Other".into();
+        assert_ne!(fingerprint(&cfg).1, hash);
+        cfg.security.path_redaction = false;
+        assert_eq!(fingerprint(&cfg).0["sources"][0]["path"], "/home/me/Other");
     }
 
     #[test]

@@ -299,8 +299,9 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
                     }
                     // The daemon stops the job at its next item, or marks it cancelled after its
                     // grace; wait for that (with a margin) so the operator sees the outcome.
-                    let grace = crate::daemon::load_config(home, &Default::default())
-                        .map(|l| l.config.workers.cancel_grace_seconds)
+                    // The grace of the configuration the daemon runs, not of the file.
+                    let grace = crate::daemon::reload::running(home)
+                        .and_then(|r| r.config["workers"]["cancel_grace_seconds"].as_u64())
                         .unwrap_or(10);
                     let deadline = Instant::now() + Duration::from_secs(grace + 5);
                     loop {

@@ -1,7 +1,8 @@
 //! The orchestrator daemon's lifecycle: start (background or foreground), run, stop.
 //!
 //! Owns: spawning the detached daemon and waiting until it is ready, the daemon's main loop and
-//! signal handling, graceful and forced stop.
+//! signal handling (SIGTERM and SIGINT stop it; SIGHUP reloads the configuration, see `reload`),
+//! graceful and forced stop.
 //! Invariants: one daemon per home (see `lock`); a background start returns only once the daemon
 //! is ready or has failed, and relays the daemon's own error; the recovery marker exists exactly
 //! while a daemon may be running; a clean stop marks the instance stopped, removes the marker and
