@@ -865,6 +865,34 @@ fn a_full_disk_fails_the_run_resource_exhausted_recorded_and_the_daemon_stays_up
         text(&shown)
     );
 
+    // Completely full: log lines and heartbeats can no longer be written. The daemon lives on
+    // (it used to die at the first log line it could not write, about a minute after the disk
+    // filled): its heartbeat gets older while it keeps running.
+    {
+        use std::io::Write;
+        let mut filler = std::fs::OpenOptions::new()
+            .append(true)
+            .open(s.futurnal_home().join("filler"))
+            .unwrap();
+        while filler.write_all(&[b'x'; 4096]).is_ok() {}
+        let _ = filler.sync_all();
+        // The log's last page may still have room for a few lines: use it up too.
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(s.futurnal_home().join("logs/orchestrator.log"))
+            .unwrap();
+        while log.write_all(b"(test: filling the disk)\n").is_ok() {}
+    }
+    wait_until(
+        "a heartbeat to be missed while the disk is full",
+        Duration::from_secs(20),
+        || {
+            let status = s.status_json();
+            assert_eq!(status["running"], true, "the daemon died: {status}");
+            status["heartbeat_age_seconds"].as_i64().unwrap_or(0) >= 6
+        },
+    );
+
     // Space comes back: the retry completes the run.
     std::fs::remove_file(s.futurnal_home().join("filler")).unwrap();
     ingest_wait_job(&s, 2, "succeeded");
