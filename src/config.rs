@@ -1238,12 +1238,14 @@ mod tests {
 
     #[test]
     fn the_recorded_form_names_no_source_path_under_redaction() {
-        let mut cfg = Config::default();
-        cfg.sources = vec![SourceConfig::new(
-            "n",
-            SourceType::LocalFiles,
-            "/home/me/Folder With Spaces: x",
-        )];
+        let mut cfg = Config {
+            sources: vec![SourceConfig::new(
+                "n",
+                SourceType::LocalFiles,
+                "/home/me/Folder With Spaces: x",
+            )],
+            ..Default::default()
+        };
         let (json, hash) = fingerprint(&cfg);
         assert!(!json.to_string().contains("Folder"), "{json}");
         assert!(
