@@ -168,6 +168,23 @@ fn non_finite_numbers_from_set_and_env_are_rejected() {
 }
 
 #[test]
+fn a_non_utf8_environment_value_is_reported_not_ignored() {
+    let s = Sandbox::new();
+    let out = s
+        .cmd(&["config", "validate"])
+        .env("FUTURNAL_RETRY_JITTER", OsStr::from_bytes(b"0.\xff"))
+        .output()
+        .unwrap();
+    assert_clean_error(&out, 3);
+    assert!(
+        stderr(&out)
+            .contains("env FUTURNAL_RETRY_JITTER: retry.jitter: the value is not valid UTF-8"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
 fn a_non_utf8_config_path_works() {
     let s = Sandbox::new();
     let name = OsStr::from_bytes(b"conf-\xff.yaml");

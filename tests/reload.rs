@@ -479,6 +479,38 @@ fn sighup_reloads_like_the_command() {
 }
 
 #[test]
+fn a_source_enabled_in_the_file_but_disabled_in_the_daemon_is_not_triggered() {
+    let s = Sandbox::new();
+    s.notes("one", 1);
+    s.write_config(&format!(
+        "sources:\n{}",
+        source("one", "    enabled: false\n")
+    ));
+    s.ok(&["orchestrator", "start"]);
+    s.write_config(&format!(
+        "sources:\n{}",
+        source("one", "    enabled: true\n")
+    ));
+    let out = s.run(&["orchestrator", "sources", "trigger", "one"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("the running orchestrator runs it disabled"),
+        "{}",
+        text(&out)
+    );
+    assert!(s.jobs_of("one").is_empty(), "nothing was queued");
+    let out = s.ok(&["orchestrator", "reload"]);
+    assert!(
+        stdout(&out).contains("sources changed:  one (enabled)"),
+        "{}",
+        text(&out)
+    );
+    let out = s.ok(&["orchestrator", "sources", "trigger", "one", "--wait"]);
+    assert!(stdout(&out).contains("succeeded"), "{}", text(&out));
+    s.ok(&["orchestrator", "stop"]);
+}
+
+#[test]
 fn reload_without_a_daemon_checks_the_file_and_refuses_config_flags() {
     let s = Sandbox::new();
     s.write_config("workers:\n  max_workers: 1\n");
