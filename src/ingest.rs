@@ -185,7 +185,9 @@ fn open_item(root: Option<&OwnedFd>, source: &Path, path: &Path, limit: u64) -> 
             }
         }
         // The source is this one file (an mbox): the operator named it, so it may be a symlink.
-        _ => rustix::fs::open(path, flags - OFlags::NOFOLLOW, Mode::empty()),
+        _ if path == source => rustix::fs::open(path, flags - OFlags::NOFOLLOW, Mode::empty()),
+        // No descriptor on the source's folder: refuse a symlink in the last component at least.
+        _ => rustix::fs::open(path, flags, Mode::empty()),
     };
     let fd = match opened {
         Ok(fd) => fd,
@@ -971,7 +973,7 @@ mod tests {
             std::fs::remove_file(fx.file("pipe.md")).unwrap();
             rustix::fs::mknodat(
                 rustix::fs::CWD,
-                &fx.file("pipe.md"),
+                fx.file("pipe.md"),
                 rustix::fs::FileType::Fifo,
                 rustix::fs::Mode::from_raw_mode(0o600),
                 0,
@@ -1050,7 +1052,7 @@ mod tests {
                 std::fs::remove_file(fx.file("pipe.md")).unwrap();
                 rustix::fs::mknodat(
                     rustix::fs::CWD,
-                    &fx.file("pipe.md"),
+                    fx.file("pipe.md"),
                     rustix::fs::FileType::Fifo,
                     rustix::fs::Mode::from_raw_mode(0o600),
                     0,
