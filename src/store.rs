@@ -99,7 +99,9 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE documents (
     // Which candidate holds each document. Before this, a container's documents were found by the
     // `key#` prefix of their item, so deleting `n.md` also tombstoned a file named `n.md#2.md`.
     // Existing rows: a document whose item is a scanned candidate is its own container; a message
-    // belongs to the longest scanned key it extends with `#`.
+    // belongs to the longest scanned key it extends with `#`. Only documents inside another
+    // candidate (messages of an mbox) are indexed by container: a file is found by its item, and
+    // bulk ingestion of files pays for no second index.
     "ALTER TABLE documents ADD COLUMN container TEXT;
     UPDATE documents SET container = COALESCE(
         (SELECT s.key FROM scan_state s WHERE s.source = documents.source AND s.key = documents.item),
@@ -107,7 +109,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE documents (
             AND substr(documents.item, 1, length(s.key) + 1) = s.key || '#'
             ORDER BY length(s.key) DESC LIMIT 1),
         documents.item);
-    CREATE INDEX documents_container ON documents (source, container);"];
+    CREATE INDEX documents_in_container ON documents (source, container) WHERE container != item;"];
 
 /// Target size of a chunk, in bytes of normalized text.
 pub const CHUNK_TARGET: usize = 1500;
@@ -451,7 +453,8 @@ impl StoreTx<'_> {
                     .tx
                     .prepare_cached(
                         "SELECT id, item FROM documents
-                         WHERE source = ?1 AND container = ?2 AND deleted_at IS NULL",
+                         WHERE source = ?1 AND container = ?2 AND container != item
+                           AND deleted_at IS NULL",
                     )
                     .map_err(store_err)?;
                 stmt.query_map(params![source, candidate.key], |r| {
@@ -595,14 +598,21 @@ impl StoreTx<'_> {
     /// The candidate disappeared from the source: tombstone its documents (exactly those it
     /// holds, whatever their names), forget its stat.
     pub fn delete(&mut self, source: &str, key: &str, counts: &mut Counts) -> Result<(), Failure> {
-        let n = self
-            .tx
-            .prepare_cached(
-                "UPDATE documents SET deleted_at = ?3, updated_at = ?3
-                 WHERE source = ?1 AND container = ?2 AND deleted_at IS NULL",
-            )
-            .and_then(|mut s| s.execute(params![source, key, self.now]))
-            .map_err(store_err)?;
+        // The candidate's own document (a file), then those inside it (an mbox's messages): two
+        // statements, so each uses its index.
+        let mut n = 0;
+        for sql in [
+            "UPDATE documents SET deleted_at = ?3, updated_at = ?3
+             WHERE source = ?1 AND item = ?2 AND container = ?2 AND deleted_at IS NULL",
+            "UPDATE documents SET deleted_at = ?3, updated_at = ?3
+             WHERE source = ?1 AND container = ?2 AND container != item AND deleted_at IS NULL",
+        ] {
+            n += self
+                .tx
+                .prepare_cached(sql)
+                .and_then(|mut s| s.execute(params![source, key, self.now]))
+                .map_err(store_err)?;
+        }
         counts.deleted += n as u64;
         self.tx
             .prepare_cached("DELETE FROM scan_state WHERE source = ?1 AND key = ?2")
@@ -819,5 +829,21 @@ mod tests {
                 ("b.png", "unsupported file type .png")
             ]
         );
+    }
+
+    #[test]
+    fn container_lookups_use_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.db")).unwrap();
+        for sql in [
+            "SELECT id FROM documents WHERE source = 's' AND item = 'k' AND container = 'k'",
+            "SELECT id FROM documents WHERE source = 's' AND container = 'k' AND container != item",
+        ] {
+            let plan: String = store
+                .conn
+                .query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |r| r.get(3))
+                .unwrap();
+            assert!(plan.contains("USING INDEX"), "{sql}: {plan}");
+        }
     }
 }
