@@ -265,8 +265,9 @@ fn identity(st: &rustix::fs::Stat) -> (u64, u64) {
 pub fn walk(root: &Path, skip_hidden: bool, mut visit: impl FnMut(Found)) {
     use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
     use std::os::unix::ffi::OsStrExt;
-    let mut stack: Vec<(PathBuf, String, Option<(u64, u64)>)> =
-        vec![(root.to_path_buf(), String::new(), None)];
+    // Folders still to list: path, key prefix, and the identity their parent saw (none for root).
+    type Pending = (PathBuf, String, Option<(u64, u64)>);
+    let mut stack: Vec<Pending> = vec![(root.to_path_buf(), String::new(), None)];
     while let Some((dir, prefix, expected)) = stack.pop() {
         // The source's own folder may be a link the operator configured; nothing below it is.
         let nofollow = if expected.is_some() {
