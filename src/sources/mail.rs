@@ -284,22 +284,13 @@ pub const NO_SUBJECT: &str = "(no subject)";
 pub fn parse_mbox(c: &Candidate, bytes: &[u8]) -> Parsed {
     let mut parsed = Parsed::default();
     let mut seen = std::collections::HashSet::new();
-    for (n, message) in mail_parser::mailbox::mbox::MessageIterator::new(bytes).enumerate() {
-        let message = match message {
-            Ok(m) => m,
-            Err(e) => {
-                parsed.failures.push((
-                    format!("{}#message-{}", c.key, n + 1),
-                    Failure::io("mbox", &e),
-                ));
-                continue;
-            }
-        };
+    let mut add = |parsed: &mut Parsed, contents: &[u8]| {
         // The blank line that separates a message from the next one belongs to neither: without
         // this, appending to an mbox would change the previous last message.
-        let contents = trim_trailing_newlines(message.contents());
-        let id = MessageParser::default()
-            .parse_headers(contents)
+        let contents = trim_trailing_newlines(contents);
+        let id = starts_with_header(contents)
+            .then(|| MessageParser::default().parse_headers(contents))
+            .flatten()
             .and_then(|m| m.message_id().map(str::to_string))
             .filter(|id| !id.is_empty())
             .unwrap_or_else(|| format!("blake3-{}", &content_hash(contents)[..16]));
@@ -312,6 +303,26 @@ pub fn parse_mbox(c: &Candidate, bytes: &[u8]) -> Parsed {
         parsed
             .docs
             .push(parse_email(&key, contents, content_hash(contents)));
+    };
+    // Text before the first `From ` line (a message saved without its postmark, or a file that
+    // is one bare message) is a message too; the mbox reader would drop it.
+    let lead_end = if bytes.starts_with(b"From ") {
+        0
+    } else {
+        memchr::memmem::find(bytes, b"\nFrom ").map_or(bytes.len(), |n| n + 1)
+    };
+    if !bytes[..lead_end].trim_ascii().is_empty() {
+        add(&mut parsed, &bytes[..lead_end]);
+    }
+    let rest = &bytes[lead_end..];
+    for (n, message) in mail_parser::mailbox::mbox::MessageIterator::new(rest).enumerate() {
+        match message {
+            Ok(m) => add(&mut parsed, m.contents()),
+            Err(e) => parsed.failures.push((
+                format!("{}#message-{}", c.key, n + 1),
+                Failure::io("mbox", &e),
+            )),
+        }
     }
     parsed
 }
@@ -473,6 +484,24 @@ From c@example.org Sat Nov 28 09:02:00 2026\n\
 Subject: No id\n\nFirst body.\n>From the start, quoted.\n\n\
 From d@example.org Sat Nov 28 09:03:00 2026\n\
 just a body, no headers\n";
+
+    /// Issue 7 item 15: text before the first `From ` line was dropped without a trace (a file
+    /// holding one message saved without its postmark gave no document at all).
+    #[test]
+    fn a_message_without_a_postmark_is_kept() {
+        let bare = b"Subject: Saved alone\nMessage-ID: <alone@x>\n\nNo postmark line.\n";
+        let p = mbox("one.mbox", bare);
+        assert_eq!(keys(&p), ["one.mbox#alone@x"]);
+        assert_eq!(p.docs[0].body, "No postmark line.");
+        let mut two = bare.to_vec();
+        two.extend_from_slice(b"\nFrom b@x Sat Nov 28 09:00:00 2026\nSubject: Second\n\nTwo.\n");
+        let p = mbox("two.mbox", &two);
+        assert_eq!(p.docs.len(), 2);
+        assert_eq!(p.docs[0].item, "two.mbox#alone@x");
+        assert_eq!(p.docs[1].title, "Second");
+        assert!(mbox("e.mbox", b"\n \n").docs.is_empty());
+        assert!(mbox("e.mbox", b"").docs.is_empty());
+    }
 
     /// Messages without a Message-ID get a key from their content (repeats numbered in file
     /// order), so every message is ingested and an append keeps every earlier key.
