@@ -806,6 +806,40 @@ mod tests {
         }
     }
 
+    /// A tree deeper than PATH_MAX: the walk neither panics nor loses the folder's items; the
+    /// folder it cannot open is an error for its key (so nothing under it is taken for deleted).
+    #[test]
+    fn folders_beyond_path_max_are_errors_not_deletions() {
+        use rustix::fs::{Mode, OFlags};
+        let dir = tempfile::tempdir().unwrap();
+        let name = "d".repeat(200);
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut fd = rustix::fs::open(dir.path(), flags, Mode::empty()).unwrap();
+        for _ in 0..25 {
+            rustix::fs::mkdirat(&fd, &name, Mode::RWXU).unwrap();
+            fd = rustix::fs::openat(&fd, &name, flags, Mode::empty()).unwrap();
+        }
+        let file = rustix::fs::openat(
+            &fd,
+            "deep.md",
+            OFlags::WRONLY | OFlags::CREATE,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .unwrap();
+        drop(file);
+        std::fs::write(dir.path().join("top.md"), "x").unwrap();
+        let found = enumerate(&source(SourceType::LocalFiles, dir.path())).unwrap();
+        assert_eq!(found.candidates.len(), 1, "{:?}", found.candidates);
+        assert_eq!(found.errors.len(), 1);
+        let (key, failure) = &found.errors[0];
+        assert!(key.starts_with(&name) && key.len() > 4000, "{}", key.len());
+        assert!(
+            failure.message.starts_with("cannot list "),
+            "{}",
+            failure.message
+        );
+    }
+
     #[test]
     fn maildir_symlinks_are_skipped_messages() {
         let dir = tempfile::tempdir().unwrap();
