@@ -27,12 +27,13 @@ pub fn frontmatter(text: &str) -> Result<(Option<Value>, &str), Failure> {
             if yaml.trim().is_empty() {
                 return Ok((Some(Value::Object(Default::default())), body));
             }
-            let value: Value = serde_saphyr::from_str(yaml).map_err(|e| {
-                Failure::parse(format!(
-                    "frontmatter is not valid YAML: {}",
-                    e.to_string().lines().next().unwrap_or_default()
-                ))
-            })?;
+            let value: Value = serde_saphyr::from_str_with_options(yaml, frontmatter_limits())
+                .map_err(|e| {
+                    Failure::parse(format!(
+                        "frontmatter is not valid YAML: {}",
+                        e.to_string().lines().next().unwrap_or_default()
+                    ))
+                })?;
             return Ok((Some(value), body));
         }
         offset += line.len();
@@ -40,6 +41,20 @@ pub fn frontmatter(text: &str) -> Result<(Option<Value>, &str), Failure> {
     Err(Failure::parse(
         "frontmatter starts with `---` but never ends",
     ))
+}
+
+/// Frontmatter is a few lines of metadata: limits far below a configuration file's keep a note
+/// of YAML alias bombs (`&a [*b, *b, ...]`) cheap to refuse.
+fn frontmatter_limits() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 10_000,
+        },
+        budget: serde_saphyr::budget! {
+            max_events: 100_000,
+            max_recorded_anchor_events: 10_000,
+        },
+    }
 }
 
 static WIKILINK: LazyLock<Regex> = LazyLock::new(|| {
@@ -202,6 +217,29 @@ mod tests {
         assert_eq!(body, "No frontmatter\n");
         assert!(frontmatter("---\ntitle: [unclosed\n---\nx").is_err());
         assert!(frontmatter("---\ntitle: x\nno end").is_err());
+    }
+
+    /// YAML aliases expand: a "billion laughs" frontmatter must be refused quickly, not expanded.
+    #[test]
+    fn frontmatter_alias_bombs_are_bounded() {
+        let mut yaml = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (i, prev) in ('b'..='j').zip('a'..='i') {
+            yaml.push_str(&format!("{i}: &{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        let text = format!("---\n{yaml}---\nbody\n");
+        let f = frontmatter(&text).unwrap_err();
+        assert!(
+            f.message.starts_with("frontmatter is not valid YAML"),
+            "{}",
+            f.message
+        );
+        // Refused within the frontmatter limits (10,000 replayed events), not the parser's
+        // defaults (a million), which cost seconds of CPU per note.
+        let small = format!(
+            "---\n{}---\nbody\n",
+            yaml.lines().take(3).collect::<Vec<_>>().join("\n") + "\n"
+        );
+        assert!(frontmatter(&small).is_ok(), "1,000 nodes are fine");
     }
 
     #[test]
