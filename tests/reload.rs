@@ -511,6 +511,38 @@ fn a_source_enabled_in_the_file_but_disabled_in_the_daemon_is_not_triggered() {
 }
 
 #[test]
+fn a_start_only_key_is_kept_until_a_restart_and_said_so() {
+    let s = Sandbox::new();
+    s.write_config("queue:\n  wal_mode: true\n");
+    s.ok(&["orchestrator", "start"]);
+    s.write_config("queue:\n  wal_mode: false\n");
+    let out = s.ok(&["orchestrator", "reload"]);
+    assert_eq!(
+        stdout(&out),
+        "configuration unchanged: the orchestrator already runs \
+         ~/.futurnal/config/orchestrator.yaml (generation 1)\n  needs a restart:  queue.wal_mode \
+         true -> false (keeps true until the orchestrator restarts)\n",
+        "{}",
+        text(&out)
+    );
+    assert_eq!(s.running().config["queue"]["wal_mode"], true);
+    // The file still differs from what runs, so commands keep saying so...
+    let out = s.ok(&["orchestrator", "sources", "list"]);
+    assert!(
+        stderr(&out).contains("(1 setting changed)"),
+        "{}",
+        text(&out)
+    );
+    // ...until a restart reads it.
+    s.ok(&["orchestrator", "stop"]);
+    s.ok(&["orchestrator", "start"]);
+    let out = s.ok(&["orchestrator", "sources", "list"]);
+    assert!(!stderr(&out).contains("warning"), "{}", text(&out));
+    assert_eq!(s.running().config["queue"]["wal_mode"], false);
+    s.ok(&["orchestrator", "stop"]);
+}
+
+#[test]
 fn reload_without_a_daemon_checks_the_file_and_refuses_config_flags() {
     let s = Sandbox::new();
     s.write_config("workers:\n  max_workers: 1\n");
