@@ -355,6 +355,8 @@ impl Live {
         pool: &mut Pool,
     ) -> Answer {
         let now = now_ms();
+        // A reload that turns auditing off is itself still audited.
+        let audit_before = self.loaded.config.security.audit_logging;
         let file = display_path(&self.loaded.layering.path());
         let answer = match config::load_recorded(&self.loaded.layering) {
             Err(problems) => Answer {
@@ -444,7 +446,7 @@ impl Live {
         }
         audit(
             home,
-            self.loaded.config.security.audit_logging,
+            audit_before || self.loaded.config.security.audit_logging,
             "config_reload",
             json!({
                 "instance_id": instance_id,
