@@ -57,7 +57,12 @@ pub fn enumerate_maildir(root: &Path, rules: &Rules) -> Enumeration {
             });
         }
         Found::Special(s) => {
-            if let Some(key) = maildir_key(&s.key).filter(|k| rules.allows(k)) {
+            // A link or pipe where a message would be is skipped under the message's key;
+            // anywhere else (a linked `cur/` or sub-folder, say) under its path, so it never
+            // vanishes. `tmp/` holds deliveries in progress and is never read.
+            let in_tmp = s.key.rsplit('/').nth(1) == Some("tmp");
+            let key = maildir_key(&s.key).or_else(|| (!in_tmp).then(|| s.key.clone()));
+            if let Some(key) = key.filter(|k| rules.allows(k)) {
                 skipped.push(Skipped { key, ..s });
             }
         }
