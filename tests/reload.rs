@@ -543,6 +543,35 @@ fn a_start_only_key_is_kept_until_a_restart_and_said_so() {
 }
 
 #[test]
+fn a_request_whose_signal_never_arrived_is_still_answered() {
+    let s = Sandbox::new();
+    s.notes("one", 1);
+    s.ok(&["orchestrator", "start"]);
+    s.write_config(&format!("sources:\n{}", source("one", "")));
+    // A request row without its SIGHUP, as if the signal were lost.
+    let instance = s.running().instance_id;
+    let db = rusqlite::Connection::open(s.futurnal_home().join("queue.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute(
+        "INSERT INTO config_reloads (instance_id, requested_at, requested_by)
+         VALUES (?1, 0, 'operator')",
+        [&instance],
+    )
+    .unwrap();
+    // The daemon's heartbeat (every 5 s) answers it.
+    wait_until("the daemon to answer", Duration::from_secs(15), || {
+        db.query_row(
+            "SELECT outcome FROM config_reloads WHERE handled_at IS NOT NULL",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .is_ok_and(|o| o == "applied")
+    });
+    assert!(s.running().source("one").is_some());
+    s.ok(&["orchestrator", "stop"]);
+}
+
+#[test]
 fn reload_without_a_daemon_checks_the_file_and_refuses_config_flags() {
     let s = Sandbox::new();
     s.write_config("workers:\n  max_workers: 1\n");
