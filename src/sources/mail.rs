@@ -441,6 +441,24 @@ mod tests {
             email(b"Subject: h\nContent-Type: text/html\n\n<p>Hello <b>there</b></p><p>Bye</p>\n");
         assert_eq!(d.body, "Hello there\n\nBye");
     }
+
+    #[test]
+    fn east_asian_charsets_are_decoded() {
+        // Japanese mail is still often Shift_JIS or ISO-2022-JP; Chinese and Korean mail GBK,
+        // Big5 or EUC-KR. mail-parser decodes them only with its `full_encoding` feature.
+        let d = email(b"Subject: t\nContent-Type: text/plain; charset=Shift_JIS\n\n\x93\xfa\x96\x7b\x8c\xea\n");
+        assert_eq!(d.body, "日本語");
+        let d = email(
+            b"Subject: t\nContent-Type: text/plain; charset=ISO-2022-JP\n\n\x1b$BF|K\\8l\x1b(B\n",
+        );
+        assert_eq!(d.body, "日本語");
+        let d = email(
+            b"Subject: t\nContent-Type: text/plain; charset=EUC-KR\n\n\xc7\xd1\xb1\xb9\xbe\xee\n",
+        );
+        assert_eq!(d.body, "한국어");
+        let d = email(b"Subject: =?Shift_JIS?B?k/qWe4zq?=\n\nx\n");
+        assert_eq!(d.title, "日本語");
+    }
     #[test]
     fn mbox_messages_keyed_by_message_id() {
         let mbox = format!(
