@@ -357,10 +357,7 @@ fn a_corrupt_queue_is_still_called_corrupt() {
 }
 
 /// Issue 7 item 9: a corrupt store.db made `sources list` show 0 documents and exit 0.
-/// Needs `cli/sources_cmd.rs` to propagate store errors through `db::store_operator_error`
-/// (owned by the CLI work; see the lead's integration notes).
 #[test]
-#[ignore = "waits for sources_cmd to propagate store errors via db::store_operator_error"]
 fn a_corrupt_store_fails_commands_that_read_it() {
     let s = Sandbox::new();
     let notes = s.home().join("Notes");

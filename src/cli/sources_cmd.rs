@@ -179,6 +179,14 @@ fn source_json(
     })
 }
 
+/// The document store, if one was created. A store that exists but cannot be read (damaged,
+/// not ours to read) is an error: reporting it as empty would tell the operator nothing was
+/// ingested.
+fn open_store(home: &Home) -> Result<Option<Store>> {
+    let path = home.store_db();
+    Store::open_existing(&path).map_err(|f| crate::db::store_operator_error(&path, &f))
+}
+
 fn gather(home: &Home, loaded: &Loaded) -> Result<Vec<Value>> {
     let db = open_queue(home)?;
     let (states, runs, open) = match &db {
@@ -189,9 +197,11 @@ fn gather(home: &Home, loaded: &Loaded) -> Result<Vec<Value>> {
         ),
         None => Default::default(),
     };
-    let stats = match Store::open_existing(&home.store_db()) {
-        Ok(Some(store)) => store.stats().unwrap_or_default(),
-        _ => Default::default(),
+    let stats = match open_store(home)? {
+        Some(store) => store
+            .stats()
+            .map_err(|f| crate::db::store_operator_error(&home.store_db(), &f))?,
+        None => Default::default(),
     };
     Ok(loaded
         .config
@@ -287,16 +297,20 @@ pub fn run(
                 .into_iter()
                 .find(|v| v["name"] == name.as_str())
                 .unwrap_or_default();
-            let docs = match Store::open_existing(&home.store_db()) {
-                Ok(Some(store)) => store.recent_documents(&source.name, 10).unwrap_or_default(),
-                _ => Vec::new(),
+            let store_error = |f| crate::db::store_operator_error(&home.store_db(), &f);
+            let (docs, skipped) = match open_store(home)? {
+                Some(store) => (
+                    store
+                        .recent_documents(&source.name, 10)
+                        .map_err(store_error)?,
+                    // What was skipped, and why: listed so nothing vanishes unreported.
+                    store
+                        .skipped_items(&source.name, 1000)
+                        .map_err(store_error)?,
+                ),
+                None => Default::default(),
             };
             info["recent_documents"] = json!(docs);
-            // Issue 7 (ingest helper): what was skipped, and why, listed for operators.
-            let skipped = match Store::open_existing(&home.store_db()) {
-                Ok(Some(store)) => store.skipped_items(&source.name, 1000).unwrap_or_default(),
-                _ => Vec::new(),
-            };
             info["skipped"] = json!(skipped);
             if format == TableOrJson::Json {
                 print_json(&info);
