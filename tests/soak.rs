@@ -14,9 +14,11 @@
 //! folder, with both databases and the daemon's logs, for a post-mortem).
 //!
 //! Each cycle starts the daemon (which recovers the previous crash), changes part of the corpus
-//! (rewrites, additions, deletions, bad files repaired), then triggers ingestion, or a
-//! `quarantine retry --all`, or a `jobs cancel` of a running job, and kills the daemon after a
-//! random delay (zero included: a kill during start-up recovery). After the last kill a final
+//! (rewrites, a twelfth of it or a third, additions, deletions, bad files repaired), then
+//! triggers ingestion, or a `quarantine retry --all`, or a `jobs cancel` of a running job, and
+//! kills the daemon: one time in ten at once (during start-up recovery), three in ten after a
+//! random delay within the length of recent runs, the others once the running job has done a
+//! random share of its items. After the last kill a final
 //! clean run ingests what is left and the daemon is stopped. Then:
 //! - every file the parser accepts is a live document of store.db exactly once, with the content
 //!   hash of the file's bytes and exactly the body, title and kind the parser gives for them;
@@ -288,11 +290,12 @@ impl Corpus {
     }
 
     /// Change part of the corpus as a user would between (and during) runs.
-    fn mutate(&mut self, rng: &mut Rng) -> (usize, usize, usize, usize) {
+    /// `share`: one file in `share` is rewritten.
+    fn mutate(&mut self, rng: &mut Rng, share: usize) -> (usize, usize, usize, usize) {
         let ids: Vec<String> = self.files.keys().cloned().collect();
         let n = ids.len().max(1);
         let (mut changed, mut added, mut deleted, mut repaired) = (0, 0, 0, 0);
-        for _ in 0..(n / 50).max(1) {
+        for _ in 0..(n / share).max(1) {
             let id = rng.pick(&ids);
             let Some(f) = self.files.get_mut(&id) else {
                 continue;
@@ -493,6 +496,32 @@ impl Soak {
         );
         self.count_jobs("state = 'running'") > 0
     }
+    /// Items done and total of the oldest running job, read from queue.db (cheaper than the CLI,
+    /// so the poll is fine-grained).
+    fn progress(&self) -> Option<(u64, u64)> {
+        self.queue()
+            .query_row(
+                "SELECT items_done, items_total FROM jobs WHERE state = 'running' \
+                 ORDER BY id LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .ok()
+    }
+    /// The longest of the last three source runs that completed, in milliseconds.
+    fn recent_run_ms(&self) -> Option<u64> {
+        self.queue()
+            .query_row(
+                "SELECT MAX(d) FROM (SELECT finished_at - started_at AS d FROM jobs \
+                 WHERE kind = 'source_run' AND state = 'succeeded' AND started_at IS NOT NULL \
+                 ORDER BY finished_at DESC LIMIT 3)",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .ok()
+            .flatten()
+            .map(|ms| ms.max(0) as u64)
+    }
     fn count_jobs(&self, filter: &str) -> i64 {
         self.queue()
             .query_row(
@@ -677,6 +706,16 @@ fn verify(soak: &Soak, corpus: &Corpus) -> Verdict {
 
 // ---------------------------------------------------------------- the soak
 
+/// When a cycle kills the daemon.
+enum KillAt {
+    /// At once: during start-up recovery.
+    Start,
+    /// After a random delay within the length of recent runs.
+    Delay,
+    /// Once the running job has done this percentage of its items.
+    Progress(u64),
+}
+
 #[test]
 fn sigkill_at_random_points_loses_duplicates_and_corrupts_nothing() {
     let started = Instant::now();
@@ -684,7 +723,7 @@ fn sigkill_at_random_points_loses_duplicates_and_corrupts_nothing() {
     let files =
         env_num("FUTURNAL_SOAK_FILES").unwrap_or(if kills >= 50 { 10_000 } else { 500 }) as usize;
     let max_delay =
-        env_num("FUTURNAL_SOAK_MAX_DELAY_MS").unwrap_or(if files >= 5_000 { 3_000 } else { 400 });
+        env_num("FUTURNAL_SOAK_MAX_DELAY_MS").unwrap_or(if files >= 5_000 { 3_000 } else { 1_000 });
     let seed = env_num("FUTURNAL_SOAK_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -704,10 +743,14 @@ fn sigkill_at_random_points_loses_duplicates_and_corrupts_nothing() {
 
     let mut actions: BTreeMap<&str, u32> = BTreeMap::new();
     let mut mid_job = 0;
+    // How long a source run takes, from the last ones that completed.
+    let mut run_ms = max_delay;
     for k in 0..kills {
         soak.start();
         if k > 0 && rng.chance(70) {
-            corpus.mutate(&mut rng);
+            // Now and then a big change, so that a run has thousands of documents to write.
+            let share = if rng.chance(30) { 3 } else { 12 };
+            corpus.mutate(&mut rng, share);
         }
         let action = match rng.below(10) {
             _ if k == 0 => "ingest",
@@ -716,10 +759,10 @@ fn sigkill_at_random_points_loses_duplicates_and_corrupts_nothing() {
             _ => "jobs cancel",
         };
         *actions.entry(action).or_default() += 1;
-        let delay = if rng.chance(10) {
-            0 // during start-up recovery
-        } else {
-            rng.below(max_delay)
+        let kill_at = match rng.below(10) {
+            0 => KillAt::Start,
+            1..=3 => KillAt::Delay,
+            _ => KillAt::Progress(rng.below(100)),
         };
         match action {
             "ingest" => {
@@ -760,12 +803,40 @@ fn sigkill_at_random_points_loses_duplicates_and_corrupts_nothing() {
                 }
             }
         }
-        // The random delay before the kill is the point of the soak, not synchronization.
-        std::thread::sleep(Duration::from_millis(delay));
+        match kill_at {
+            KillAt::Start => {}
+            KillAt::Delay => {
+                // The random delay before the kill is the point of the soak, not synchronization.
+                std::thread::sleep(Duration::from_millis(rng.below(run_ms + run_ms / 4 + 1)));
+            }
+            KillAt::Progress(percent) => {
+                // Kill once the running job has done `percent` of its items (0: during its scan),
+                // or when it ends first.
+                let start_by = Instant::now() + Duration::from_secs(3);
+                let give_up = Instant::now() + Duration::from_secs(120);
+                let mut seen = false;
+                while Instant::now() < give_up {
+                    match soak.progress() {
+                        Some((done, total)) => {
+                            seen = true;
+                            if done * 100 >= percent * total {
+                                break;
+                            }
+                        }
+                        None if seen || Instant::now() > start_by => break,
+                        None => {}
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
         if soak.kill() {
             mid_job += 1;
         }
         soak.reap();
+        if let Some(ms) = soak.recent_run_ms() {
+            run_ms = ms.clamp(20, max_delay);
+        }
         if kills >= 20 && (k + 1) % 10 == 0 {
             let _ = writeln!(log, "soak: {} kills after {:.0?}", k + 1, started.elapsed());
         }
