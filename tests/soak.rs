@@ -579,6 +579,7 @@ struct Verdict {
     corrupt: Vec<String>,
     running_jobs: i64,
     quarantined: i64,
+    internal: i64,
     integrity: Vec<String>,
 }
 
@@ -638,6 +639,15 @@ fn verify(soak: &Soak, corpus: &Corpus) -> Verdict {
     }
     v.running_jobs = soak.count_jobs("state = 'running'");
     v.quarantined = soak.count_jobs("state = 'quarantined'");
+    // A bug in futurnal (class `internal`) at any point of the soak, even if a retry hid it.
+    v.internal = soak
+        .queue()
+        .query_row(
+            "SELECT COUNT(*) FROM job_events WHERE reason LIKE 'internal:%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count internal failures");
 
     let expected = expected_documents(corpus);
     v.expected = expected.len();
@@ -867,7 +877,7 @@ fn sigkill_at_random_points_loses_duplicates_and_corrupts_nothing() {
     let summary = format!(
         "soak: kills {kills} ({mid_job} with a job running), lost {}, duplicated {}, corrupt {}, \
          running jobs {}, integrity {}, {} documents checked, {} files ({} bad, {} jobs \
-         quarantined), seed {seed}, actions {actions:?}, duration {:.1?}",
+         quarantined), internal failures {}, seed {seed}, actions {actions:?}, duration {:.1?}",
         v.lost.len(),
         v.duplicated.len(),
         v.corrupt.len() + v.integrity.len(),
@@ -885,10 +895,10 @@ fn sigkill_at_random_points_loses_duplicates_and_corrupts_nothing() {
             .filter(|f| f.kind == Kind::Bad)
             .count(),
         v.quarantined,
+        v.internal,
         started.elapsed(),
     );
     let _ = writeln!(log, "{summary}");
-    println!("{summary}");
     let sample = |l: &[String]| l.iter().take(10).cloned().collect::<Vec<_>>();
     assert!(
         v.lost.is_empty()
@@ -902,4 +912,32 @@ fn sigkill_at_random_points_loses_duplicates_and_corrupts_nothing() {
         sample(&v.corrupt),
         v.integrity
     );
+}
+
+/// Two source runs that start together on a fresh home both open store.db for the first time: both
+/// must succeed (the migration must not be applied twice). Found by the soak: the second run was
+/// quarantined `internal: document store: migration failed: table documents already exists`.
+#[test]
+#[ignore = "fails until db::migrate reads user_version and migrates inside one IMMEDIATE transaction"]
+fn concurrent_first_opens_of_the_store_all_succeed() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let barrier = std::sync::Barrier::new(4);
+        let errors: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        futurnal::store::Store::open(&path).err().map(|f| f.message)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+    }
 }
