@@ -92,6 +92,11 @@ impl Home {
     pub fn recovery_marker(&self) -> PathBuf {
         self.root.join(".orchestrator_recovery")
     }
+    /// Space kept allocated beside queue.db and released on a full disk, so a job's outcome can
+    /// still be recorded there (see `workers`).
+    pub fn queue_reserve(&self) -> PathBuf {
+        self.root.join("queue.db-reserve")
+    }
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("orchestrator.lock")
     }
@@ -271,7 +276,9 @@ fn role(rel: &Path) -> Role {
     };
     match (first.as_ref(), second.as_deref()) {
         ("logs" | "backups", None) => Role::WrittenDir,
-        ("orchestrator.lock" | ".orchestrator_recovery", None) => Role::WrittenFile,
+        ("orchestrator.lock" | ".orchestrator_recovery" | "queue.db-reserve", None) => {
+            Role::WrittenFile
+        }
         (name, None)
             if DATABASES.iter().any(|db| {
                 name == *db

@@ -1,7 +1,8 @@
 //! The daemon's log: `logs/orchestrator.log`, size-rotated.
 //!
 //! Owns: where daemon log lines go and how the file is rotated.
-//! Invariants: the log file is created 0600; rotation keeps `KEEP` old files
+//! Invariants: the log file is created 0600 and opened O_NOFOLLOW (never written through a
+//! planted link); a line that cannot be written (a full disk) is dropped, never fatal; rotation keeps `KEEP` old files
 //! (`orchestrator.log.1` newest); a foreground daemon also logs to the terminal; neither sink gets
 //! colour codes. `FUTURNAL_LOG` sets the filter (default `info`).
 
@@ -81,9 +82,13 @@ impl Write for RotatingFile {
 pub fn init_daemon(log_file: RotatingFile, also_terminal: bool) {
     let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
     let file_writer = Mutex::new(log_file);
+    // A log line that cannot be written (a full disk) is dropped. By default the subscriber
+    // reports that with `eprintln!`, which panics when stderr (redirected into this same full
+    // log) fails too, and that panic killed the daemon about a minute after the disk filled.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .log_internal_errors(false);
     // No colour codes in either sink: the file must stay plain, and one layer serves both.
     if also_terminal {
         let _ = builder

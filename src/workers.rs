@@ -128,11 +128,7 @@ impl Pool {
                 running: HashMap::new(),
                 unrecorded: Vec::new(),
                 record_retry_at: Instant::now(),
-                reserve: {
-                    let mut p = home.queue_db().into_os_string();
-                    p.push("-reserve");
-                    p.into()
-                },
+                reserve: home.queue_reserve(),
                 reserve_check_at: Instant::now(),
                 quiet: std::cell::Cell::new(false),
                 tx,

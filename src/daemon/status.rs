@@ -32,6 +32,17 @@ pub struct Status {
     pub last_recovery: Option<Recovery>,
     pub database: Option<DbFacts>,
     pub heartbeat_age_seconds: Option<i64>,
+    /// Free space on the home's filesystem (issue 7: a full disk is reported, not fatal).
+    pub disk: Option<Disk>,
+}
+
+/// Free space of the home's filesystem against `queue.min_free_mb`.
+#[derive(Debug, Serialize)]
+pub struct Disk {
+    pub free_bytes: u64,
+    pub min_free_bytes: u64,
+    /// Below the minimum: job outcomes and new jobs may not be recorded until space is freed.
+    pub low: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +113,10 @@ pub fn collect(home: &Home, config: Result<&Loaded, String>, verbose: bool) -> S
                 .is_some_and(|l| l.instance_id == i.instance_id)
     });
     let now = now_ms();
+    let min_free_mb = config
+        .as_ref()
+        .map(|l| l.config.queue.min_free_mb)
+        .unwrap_or_else(|_| crate::config::Queue::default().min_free_mb);
     let (config_path, config_present, config_error, workers_max) = match config {
         Ok(l) => (
             display_path(&l.file.path),
@@ -154,6 +169,14 @@ pub fn collect(home: &Home, config: Result<&Loaded, String>, verbose: bool) -> S
         }),
         database,
         heartbeat_age_seconds: live.map(|i| (now - i.heartbeat_at) / 1000),
+        disk: crate::home::free_bytes(home.root()).ok().map(|free| {
+            let min = min_free_mb.saturating_mul(1024 * 1024);
+            Disk {
+                free_bytes: free,
+                min_free_bytes: min,
+                low: free < min,
+            }
+        }),
     }
 }
 
@@ -215,6 +238,18 @@ pub fn render_table(s: &Status, home: &Home, verbose: bool) -> String {
     ));
     if let Some(e) = s.queue.get("error").and_then(Value::as_str) {
         rows.push(("queue error", e.to_string()));
+    }
+    if let Some(d) = s.disk.as_ref().filter(|d| d.low) {
+        rows.push((
+            "disk",
+            format!(
+                "only {} free, below queue.min_free_mb ({}): job outcomes and new jobs are not \
+                 recorded until space is freed (futurnal help runbook {})",
+                display::size(d.free_bytes),
+                display::size(d.min_free_bytes),
+                crate::runbook::topics::DISK_LOW
+            ),
+        ));
     }
     if let Some(r) = &s.last_recovery {
         rows.push((
