@@ -374,22 +374,28 @@ pub fn user_version(conn: &Connection) -> Result<i64, OpenError> {
 
 fn migrate(conn: &Connection, migrations: &[&str]) -> Result<(), OpenError> {
     let supported = migrations.len() as i64;
-    let current = user_version(conn)?;
-    if current > supported {
-        return Err(OpenError::Newer {
-            found: current,
-            supported,
-        });
-    }
-    for (i, migration) in migrations.iter().enumerate().skip(current as usize) {
-        let version = i as i64 + 1;
-        let tx = conn.unchecked_transaction().map_err(sql)?;
+    // Each step reads the version and migrates under one write lock (BEGIN IMMEDIATE): two
+    // processes opening a new database at once (the daemon's first run and a CLI command, say)
+    // must not both apply the same migration.
+    loop {
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| OpenError::Sqlite(e, "migration failed"))?;
+        let current = user_version(&tx)?;
+        if current > supported {
+            return Err(OpenError::Newer {
+                found: current,
+                supported,
+            });
+        }
+        let Some(migration) = migrations.get(current as usize) else {
+            return Ok(());
+        };
         tx.execute_batch(migration)
-            .and_then(|_| tx.execute_batch(&format!("PRAGMA user_version = {version}")))
+            .and_then(|_| tx.execute_batch(&format!("PRAGMA user_version = {}", current + 1)))
             .and_then(|_| tx.commit())
             .map_err(|e| OpenError::Sqlite(e, "migration failed"))?;
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -399,6 +405,32 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Found by the crash soak: the daemon's first run and a CLI command opening a new store at
+    /// once both applied its first migration, and one failed with "table already exists".
+    #[test]
+    fn concurrent_first_opens_all_succeed() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("store.db");
+            let barrier = std::sync::Barrier::new(4);
+            let errors: Vec<String> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..4)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            crate::store::Store::open(&path).err().map(|f| f.message)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .filter_map(|h| h.join().unwrap())
+                    .collect()
+            });
+            assert!(errors.is_empty(), "{errors:?}");
+        }
     }
 
     /// Files SQLite creates beside a database get the database's mode, whatever the umask.
