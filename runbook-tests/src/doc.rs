@@ -8,7 +8,9 @@
 //! - a ```` ```bash ```` (or `sh`) block runs; a ```` ```output ```` block right after it is its
 //!   expected output;
 //! - `<!-- runbook: key=value ... -->` on its own line sets directives for the next bash block:
-//!   `skip="reason"`, `exit=N`, `timeout=SECONDS`, `session=fresh`;
+//!   `skip="reason"`, `exit=N`, `timeout=SECONDS`, `session=fresh`, `needs=CONDITION`;
+//! - `<!-- runbook: section needs=CONDITION -->` gives every step up to the next heading of the
+//!   same or a higher level (visible and hidden) that precondition;
 //! - `<!-- runbook: hidden [directives]` followed by script lines and `-->` is a step readers
 //!   never see;
 //! - inside a bash block, a line starting with `~` runs but is hidden (mdBook `hidelines`).
@@ -26,8 +28,40 @@ pub const OUTPUT_LANG: &str = "output";
 /// Languages the harness executes (with bash).
 pub const RUNNABLE_LANGS: &[&str] = &["bash", "sh"];
 pub const DIRECTIVE_KEYS: &[&str] = &[
-    "skip", "exit", "timeout", "session", "hidden", "fix", "check",
+    "skip", "exit", "timeout", "session", "needs", "section", "hidden", "fix", "check",
 ];
+
+/// What a step can need from the machine that runs it (`needs=`). The runner decides whether it
+/// holds; a step whose precondition fails is skipped with the reason, never run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// The harness runs as root (uid 0): mounting a filesystem, say.
+    Root,
+}
+
+/// Precondition words accepted by `needs=`, with what each requires.
+pub const PRECONDITIONS: &[(&str, Precondition, &str)] = &[(
+    "root",
+    Precondition::Root,
+    "the harness runs as root (uid 0), for example to mount a small filesystem",
+)];
+
+impl Precondition {
+    pub fn word(self) -> &'static str {
+        PRECONDITIONS
+            .iter()
+            .find(|(_, p, _)| *p == self)
+            .map(|(w, _, _)| *w)
+            .unwrap_or("?")
+    }
+}
+
+/// A step's precondition, and why the step needs it (`needs="root: why"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Need {
+    pub condition: Precondition,
+    pub why: Option<String>,
+}
 
 /// One executable step of a chapter.
 #[derive(Debug, Clone)]
@@ -46,6 +80,8 @@ pub struct Step {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Directives {
     pub skip: Option<String>,
+    /// Run only where this precondition holds; otherwise skipped with its reason.
+    pub needs: Option<Need>,
     pub exit: i32,
     pub timeout_secs: Option<u64>,
     pub fresh_session: bool,
@@ -152,6 +188,16 @@ fn parse_steps(text: &str) -> (Vec<Step>, Vec<DocError>) {
     let mut code: Option<(String, usize, Range<usize>)> = None; // (info, start offset, range)
     let mut code_text = String::new();
     let mut depth_is_block_start;
+    // Level of the heading the parser is under (None before the first heading).
+    let mut heading_level: Option<u8> = None;
+    // An open `section needs=...`: the heading level it ends at (None: the end of the chapter).
+    let mut section: Option<(Option<u8>, Need)> = None;
+    let with_section = |mut d: Directives, section: &Option<(Option<u8>, Need)>| {
+        if d.needs.is_none() {
+            d.needs = section.as_ref().map(|(_, n)| n.clone());
+        }
+        d
+    };
 
     let parser = new_cmark_parser(text, &MarkdownOptions::default()).into_offset_iter();
     for (event, range) in parser {
@@ -177,6 +223,16 @@ fn parse_steps(text: &str) -> (Vec<Step>, Vec<DocError>) {
             }
         }
         match event {
+            Event::Start(Tag::Heading { level, .. }) => {
+                let level = level as u8;
+                if section
+                    .as_ref()
+                    .is_some_and(|(end, _)| end.is_some_and(|end| level <= end))
+                {
+                    section = None;
+                }
+                heading_level = Some(level);
+            }
             Event::Start(Tag::CodeBlock(kind)) => {
                 let info = match kind {
                     CodeBlockKind::Fenced(info) => info.to_string(),
@@ -213,7 +269,10 @@ fn parse_steps(text: &str) -> (Vec<Step>, Vec<DocError>) {
                 }
                 if RUNNABLE_LANGS.contains(&lang.as_str()) {
                     let (script, visible) = split_hidden_lines(&code_text);
-                    let directives = pending.take().map(|p| p.directives).unwrap_or_default();
+                    let directives = with_section(
+                        pending.take().map(|p| p.directives).unwrap_or_default(),
+                        &section,
+                    );
                     steps.push(Step {
                         line,
                         hidden: false,
@@ -267,9 +326,20 @@ fn parse_steps(text: &str) -> (Vec<Step>, Vec<DocError>) {
                             hidden: true,
                             script,
                             visible: String::new(),
-                            directives,
+                            directives: with_section(directives, &section),
                             expected: None,
                         });
+                    }
+                    Ok(Comment::Section(need)) => {
+                        if section.is_some() {
+                            errors.push(DocError {
+                                line,
+                                message: "a `section` directive is already open here; one \
+                                          section directive per heading"
+                                    .into(),
+                            });
+                        }
+                        section = Some((heading_level, need));
                     }
                     Err(message) => errors.push(DocError { line, message }),
                 }
@@ -312,11 +382,23 @@ fn parse_steps(text: &str) -> (Vec<Step>, Vec<DocError>) {
                         .into(),
                 });
             }
-            if open_fix.take().is_none() {
-                errors.push(DocError {
+            match open_fix.take() {
+                None => errors.push(DocError {
                     line: step.line,
                     message: "this check has no `fix` block before it".into(),
-                });
+                }),
+                // Otherwise one of them could run without the other where the precondition fails.
+                Some(f) if steps[f].directives.needs != step.directives.needs => {
+                    errors.push(DocError {
+                        line: step.line,
+                        message: format!(
+                            "this check and its fix at line {} must have the same `needs`; \
+                             put `<!-- runbook: section needs=... -->` under the scenario's heading",
+                            steps[f].line
+                        ),
+                    })
+                }
+                Some(_) => {}
             }
         }
     }
@@ -341,6 +423,12 @@ fn parse_steps(text: &str) -> (Vec<Step>, Vec<DocError>) {
             errors.push(DocError {
                 line: step.line,
                 message: format!("a hidden step cannot be skipped (skip=\"{reason}\"); delete it"),
+            });
+        }
+        if step.directives.skip.is_some() && step.directives.needs.is_some() {
+            errors.push(DocError {
+                line: step.line,
+                message: "`skip` and `needs` on one block: skip always wins; keep one".into(),
             });
         }
     }
@@ -381,6 +469,8 @@ fn expected_block(text: &str, range: Range<usize>, line: usize, content: &str) -
 
 enum Comment {
     Directives(Directives),
+    /// `section needs=...`: a precondition for the rest of the section.
+    Section(Need),
     Hidden {
         directives: Directives,
         script: String,
@@ -408,9 +498,12 @@ fn parse_directive_comment(raw: &str) -> Result<Comment, String> {
     };
     let mut directives = Directives::default();
     let mut hidden = false;
+    let mut section = false;
     for (key, value) in tokenize(first)? {
         match (key.as_str(), value) {
             ("hidden", None) => hidden = true,
+            ("section", None) => section = true,
+            ("needs", Some(v)) => directives.needs = Some(parse_need(&v)?),
             ("fix", None) => directives.fix = true,
             ("check", None) => directives.check = true,
             ("skip", Some(reason)) if !reason.trim().is_empty() => directives.skip = Some(reason),
@@ -455,6 +548,23 @@ fn parse_directive_comment(raw: &str) -> Result<Comment, String> {
         }
     }
     let script = rest.trim_end();
+    if section {
+        return match directives.needs.take() {
+            Some(need)
+                if !hidden && script.trim().is_empty() && directives == Directives::default() =>
+            {
+                Ok(Comment::Section(need))
+            }
+            Some(_) => Err(
+                "`section` takes only `needs=` and stands alone: <!-- runbook: section \
+                 needs=CONDITION -->"
+                    .into(),
+            ),
+            None => {
+                Err("`section` needs a precondition: <!-- runbook: section needs=root -->".into())
+            }
+        };
+    }
     if hidden {
         if script.trim().is_empty() {
             return Err("a hidden step needs script lines after `<!-- runbook: hidden`".into());
@@ -473,6 +583,31 @@ fn parse_directive_comment(raw: &str) -> Result<Comment, String> {
         return Err("empty runbook directive".into());
     }
     Ok(Comment::Directives(directives))
+}
+
+/// `needs=root` or `needs="root: why the step needs it"`.
+fn parse_need(value: &str) -> Result<Need, String> {
+    let (word, why) = match value.split_once(':') {
+        Some((w, why)) => (w.trim(), Some(why.trim()).filter(|s| !s.is_empty())),
+        None => (value.trim(), None),
+    };
+    let known = || {
+        PRECONDITIONS
+            .iter()
+            .map(|(w, _, _)| *w)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some((_, condition, _)) = PRECONDITIONS.iter().find(|(w, _, _)| *w == word) else {
+        return Err(format!(
+            "unknown precondition `{word}` in needs=; known: {}",
+            known()
+        ));
+    };
+    Ok(Need {
+        condition: *condition,
+        why: why.map(str::to_string),
+    })
 }
 
 /// `key`, `key=value` and `key="quoted value"` tokens.
@@ -630,5 +765,89 @@ mod tests {
         let e = steps[0].expected.as_ref().unwrap();
         assert_eq!(e.text, "");
         assert!(e.content.is_empty());
+    }
+
+    fn root(why: Option<&str>) -> Option<Need> {
+        Some(Need {
+            condition: Precondition::Root,
+            why: why.map(str::to_string),
+        })
+    }
+
+    #[test]
+    fn needs_on_a_block_and_on_a_hidden_step() {
+        let md = "<!-- runbook: needs=root -->\n```bash\nmount\n```\n\n\
+                  <!-- runbook: hidden needs=\"root: mounts a tmpfs\"\nmount -t tmpfs x y\n-->\n\n\
+                  ```bash\ntrue\n```\n";
+        let (steps, errors) = parse(md);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(steps[0].directives.needs, root(None));
+        assert!(steps[1].hidden);
+        assert_eq!(steps[1].directives.needs, root(Some("mounts a tmpfs")));
+        assert_eq!(steps[2].directives.needs, None);
+    }
+
+    #[test]
+    fn section_needs_covers_every_step_to_the_next_heading_of_its_level() {
+        let md = "# C\n\n```bash\nbefore\n```\n\n## Full disk\n\n\
+                  <!-- runbook: section needs=\"root: mounts a tmpfs\" -->\n\n\
+                  <!-- runbook: hidden\nsetup\n-->\n\n### Deeper\n\n```bash\ndiagnose\n```\n\n\
+                  <!-- runbook: fix -->\n```bash\nfix\n```\n\n<!-- runbook: hidden check\ncheck\n-->\n\n\
+                  ## Next\n\n```bash\nafter\n```\n";
+        let (steps, errors) = parse(md);
+        assert!(errors.is_empty(), "{errors:?}");
+        let needs: Vec<_> = steps
+            .iter()
+            .map(|s| (s.script.trim(), s.directives.needs.is_some()))
+            .collect();
+        assert_eq!(
+            needs,
+            [
+                ("before", false),
+                ("setup", true),
+                ("diagnose", true),
+                ("fix", true),
+                ("check", true),
+                ("after", false),
+            ]
+        );
+        assert_eq!(steps[1].directives.needs, root(Some("mounts a tmpfs")));
+        // Before any heading, a section lasts to the end of the chapter.
+        let (steps, errors) =
+            parse("<!-- runbook: section needs=root -->\n\n# A\n\n```bash\nx\n```\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(steps[0].directives.needs, root(None));
+    }
+
+    #[test]
+    fn needs_mistakes_are_errors() {
+        let err = |md: &str| {
+            let (_, errors) = parse(md);
+            assert_eq!(errors.len(), 1, "{md}: {errors:?}");
+            errors[0].message.clone()
+        };
+        assert!(
+            err("<!-- runbook: needs=rot -->\n```bash\ntrue\n```\n")
+                .contains("unknown precondition `rot` in needs=; known: root")
+        );
+        assert!(
+            err("<!-- runbook: neds=root -->\n```bash\ntrue\n```\n")
+                .contains("did you mean `needs`")
+        );
+        assert!(err("<!-- runbook: needs -->\n```bash\ntrue\n```\n").contains("needs a value"));
+        assert!(err("<!-- runbook: section -->\n").contains("`section` needs a precondition"));
+        assert!(
+            err("<!-- runbook: section needs=root exit=1 -->\n").contains("takes only `needs=`")
+        );
+        assert!(
+            err("<!-- runbook: skip=\"x\" needs=root -->\n```bash\ntrue\n```\n")
+                .contains("skip always wins")
+        );
+        // A fix that could be skipped while its check runs (or the other way round).
+        assert!(
+            err("<!-- runbook: fix needs=root -->\n```bash\nfix\n```\n\n\
+                 <!-- runbook: hidden check\ncheck\n-->\n")
+            .contains("must have the same `needs`")
+        );
     }
 }

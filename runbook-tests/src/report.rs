@@ -1,6 +1,8 @@
 //! The harness report: counts, skip reasons, and one readable entry per failure.
 //!
-//! Invariant: every failure names `file:line`, the command, what differed, and how to re-bless.
+//! Invariant: every failure names `file:line`, the command, what differed, and how to re-bless;
+//! every skipped block is listed with its reason (consecutive blocks of a file skipped for one
+//! reason share a line) and counted.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -66,8 +68,26 @@ pub fn render(summary: &Summary, opts: &Options) -> String {
             out.push('\n');
         }
         let _ = writeln!(out, "skipped blocks:");
-        for s in &skipped {
-            let _ = writeln!(out, "  {}:{}: {}", rel(&s.file), s.line, s.reason);
+        // A scenario skipped for a precondition skips all its steps: one line, not one per step.
+        let mut i = 0;
+        while i < skipped.len() {
+            let first = skipped[i];
+            let run = skipped[i..]
+                .iter()
+                .take_while(|s| s.file == first.file && s.reason == first.reason)
+                .count();
+            let lines: Vec<String> = skipped[i..i + run]
+                .iter()
+                .map(|s| s.line.to_string())
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {}:{}: {}",
+                rel(&first.file),
+                lines.join(","),
+                first.reason
+            );
+            i += run;
         }
     }
     let failed = summary.failures().count();
@@ -104,5 +124,45 @@ fn plural(n: usize, word: &str) -> String {
         format!("{n} {word}")
     } else {
         format!("{n} {word}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::{ChapterResult, Skipped};
+    use std::path::PathBuf;
+
+    fn skipped(file: &str, line: usize, reason: &str) -> Skipped {
+        Skipped {
+            file: PathBuf::from(file),
+            line,
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn skipped_blocks_are_counted_and_listed_with_reasons_grouped_per_run() {
+        let summary = Summary {
+            chapters: vec![ChapterResult {
+                file: PathBuf::from("a.md"),
+                executed: 3,
+                skipped: vec![
+                    skipped("a.md", 5, "touches the crontab"),
+                    skipped("a.md", 10, "needs root; the harness runs as uid 1000"),
+                    skipped("a.md", 14, "needs root; the harness runs as uid 1000"),
+                    skipped("a.md", 20, "touches the crontab"),
+                ],
+                ..Default::default()
+            }],
+        };
+        let text = render(&summary, &Options::default());
+        assert_eq!(
+            text,
+            "skipped blocks:\n  a.md:5: touches the crontab\n  \
+             a.md:10,14: needs root; the harness runs as uid 1000\n  \
+             a.md:20: touches the crontab\n\n\
+             runbook: 1 chapter, 3 blocks executed, 4 skipped, 0 failed\n"
+        );
     }
 }

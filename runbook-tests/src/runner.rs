@@ -1,14 +1,17 @@
 //! Running a chapter: one bash session per chapter, one process per block, hermetic directories.
 //!
 //! Owns: the per-chapter sandbox (temp HOME, TMPDIR, clean environment), carrying shell state
-//! (variables, functions, cwd) from block to block, per-block timeouts, and killing every process
-//! a chapter started when it ends.
+//! (variables, functions, cwd) from block to block, per-block timeouts, preconditions (`needs=`)
+//! and killing every process a chapter started when it ends.
 //! Invariants: a chapter never sees the invoking user's HOME or environment; every process it
 //! starts (including daemons that detach into their own session) carries the chapter's
-//! `RUNBOOK_SESSION` token and is killed by it, whatever happened; no fixed sleeps.
+//! `RUNBOOK_SESSION` token and is killed by it, whatever happened; nothing a chapter mounted
+//! under its sandbox outlives it (lazily unmounted, after its processes are killed); a step
+//! whose precondition fails is counted skipped with the reason, never run; no fixed sleeps.
 
 use std::fs;
 use std::io::Read;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::doc::{Document, Step};
+use crate::doc::{Document, Precondition, Step};
 use crate::matcher::{Comparison, Normalizer, compare};
 
 /// How to run runbooks.
@@ -36,6 +39,47 @@ pub struct Options {
     pub keep_temp: bool,
     /// The command a reader should run to bless, shown in failure reports.
     pub bless_hint: String,
+    /// What the machine offers, for `needs=` preconditions.
+    pub host: Host,
+}
+
+/// Facts about the machine that decide `needs=` preconditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Host {
+    /// The effective user id; 0 is root.
+    pub uid: u32,
+}
+
+impl Host {
+    pub fn detect() -> Host {
+        Host {
+            uid: rustix::process::geteuid().as_raw(),
+        }
+    }
+
+    fn holds(&self, condition: Precondition) -> bool {
+        match condition {
+            Precondition::Root => self.uid == 0,
+        }
+    }
+}
+
+/// Why this step does not run here (`skip=`, or a `needs=` precondition that fails), if so.
+pub fn skip_reason(step: &Step, host: &Host) -> Option<String> {
+    if let Some(reason) = &step.directives.skip {
+        return Some(reason.clone());
+    }
+    let need = step.directives.needs.as_ref()?;
+    if host.holds(need.condition) {
+        return None;
+    }
+    let what = match need.condition {
+        Precondition::Root => format!("the harness runs as uid {}", host.uid),
+    };
+    Some(match &need.why {
+        Some(why) => format!("needs {} ({why}); {what}", need.condition.word()),
+        None => format!("needs {}; {what}", need.condition.word()),
+    })
 }
 
 impl Default for Options {
@@ -50,6 +94,7 @@ impl Default for Options {
             bless: false,
             keep_temp: false,
             bless_hint: "futurnal runbook check --bless FILE".into(),
+            host: Host::detect(),
         }
     }
 }
@@ -240,11 +285,13 @@ pub fn run_chapter(file: &Path, opts: &Options) -> ChapterResult {
     // The fix whose check has not run yet, for the scenario protocol.
     let mut open_fix: Option<usize> = None;
     for (index, step) in doc.steps.iter().enumerate() {
-        if let Some(reason) = &step.directives.skip {
+        // The parser gives a fix and its check the same precondition, so a scenario is skipped
+        // whole or runs whole.
+        if let Some(reason) = skip_reason(step, &opts.host) {
             result.skipped.push(Skipped {
                 file: file.to_path_buf(),
                 line: step.line,
-                reason: reason.clone(),
+                reason,
             });
             continue;
         }
@@ -371,6 +418,9 @@ pub fn run_chapter(file: &Path, opts: &Options) -> ChapterResult {
         }
     }
     sandbox.kill_session_processes();
+    for problem in sandbox.unmount_all() {
+        result.failures.push(doc_failure(file, 0, problem));
+    }
     if !edits.is_empty() {
         let mut text = doc.text.clone();
         edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
@@ -645,6 +695,41 @@ impl Sandbox {
         }
     }
 
+    /// Lazily unmount everything mounted at or under the sandbox, deepest first (a scenario that
+    /// mounts a small filesystem and fails halfway must not leave it behind). Returns what could
+    /// not be unmounted.
+    fn unmount_all(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        // Mounts can be stacked on one point; each round removes the top of every stack.
+        for _ in 0..8 {
+            let mounts = mounts_under(&self.root);
+            if mounts.is_empty() {
+                return problems;
+            }
+            problems.clear();
+            for point in mounts {
+                let out = Command::new("umount")
+                    .arg("-l")
+                    .arg(&point)
+                    .stdin(Stdio::null())
+                    .output();
+                match out {
+                    Ok(o) if o.status.success() => {}
+                    Ok(o) => problems.push(format!(
+                        "cannot unmount {} that the chapter mounted: {}",
+                        point.display(),
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    )),
+                    Err(e) => problems.push(format!(
+                        "cannot unmount {} that the chapter mounted: umount: {e}",
+                        point.display()
+                    )),
+                }
+            }
+        }
+        problems
+    }
+
     fn keep(mut self) -> PathBuf {
         if let Some(dir) = self.dir.take() {
             let _ = dir.keep();
@@ -656,6 +741,8 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.kill_session_processes();
+        // Already done at the end of a chapter; this covers a harness panic.
+        let _ = self.unmount_all();
         // A runbook may leave a folder at mode 000 (a permissions scenario that failed halfway);
         // make everything removable again so the temporary directory does not leak.
         if self.dir.is_some() {
@@ -712,6 +799,43 @@ fn unprivileged_prefix() -> Option<Vec<String>> {
     })
 }
 
+/// Mount points at or below `dir` in this process's mount namespace (the one blocks run in),
+/// deepest first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(std::ffi::OsString::from_vec(unescape_mountinfo(field))))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out.dedup();
+    out
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as `\NNN` (octal).
+fn unescape_mountinfo(field: &str) -> Vec<u8> {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && let Some(oct) = bytes.get(i + 1..i + 4)
+            && oct.iter().all(|b| (b'0'..=b'7').contains(b))
+        {
+            out.push(oct.iter().fold(0u8, |n, b| n.wrapping_mul(8) + (b - b'0')));
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
 fn kill_group(pid: u32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
@@ -756,4 +880,100 @@ fn processes_with_env(needle: &str) -> Vec<i32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chapter(md: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("chapter.md");
+        fs::write(&file, md).unwrap();
+        (dir, file)
+    }
+
+    fn opts(uid: u32) -> Options {
+        Options {
+            host: Host { uid },
+            default_timeout: Duration::from_secs(20),
+            ..Default::default()
+        }
+    }
+
+    /// A scenario under `section needs=root`: setup, diagnosis, fix and check.
+    const ROOT_SCENARIO: &str = "# C\n\n```bash\necho always\n```\n\n## Needs root\n\n\
+        <!-- runbook: section needs=\"root: to mount a tmpfs\" -->\n\n\
+        <!-- runbook: hidden\nrm -f ~/fixed\n-->\n\n```bash\necho diagnose\n```\n\n\
+        ```output\ndiagnose\n```\n\n<!-- runbook: fix -->\n```bash\ntouch ~/fixed\n```\n\n\
+        <!-- runbook: hidden check\ntest -e ~/fixed\n-->\n\n## After\n\n```bash\necho after\n```\n";
+
+    #[test]
+    fn a_failed_precondition_skips_the_whole_scenario_with_its_reason() {
+        let (_dir, file) = chapter(ROOT_SCENARIO);
+        let r = run_chapter(&file, &opts(1000));
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert_eq!(r.executed, 2);
+        assert_eq!(r.scenarios, 0);
+        let skipped: Vec<(usize, &str)> = r
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.reason.as_str()))
+            .collect();
+        let reason = "needs root (to mount a tmpfs); the harness runs as uid 1000";
+        assert_eq!(
+            skipped,
+            [(11, reason), (15, reason), (24, reason), (28, reason)]
+        );
+    }
+
+    #[test]
+    fn a_precondition_that_holds_runs_the_scenario_in_full() {
+        let (_dir, file) = chapter(ROOT_SCENARIO);
+        let r = run_chapter(&file, &opts(0));
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+        // always, setup, diagnose, control, fix, check, fix again, check again, after.
+        assert_eq!(r.executed, 9);
+        assert_eq!(r.scenarios, 1);
+    }
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(
+            unescape_mountinfo(r"/tmp/a\040b\011c\134d\012"),
+            b"/tmp/a b\tc\\d\n"
+        );
+        assert_eq!(unescape_mountinfo(r"/x\04"), b"/x\\04");
+    }
+
+    /// A chapter that mounts a tmpfs in its home and then fails leaves no mount behind. Needs
+    /// root (as CI has); elsewhere it says why it did not run.
+    #[test]
+    fn a_failed_chapter_leaves_no_mount_behind() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return;
+        }
+        let (_dir, file) = chapter(
+            "```bash\nmkdir -p ~/disk/inner\nmount -t tmpfs -o size=1m tmpfs ~/disk\n\
+             mkdir ~/disk/inner\nmount -t tmpfs -o size=1m tmpfs ~/disk/inner\n\
+             grep -c \" $HOME/disk\" /proc/self/mountinfo\n```\n\n```output\n2\n```\n\n\
+             ```bash\nfalse\n```\n",
+        );
+        let r = run_chapter(
+            &file,
+            &Options {
+                keep_temp: true,
+                ..opts(0)
+            },
+        );
+        let kept = r.kept_dir.clone().expect("kept sandbox");
+        let left = mounts_under(&kept);
+        let _ = fs::remove_dir_all(&kept);
+        assert_eq!(r.executed, 2, "{:?}", r.failures);
+        assert_eq!(r.failures.len(), 1, "{:?}", r.failures);
+        assert_eq!(r.failures[0].line, 13, "{:?}", r.failures);
+        assert!(left.is_empty(), "left mounted: {left:?}");
+    }
 }
