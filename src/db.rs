@@ -216,7 +216,8 @@ pub fn store_failure(path: &Path, e: OpenError) -> crate::failure::Failure {
     } else {
         format!("document store: {e}")
     };
-    crate::failure::Failure::new(e.class(), message)
+    // The path is declared so that `security.path_redaction` replaces it exactly.
+    crate::failure::Failure::new(e.class(), message).naming(path)
 }
 
 /// The operator's view of a store.db that a command could not read (`failure` is what the store

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::failure::{ErrorClass, Failure};
+use crate::failure::Failure;
 use crate::queue::now_ms;
 use crate::sources::{Candidate, ParsedDoc, Skipped, chunk_boundaries};
 
@@ -114,26 +114,13 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE documents (
 /// Target size of a chunk, in bytes of normalized text.
 pub const CHUNK_TARGET: usize = 1500;
 
-/// Store errors are classified from SQLite's result code: a busy store means "retry later",
-/// a full disk `resource_exhausted`.
-trait Classified: std::fmt::Display {
-    fn class(&self) -> ErrorClass;
-}
-
-impl Classified for rusqlite::Error {
-    fn class(&self) -> ErrorClass {
-        crate::db::sqlite_class(self)
-    }
-}
-
-impl Classified for crate::db::OpenError {
-    fn class(&self) -> ErrorClass {
-        crate::db::OpenError::class(self)
-    }
-}
-
-fn store_err(e: impl Classified) -> Failure {
-    Failure::new(e.class(), format!("document store: {e}"))
+/// A store error, classified from SQLite's result code (a busy store means "retry later", a full
+/// disk `resource_exhausted`). It gets the same diagnosis as a store that fails to open: damage
+/// found mid-run (SQLITE_CORRUPT from a query, a page that no longer reads as one) is `io_error`
+/// naming the store and the runbook topic; a store made unreadable meanwhile names the permission
+/// topic. The store's path is declared, so it is redacted by policy.
+fn store_err(path: &Path, e: rusqlite::Error) -> Failure {
+    crate::db::store_failure(path, crate::db::diagnose(path, e, ""))
 }
 
 /// What a source run did to the store, per document.
@@ -232,19 +219,24 @@ impl Store {
             .prepare_cached(
                 "SELECT key, size, mtime_ns, status, documents FROM scan_state WHERE source = ?1",
             )
-            .map_err(store_err)?;
-        let mut rows = stmt.query([source]).map_err(store_err)?;
+            .map_err(|e| store_err(&self.path, e))?;
+        let mut rows = stmt.query([source]).map_err(|e| store_err(&self.path, e))?;
         let mut out = HashMap::new();
-        while let Some(r) = rows.next().map_err(store_err)? {
-            let status = r.get_ref(3).map_err(store_err)?.as_str().unwrap_or("");
+        while let Some(r) = rows.next().map_err(|e| store_err(&self.path, e))? {
+            let status = r
+                .get_ref(3)
+                .map_err(|e| store_err(&self.path, e))?
+                .as_str()
+                .unwrap_or("");
             out.insert(
-                r.get::<_, String>(0).map_err(store_err)?,
+                r.get::<_, String>(0)
+                    .map_err(|e| store_err(&self.path, e))?,
                 ScanRow {
-                    size: r.get::<_, i64>(1).map_err(store_err)? as u64,
-                    mtime_ns: r.get(2).map_err(store_err)?,
+                    size: r.get::<_, i64>(1).map_err(|e| store_err(&self.path, e))? as u64,
+                    mtime_ns: r.get(2).map_err(|e| store_err(&self.path, e))?,
                     ok: status == "ok",
                     skipped: status == "skipped",
-                    documents: r.get::<_, i64>(4).map_err(store_err)? as u64,
+                    documents: r.get::<_, i64>(4).map_err(|e| store_err(&self.path, e))? as u64,
                 },
             );
         }
@@ -257,7 +249,7 @@ impl Store {
             .prepare_cached("SELECT content_hash FROM scan_state WHERE source = ?1 AND key = ?2")
             .and_then(|mut s| s.query_row(params![source, key], |r| r.get(0)).optional())
             .map(Option::flatten)
-            .map_err(store_err)
+            .map_err(|e| store_err(&self.path, e))
     }
 
     /// The candidate that holds document `item` (itself for a file, the mbox for a message), if
@@ -267,7 +259,7 @@ impl Store {
             .prepare_cached("SELECT container FROM documents WHERE source = ?1 AND item = ?2")
             .and_then(|mut s| s.query_row(params![source, item], |r| r.get(0)).optional())
             .map(Option::flatten)
-            .map_err(store_err)
+            .map_err(|e| store_err(&self.path, e))
     }
 
     pub fn live_documents(&self, source: &str) -> Result<u64, Failure> {
@@ -278,7 +270,7 @@ impl Store {
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)
-            .map_err(store_err)
+            .map_err(|e| store_err(&self.path, e))
     }
 
     pub fn stats(&self) -> Result<HashMap<String, SourceStats>, Failure> {
@@ -289,7 +281,7 @@ impl Store {
                 "SELECT source, COUNT(*), COALESCE(SUM(size), 0), MAX(updated_at)
                  FROM documents WHERE deleted_at IS NULL GROUP BY source",
             )
-            .map_err(store_err)?;
+            .map_err(|e| store_err(&self.path, e))?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((
@@ -300,7 +292,7 @@ impl Store {
                 ))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(store_err)?;
+            .map_err(|e| store_err(&self.path, e))?;
         for (source, docs, bytes, last) in rows {
             let s = out.entry(source).or_default();
             s.documents = docs as u64;
@@ -312,11 +304,11 @@ impl Store {
             .prepare(
                 "SELECT source, COUNT(*) FROM scan_state WHERE status = 'skipped' GROUP BY source",
             )
-            .map_err(store_err)?;
+            .map_err(|e| store_err(&self.path, e))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(store_err)?;
+            .map_err(|e| store_err(&self.path, e))?;
         for (source, n) in rows {
             out.entry(source).or_default().skipped_items = n as u64;
         }
@@ -331,7 +323,7 @@ impl Store {
                 "SELECT key, COALESCE(reason, ''), size FROM scan_state
                  WHERE source = ?1 AND status = 'skipped' ORDER BY key LIMIT ?2",
             )
-            .map_err(store_err)?;
+            .map_err(|e| store_err(&self.path, e))?;
         stmt.query_map(params![source, limit as i64], |r| {
             Ok(SkippedRow {
                 item: r.get(0)?,
@@ -340,7 +332,7 @@ impl Store {
             })
         })
         .and_then(|rows| rows.collect())
-        .map_err(store_err)
+        .map_err(|e| store_err(&self.path, e))
     }
 
     /// The most recently updated live documents of a source.
@@ -356,7 +348,7 @@ impl Store {
                  FROM documents d WHERE d.source = ?1 AND d.deleted_at IS NULL
                  ORDER BY d.updated_at DESC, d.item LIMIT ?2",
             )
-            .map_err(store_err)?;
+            .map_err(|e| store_err(&self.path, e))?;
         stmt.query_map(params![source, limit as i64], |r| {
             Ok(DocumentRow {
                 item: r.get(0)?,
@@ -368,21 +360,27 @@ impl Store {
             })
         })
         .and_then(|rows| rows.collect())
-        .map_err(store_err)
+        .map_err(|e| store_err(&self.path, e))
     }
 
     pub fn transaction(&mut self) -> Result<StoreTx<'_>, Failure> {
+        let path = &self.path;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(store_err)?;
-        Ok(StoreTx { tx, now: now_ms() })
+            .map_err(|e| store_err(path, e))?;
+        Ok(StoreTx {
+            tx,
+            path,
+            now: now_ms(),
+        })
     }
 }
 
 /// One batch of store writes.
 pub struct StoreTx<'a> {
     tx: rusqlite::Transaction<'a>,
+    path: &'a Path,
     now: i64,
 }
 
@@ -428,7 +426,7 @@ impl StoreTx<'_> {
                 ])
             })
             .map(|_| ())
-            .map_err(store_err)
+            .map_err(|e| store_err(&self.path, e))
     }
 
     /// Record a successfully parsed candidate and its documents.
@@ -456,12 +454,12 @@ impl StoreTx<'_> {
                          WHERE source = ?1 AND container = ?2 AND container != item
                            AND deleted_at IS NULL",
                     )
-                    .map_err(store_err)?;
+                    .map_err(|e| store_err(&self.path, e))?;
                 stmt.query_map(params![source, candidate.key], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                .map_err(store_err)?
+                .map_err(|e| store_err(&self.path, e))?
             };
             for (id, item) in live {
                 if !items.contains(&item.as_str()) {
@@ -527,7 +525,7 @@ impl StoreTx<'_> {
                 )
                 .optional()
             })
-            .map_err(store_err)?;
+            .map_err(|e| store_err(&self.path, e))?;
         match ingested_at {
             None => counts.unchanged += 1,
             Some(at) if at == self.now => counts.new += 1,
@@ -541,7 +539,7 @@ impl StoreTx<'_> {
             .prepare_cached("UPDATE documents SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1")
             .and_then(|mut s| s.execute(params![id, self.now]))
             .map(|_| ())
-            .map_err(store_err)
+            .map_err(|e| store_err(&self.path, e))
     }
 
     /// Same content under a new size or mtime (a `touch`, a copy): remember the new stat only.
@@ -611,24 +609,26 @@ impl StoreTx<'_> {
                 .tx
                 .prepare_cached(sql)
                 .and_then(|mut s| s.execute(params![source, key, self.now]))
-                .map_err(store_err)?;
+                .map_err(|e| store_err(&self.path, e))?;
         }
         counts.deleted += n as u64;
         self.tx
             .prepare_cached("DELETE FROM scan_state WHERE source = ?1 AND key = ?2")
             .and_then(|mut s| s.execute(params![source, key]))
             .map(|_| ())
-            .map_err(store_err)
+            .map_err(|e| store_err(&self.path, e))
     }
 
     pub fn commit(self) -> Result<(), Failure> {
-        self.tx.commit().map_err(store_err)
+        let path = self.path;
+        self.tx.commit().map_err(|e| store_err(path, e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::ErrorClass;
     use serde_json::json;
 
     fn doc(item: &str, body: &str) -> Prepared {
@@ -829,6 +829,65 @@ mod tests {
                 ("b.png", "unsupported file type .png")
             ]
         );
+    }
+
+    /// Damage found mid-run (a page of the store that no longer reads as one: SQLITE_CORRUPT
+    /// from a query, long after the open) gets the diagnosis of a store found corrupt at open:
+    /// `io_error`, naming the store and the runbook topic, never a bare "malformed".
+    #[test]
+    fn a_page_damaged_after_open_is_diagnosed_as_a_corrupt_store() {
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let mut store = Store::open(&path).unwrap();
+        let mut counts = Counts::default();
+        let mut tx = store.transaction().unwrap();
+        for i in 0..400 {
+            let key = format!("note-{i:03}.md");
+            let body = format!("{key} ").repeat(200);
+            let d = doc(&key, &body);
+            tx.put("s", &cand(&key), &d.content_hash.clone(), &[d], &mut counts)
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        let (root, pages, page_size): (i64, i64, i64) = store
+            .conn
+            .query_row(
+                "SELECT (SELECT rootpage FROM sqlite_master WHERE name = 'scan_state'),
+                    (SELECT page_count FROM pragma_page_count),
+                    (SELECT page_size FROM pragma_page_size)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert!(
+            pages > 10 && root > 1,
+            "{pages} pages, scan_state at {root}"
+        );
+        drop(store);
+        // Overwrite the scan state's page (past the header and the schema on page 1).
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(SeekFrom::Start(((root - 1) * page_size) as u64))
+            .unwrap();
+        file.write_all(&vec![0x5a; page_size as usize]).unwrap();
+        drop(file);
+        // The open reads only the header and the schema: the damage shows up at the first query.
+        let store = Store::open(&path).unwrap();
+        let f = store.scan_rows("s").unwrap_err();
+        assert_eq!(f.class, ErrorClass::IoError, "{}", f.message);
+        assert!(
+            f.message.contains(&format!(
+                "futurnal help runbook {}",
+                crate::runbook::topics::STORE_CORRUPT
+            )),
+            "{}",
+            f.message
+        );
+        let shown = crate::home::display_path(&path);
+        assert!(f.message.contains(&shown), "{}", f.message);
+        // The store's path is declared, so it is redacted by policy.
+        let redacted = f.redacted().message;
+        assert!(!redacted.contains(&shown), "{redacted}");
     }
 
     #[test]
