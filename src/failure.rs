@@ -164,18 +164,14 @@ impl Failure {
         self
     }
 
-    /// The message with every declared path replaced by its fingerprint, longest first (so a path
-    /// inside another is never half-replaced).
+    /// The message as `security.path_redaction` shows it: every declared path replaced by its
+    /// fingerprint exactly (also in its `~/` form), then any other absolute path the message
+    /// names (see `security::redact_paths`, the one mechanism).
     pub fn redacted(&self) -> Failure {
-        let mut paths: Vec<&String> = self.paths.iter().filter(|p| !p.is_empty()).collect();
-        paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        let mut message = self.message.clone();
-        for p in paths {
-            message = message.replace(p.as_str(), &path_fingerprint(p));
-        }
+        let paths: Vec<&std::path::Path> = self.paths.iter().map(std::path::Path::new).collect();
         Failure {
             class: self.class,
-            message,
+            message: crate::security::redact_paths(&self.message, &paths),
             paths: Vec::new(),
         }
     }
@@ -233,6 +229,34 @@ mod tests {
         for part in ["home", "ada", "Folder", "Spaces", ": x"] {
             assert!(!f.message.contains(part), "{part} in {}", f.message);
         }
+    }
+
+    /// One mechanism: a failure's declared paths are replaced exactly, also where the message
+    /// shows them under the home as `~/...`; text that names no declared path still has its
+    /// absolute paths redacted (the scan is the last resort, inside `redacted` itself).
+    #[test]
+    fn redaction_covers_the_home_form_and_undeclared_paths() {
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map_or_else(|| std::path::PathBuf::from("/home/ada"), Into::into);
+        let store = home.join("Folder With Spaces: (ü) x").join("store.db");
+        let shown = crate::home::display_path(&store);
+        let f = Failure::new(
+            ErrorClass::IoError,
+            format!("document store: {shown} is corrupt"),
+        )
+        .naming(&store)
+        .redacted();
+        assert_eq!(
+            f.message,
+            format!(
+                "document store: {} is corrupt",
+                path_fingerprint(&store.to_string_lossy())
+            )
+        );
+        let f = Failure::new(ErrorClass::IoError, "cannot open /srv/secret-place: gone").redacted();
+        assert!(!f.message.contains("secret"), "{}", f.message);
+        assert!(f.message.ends_with(">: gone"), "{}", f.message);
     }
 }
 

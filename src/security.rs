@@ -1,11 +1,12 @@
-//! Security: the audit log of operator actions.
+//! Security: the audit log of operator actions, and path redaction.
 //!
 //! Owns: `logs/audit.log`, one JSON object per line: `at`, `event`, `pid` and event details; path
-//! redaction (`redact_paths`, `redact_known_paths`).
+//! redaction (`redact_paths`, the only one: `Failure::redacted` uses it).
 //! Invariants: written only when `security.audit_logging` is true; created 0600 and never opened
 //! through a symlink (a link planted at its name makes the write fail, logged, and the link's
 //! target is untouched); appended, never rewritten; a failure to audit is logged but never stops
-//! the action it records.
+//! the action it records. Redaction replaces known paths exactly (absolute and `~/` forms) and
+//! scans for other absolute paths only outside them; a path gets one fingerprint however found.
 
 use serde_json::{Value, json};
 
@@ -33,38 +34,42 @@ pub fn audit(home: &Home, enabled: bool, event: &str, details: Value) {
     }
 }
 
-/// `redact_paths` for text that may name paths with spaces, `:` or other separators in them
-/// (`/home/ada/Folder With Spaces: No such file`): each of `known` (source roots, the home) is
-/// replaced exactly wherever it appears, absolute or as `~/...`, longest first so a root inside
-/// another never leaves part of the outer one behind; what follows a known root (the item's path
-/// relative to its source) stays. Then every other absolute path is redacted as `redact_paths`
-/// does. A known root gets the same fingerprint as `redact_paths` gives the bare path.
-pub fn redact_known_paths(text: &str, known: &[&std::path::Path]) -> String {
+/// The one redaction of paths for `security.path_redaction`: each of `known` (the paths a
+/// failure declares, the source's folder) is replaced by its fingerprint exactly wherever it
+/// appears, absolute or as `~/...`, whatever characters it holds (spaces, `:`, `(`, non-ASCII),
+/// longest first so a path inside another never leaves part of the outer one behind; what follows
+/// a known folder (an item's path relative to its source) stays. Only then, as a last resort for
+/// text that names no known path, absolute paths are found by scanning (`scan_paths`), which can
+/// only guess where a name ends. The same path always gets the same fingerprint, whichever way it
+/// was found, so errors can still be told apart and matched.
+pub fn redact_paths(text: &str, known: &[&Path]) -> String {
     let mut needles: Vec<(String, String)> = Vec::new();
     for path in known {
-        let abs = path.to_string_lossy().trim_end_matches('/').to_string();
+        let abs = path.to_string_lossy();
+        let abs = abs.trim_end_matches('/');
         if abs.is_empty() {
             continue;
         }
-        let tag = fingerprint(&abs);
-        let shown = crate::home::display_path(path);
+        let tag = fingerprint(abs);
+        let shown = crate::home::display_path(Path::new(abs));
         if shown != abs && shown != "~" {
             needles.push((shown, tag.clone()));
         }
-        needles.push((abs, tag));
+        needles.push((abs.to_string(), tag));
     }
     needles.sort_by_key(|n| std::cmp::Reverse(n.0.len()));
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     'scan: while !rest.is_empty() {
-        for (needle, tag) in &needles {
-            if let Some(after) = rest.strip_prefix(needle.as_str())
-                && ends_path(after)
-                && starts_token(&out)
-            {
-                out.push_str(tag);
-                rest = after;
-                continue 'scan;
+        if !continues_name(out.chars().next_back()) {
+            for (needle, tag) in &needles {
+                if let Some(after) = rest.strip_prefix(needle.as_str())
+                    && !continues_name_after(after)
+                {
+                    out.push_str(tag);
+                    rest = after;
+                    continue 'scan;
+                }
             }
         }
         let mut chars = rest.chars();
@@ -73,51 +78,66 @@ pub fn redact_known_paths(text: &str, known: &[&std::path::Path]) -> String {
         }
         rest = chars.as_str();
     }
-    redact_paths(&out)
+    scan_paths(&out)
 }
 
-/// A known path matched only as a whole: what follows must not continue its last name.
-fn ends_path(after: &str) -> bool {
-    after
-        .chars()
-        .next()
-        .is_none_or(|c| c == '/' || c.is_whitespace() || matches!(c, ':' | ')' | '\'' | '"' | ','))
+/// A character that belongs to a file name or path (so a known path right after it is part of a
+/// longer one).
+fn continues_name(c: Option<char>) -> bool {
+    c.is_some_and(|c| name_char(c) || matches!(c, '/' | '.' | '~'))
 }
 
-/// A known path matched only where a path can begin (not inside a longer path).
-fn starts_token(before: &str) -> bool {
-    before
-        .chars()
-        .next_back()
-        .is_none_or(|c| c.is_whitespace() || matches!(c, '(' | '\'' | '"' | '=' | ':' | '>'))
+fn name_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '-')
 }
+
+/// Does the text after a known path continue its last name? A `.` ending a sentence does not;
+/// one before a name character (`.md`) does.
+fn continues_name_after(after: &str) -> bool {
+    let mut chars = after.chars();
+    match chars.next() {
+        Some('.') => chars.next().is_some_and(name_char),
+        c => c.is_some_and(|c| name_char(c) || c == '~'),
+    }
+}
+
+use std::path::Path;
 
 use crate::failure::path_fingerprint as fingerprint;
 
-/// Replace absolute paths in a message with a stable fingerprint (`<path 1a2b3c4d>`), for
-/// `security.path_redaction`. The same path always gets the same fingerprint, so errors can still
-/// be told apart and matched; the item a job concerns is recorded separately, relative to its
-/// source.
-pub fn redact_paths(text: &str) -> String {
+/// The last resort of `redact_paths`: an absolute path (`/...`, or `~/...` under the home)
+/// starting a token is taken to end at whitespace or `:`, `)`, quotes or `,`, and replaced by
+/// the fingerprint of its absolute form. Relative item keys and fractions (`1/2`) stay.
+fn scan_paths(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('/') {
-        let starts_token = i == 0
-            || rest[..i]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_whitespace() || c == '(' || c == '\'' || c == '"');
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
+        // `~/` starts a path under the home: the `~` belongs to it.
+        let tilde = rest[..i].ends_with('~');
+        let start = if tilde { i - 1 } else { i };
+        let starts_token = start == 0
+            || rest[..start].chars().next_back().is_some_and(|c| {
+                c.is_whitespace() || matches!(c, '(' | '\'' | '"' | '`' | '=' | '[')
+            });
         if !starts_token {
-            out.push('/');
-            rest = &rest[1..];
+            out.push_str(&rest[..=i]);
+            rest = &rest[i + 1..];
             continue;
         }
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
         let end = rest
-            .find(|c: char| c.is_whitespace() || matches!(c, ':' | ')' | '\'' | '"' | ','))
+            .find(|c: char| c.is_whitespace() || matches!(c, ':' | ')' | '\'' | '"' | ',' | '`'))
             .unwrap_or(rest.len());
-        out.push_str(&fingerprint(&rest[..end]));
+        let path = &rest[..end];
+        let absolute = match path.strip_prefix("~/") {
+            Some(under) => std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| format!("{}/{under}", Path::new(&h).display()))
+                .unwrap_or_else(|| path.to_string()),
+            None => path.to_string(),
+        };
+        out.push_str(&fingerprint(&absolute));
         rest = &rest[end..];
     }
     out.push_str(rest);
@@ -130,28 +150,34 @@ mod tests {
 
     #[test]
     fn absolute_paths_become_stable_fingerprints() {
-        let a = redact_paths("source path /home/ada/Notes: Permission denied (os error 13)");
+        let text = "source path /home/ada/Notes: Permission denied (os error 13)";
+        let a = redact_paths(text, &[]);
         assert!(a.starts_with("source path <path "), "{a}");
         assert!(a.ends_with(">: Permission denied (os error 13)"), "{a}");
         assert!(!a.contains("/home"), "{a}");
-        assert_eq!(
-            a,
-            redact_paths("source path /home/ada/Notes: Permission denied (os error 13)")
-        );
+        assert_eq!(a, redact_paths(text, &[]));
         // Relative item keys and fractions stay.
         assert_eq!(
-            redact_paths("cannot read notes/a.md: 1/2 done"),
+            redact_paths("cannot read notes/a.md: 1/2 done", &[]),
             "cannot read notes/a.md: 1/2 done"
         );
+        // A path under the home written `~/...` is a path too, with its absolute fingerprint.
+        if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            let abs = format!("{}/Private", Path::new(&home).display());
+            assert_eq!(
+                redact_paths("cannot open ~/Private: denied", &[]),
+                format!("cannot open {}: denied", fingerprint(&abs))
+            );
+        }
     }
 
     #[test]
     fn known_paths_with_spaces_and_colons_are_redacted_whole() {
-        let root = std::path::Path::new("/home/ada/Folder With Spaces");
+        let root = Path::new("/home/ada/Folder With Spaces");
         let text = "source path /home/ada/Folder With Spaces: No such file or directory";
-        // The generic pass cuts at the first space and leaks the rest of the name.
-        assert!(redact_paths(text).contains("With Spaces"));
-        let a = redact_known_paths(text, &[root]);
+        // The scan alone cuts at the first space and leaks the rest of the name.
+        assert!(redact_paths(text, &[]).contains("With Spaces"));
+        let a = redact_paths(text, &[root]);
         assert!(!a.contains("Folder") && !a.contains("Spaces"), "{a}");
         assert_eq!(
             a,
@@ -161,19 +187,47 @@ mod tests {
             )
         );
         // A colon inside a known name, an item under a root, and a root nested in another.
-        let colon = std::path::Path::new("/srv/a:b");
-        let nested = std::path::Path::new("/srv/a:b/inner dir");
-        let b = redact_known_paths(
+        let colon = Path::new("/srv/a:b");
+        let nested = Path::new("/srv/a:b/inner dir");
+        let b = redact_paths(
             "cannot read /srv/a:b/inner dir/x y.md: denied; /srv/a:b: gone",
             &[colon, nested],
         );
         assert!(!b.contains("a:b") && !b.contains("inner"), "{b}");
         assert!(b.contains("/x y.md: denied"), "{b}");
-        // A known root is not matched inside a longer name.
-        let c = redact_known_paths("see /home/ada/Folder With Spaces2/z", &[root]);
+        // A known root is not matched inside a longer name; a sentence's full stop ends it.
+        let c = redact_paths("see /home/ada/Folder With Spaces2/z", &[root]);
         assert!(!c.contains(&fingerprint(&root.to_string_lossy())), "{c}");
+        let c = redact_paths("in `/home/ada/Folder With Spaces`.", &[root]);
+        assert_eq!(c, format!("in `{}`.", fingerprint(&root.to_string_lossy())));
         // Other absolute paths are still redacted; non-ASCII text is kept intact.
-        let d = redact_known_paths("日本語 /etc/x: é", &[root]);
+        let d = redact_paths("日本語 /etc/x: é", &[root]);
         assert!(d.starts_with("日本語 <path ") && d.ends_with(">: é"), "{d}");
+    }
+
+    /// Spaces, `:`, `(` and non-ASCII in a known path, absolute and in its `~/` form: no part of
+    /// the name survives.
+    #[test]
+    fn hostile_known_paths_leave_nothing_behind() {
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map_or_else(|| std::path::PathBuf::from("/home/ada"), Into::into);
+        for root in [
+            std::path::PathBuf::from("/tmp/x/Folder With Spaces: (ü) x"),
+            home.join("Folder With Spaces: (ü) x"),
+        ] {
+            let shown = crate::home::display_path(&root);
+            for text in [
+                format!("source path {}: No such file or directory", root.display()),
+                format!("maildir {shown}: not a folder"),
+                format!("cannot open ({}/a b.md)", root.display()),
+            ] {
+                let r = redact_paths(&text, &[&root]);
+                for part in ["Folder", "With", "Spaces", "ü", "(ü)", "/tmp", "x/"] {
+                    assert!(!r.contains(part), "{part} in {r}");
+                }
+                assert!(r.contains(&fingerprint(&root.to_string_lossy())), "{r}");
+            }
+        }
     }
 }

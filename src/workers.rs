@@ -736,21 +736,16 @@ impl Pool {
     }
 }
 
-/// Failure texts with paths replaced by fingerprints: the paths a failure declares and the
-/// source's own folder exactly (whatever characters they contain), then any other absolute path.
+/// Failure texts with paths replaced by fingerprints (`Failure::redacted`): the paths a failure
+/// declares and the source's own folder exactly (whatever characters they contain), then any
+/// other absolute path.
 fn redact(
     result: Result<Report, Failure>,
     root: Option<&std::path::Path>,
 ) -> Result<Report, Failure> {
-    let scrub = |f: Failure| {
-        let f = match root {
-            Some(root) => f.naming(root).redacted(),
-            None => f.redacted(),
-        };
-        Failure {
-            message: crate::security::redact_paths(&f.message),
-            ..f
-        }
+    let scrub = |f: Failure| match root {
+        Some(root) => f.naming(root).redacted(),
+        None => f.redacted(),
     };
     match result {
         Ok(mut report) => {

@@ -806,6 +806,53 @@ mod tests {
         }
     }
 
+    /// Every path message of every source type, for a folder whose name holds spaces, `:`, `(`
+    /// and non-ASCII: the path is declared, so redaction leaves no part of it.
+    #[test]
+    fn every_source_types_path_messages_are_redacted_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let hostile = dir.path().join("Folder With Spaces: (ü) x");
+        let check = |what: &str, f: Failure, expect: &str| {
+            assert!(
+                f.message.contains("Folder With Spaces: (ü) x"),
+                "{what}: {}",
+                f.message
+            );
+            let shown = f.redacted().message;
+            for part in ["Folder", "With", "Spaces", "ü", "(ü)", "tmp"] {
+                assert!(!shown.contains(part), "{what}: {part} in {shown}");
+            }
+            assert!(shown.starts_with(expect), "{what}: {shown}");
+        };
+        // Missing, for each type.
+        for (kind, expect) in [
+            (SourceType::LocalFiles, "source path <path "),
+            (SourceType::Obsidian, "source path <path "),
+            (SourceType::Maildir, "source path <path "),
+            (SourceType::Mbox, "source path <path "),
+        ] {
+            let f = enumerate(&source(kind, &hostile)).unwrap_err();
+            assert_eq!(f.class, ErrorClass::NotFound, "{kind:?}");
+            check(&format!("missing {kind:?}"), f, expect);
+        }
+        // A file where a folder is expected.
+        std::fs::write(&hostile, "x").unwrap();
+        for (kind, expect) in [
+            (SourceType::LocalFiles, "source path <path "),
+            (SourceType::Obsidian, "source path <path "),
+            (SourceType::Maildir, "maildir <path "),
+        ] {
+            let f = enumerate(&source(kind, &hostile)).unwrap_err();
+            check(&format!("file {kind:?}"), f, expect);
+        }
+        // An mbox file that vanishes between the source check and its listing.
+        let rules = Rules::new(&source(SourceType::Mbox, &hostile)).unwrap();
+        std::fs::remove_file(&hostile).unwrap();
+        let found = mail::enumerate_mbox(&hostile, false, &rules);
+        let (_, f) = found.errors.into_iter().next().unwrap();
+        check("vanished mbox", f, "mbox <path ");
+    }
+
     /// A tree deeper than PATH_MAX: the walk neither panics nor loses the folder's items; the
     /// folder it cannot open is an error for its key (so nothing under it is taken for deleted).
     #[test]
