@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::config::{SourceConfig, SourceType};
@@ -113,6 +113,46 @@ pub struct Report {
     /// Bytes of items read and parsed.
     pub bytes: u64,
     pub cancelled: bool,
+}
+
+/// What a run has committed to the store so far, updated after each commit and kept outside the
+/// run (the job's thread holds it in an `Arc`): a panic outside per-item handling unwinds the
+/// run and loses its `Report`, but not the account of what it already wrote.
+#[derive(Debug, Default)]
+pub struct Committed(Mutex<Tally>);
+
+/// The numbers of `Committed`: cumulative for the run, as of its last commit.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Tally {
+    pub items_seen: u64,
+    pub counts: Counts,
+    pub skipped: u64,
+    pub failed: u64,
+    pub bytes: u64,
+}
+
+impl Committed {
+    pub fn get(&self) -> Tally {
+        // A panic while the lock was held cannot leave half a tally: it is written whole.
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, report: &Report, counts: &Counts) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Tally {
+            items_seen: report.items_seen,
+            counts: *counts,
+            skipped: report.skipped,
+            failed: report.failed.len() as u64,
+            bytes: report.bytes,
+        };
+    }
+}
+
+impl Tally {
+    /// Documents written (new, changed or deleted).
+    pub fn documents(&self) -> u64 {
+        self.counts.new + self.counts.changed + self.counts.deleted
+    }
 }
 
 /// How a run reports progress: (items done, items to do).
@@ -261,7 +301,7 @@ fn process(source: &SourceConfig, root: Option<&OwnedFd>, todo: &Todo) -> Work {
             return Work::Fail(c, f);
         }
     };
-    debug_panic(&bytes);
+    debug_panic(Point::Parser, &bytes);
     let hash = sources::content_hash(&bytes);
     if todo.hash.as_deref() == Some(hash.as_str()) {
         return Work::Touch(c, hash, todo.documents);
@@ -359,21 +399,42 @@ pub fn install_panic_hook() {
     });
 }
 
-/// Debug builds only: panic on an item whose bytes contain the marker named by
-/// `FUTURNAL_DEBUG_PANIC_MARKER` (unit tests: `TEST_PANIC_MARKER`), quoting the document in the
-/// panic message as a real slicing bug would. Lets tests prove isolation without a real bug.
+/// Where `debug_panic` can inject a panic.
+#[derive(Clone, Copy, PartialEq)]
+enum Point {
+    /// Parsing an item (a worker thread, inside the item's isolation).
+    Parser,
+    /// Writing a document on the writer thread, inside a store transaction: outside per-item
+    /// isolation, so it fails the run.
+    Writer,
+}
+
+/// Debug builds only: panic where `point` handles an item whose bytes contain that point's
+/// marker, quoting the document in the panic message as a real slicing bug would. The markers
+/// are named by `FUTURNAL_DEBUG_PANIC_MARKER` (parser) and `FUTURNAL_DEBUG_WRITER_PANIC_MARKER`
+/// (writer); unit tests use `TEST_PANIC_MARKER` and `TEST_WRITER_PANIC_MARKER`. Lets tests prove
+/// isolation without a real bug.
 #[cfg(debug_assertions)]
-fn debug_panic(bytes: &[u8]) {
+fn debug_panic(point: Point, bytes: &[u8]) {
     #[cfg(test)]
-    let marker: Option<&[u8]> = Some(TEST_PANIC_MARKER);
+    let marker: Option<&[u8]> = Some(match point {
+        Point::Parser => TEST_PANIC_MARKER,
+        Point::Writer => TEST_WRITER_PANIC_MARKER,
+    });
     #[cfg(not(test))]
     let marker = {
-        static MARKER: std::sync::LazyLock<Option<Vec<u8>>> = std::sync::LazyLock::new(|| {
-            std::env::var_os("FUTURNAL_DEBUG_PANIC_MARKER")
+        type Marker = std::sync::LazyLock<Option<Vec<u8>>>;
+        fn from_env(name: &str) -> Option<Vec<u8>> {
+            std::env::var_os(name)
                 .filter(|m| !m.is_empty())
                 .map(|m| m.into_encoded_bytes())
-        });
-        MARKER.as_deref()
+        }
+        static PARSER: Marker = Marker::new(|| from_env("FUTURNAL_DEBUG_PANIC_MARKER"));
+        static WRITER: Marker = Marker::new(|| from_env("FUTURNAL_DEBUG_WRITER_PANIC_MARKER"));
+        match point {
+            Point::Parser => PARSER.as_deref(),
+            Point::Writer => WRITER.as_deref(),
+        }
     };
     if let Some(marker) = marker
         && memchr::memmem::find(bytes, marker).is_some()
@@ -386,14 +447,21 @@ fn debug_panic(bytes: &[u8]) {
 }
 
 #[cfg(not(debug_assertions))]
-fn debug_panic(_: &[u8]) {}
+fn debug_panic(_: Point, _: &[u8]) {}
 
 #[cfg(test)]
 const TEST_PANIC_MARKER: &[u8] = b"FUTURNAL-TEST-PANIC-7f3a";
+#[cfg(test)]
+pub(crate) const TEST_WRITER_PANIC_MARKER: &[u8] = b"FUTURNAL-TEST-WRITER-PANIC-7f3a";
 
 impl Run<'_> {
     /// One full run: scan the source, ingest what changed, tombstone what disappeared.
     pub fn source_run(&self) -> Result<Report, Failure> {
+        self.source_run_counted(&Committed::default())
+    }
+
+    /// `source_run`, keeping in `committed` what it has written so far (see `Committed`).
+    pub fn source_run_counted(&self, committed: &Committed) -> Result<Report, Failure> {
         let source = self.source;
         // Walking the source and loading what the last run saw are independent: overlap them.
         let (enumeration, opened) = std::thread::scope(|scope| {
@@ -476,6 +544,7 @@ impl Run<'_> {
             &mut counts,
             &mut items_done,
             total,
+            committed,
         )?;
 
         if !report.cancelled {
@@ -487,6 +556,7 @@ impl Run<'_> {
                 tx.delete(&source.name, key, &mut counts)?;
             }
             tx.commit()?;
+            committed.record(&report, &counts);
         }
         // Documents of items not read this run are unchanged by definition.
         counts.unchanged += unchanged_docs;
@@ -497,6 +567,11 @@ impl Run<'_> {
 
     /// Re-ingest one item (a file, or one message of an mbox) regardless of its stat.
     pub fn item_run(&self, item: &str) -> Result<Report, Failure> {
+        self.item_run_counted(item, &Committed::default())
+    }
+
+    /// `item_run`, keeping in `committed` what it has written (see `Committed`).
+    pub fn item_run_counted(&self, item: &str, committed: &Committed) -> Result<Report, Failure> {
         let source = self.source;
         let mut store = Store::open(self.store)?;
         let mut report = Report::default();
@@ -527,6 +602,7 @@ impl Run<'_> {
                 let mut tx = store.transaction()?;
                 tx.delete(&source.name, &key, &mut counts)?;
                 tx.commit()?;
+                committed.record(&report, &counts);
                 report.counts = counts;
                 report.succeeded_items.push(item.to_string());
                 return Ok(report);
@@ -547,6 +623,7 @@ impl Run<'_> {
             &mut counts,
             &mut done,
             1,
+            committed,
         )?;
         report.counts = counts;
         Ok(report)
@@ -598,6 +675,7 @@ impl Run<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn process_all(
         &self,
         work: Vec<Todo>,
@@ -606,6 +684,7 @@ impl Run<'_> {
         counts: &mut Counts,
         items_done: &mut u64,
         total: u64,
+        committed: &Committed,
     ) -> Result<(), Failure> {
         if work.is_empty() {
             return Ok(());
@@ -631,10 +710,17 @@ impl Run<'_> {
         .ok();
         let root = root.as_ref();
         std::thread::scope(|scope| -> Result<(), Failure> {
+            // The writer (this thread) owns the receiving end: if it panics, unwinding drops it,
+            // so workers blocked on a full channel see the send fail and stop, and the scope's
+            // join completes instead of waiting for them forever.
+            let rx = rx;
             for _ in 0..threads {
                 let tx = tx.clone();
                 let next = &next;
                 scope.spawn(move || {
+                    // A panic on this thread outside an item's handling: its message is
+                    // withheld too.
+                    let _scope = PanicScope::enter();
                     let mut group = Vec::with_capacity(GROUP);
                     let mut group_bytes = 0u64;
                     loop {
@@ -683,7 +769,9 @@ impl Run<'_> {
             for group in rx.iter() {
                 pending.extend(group);
                 if pending.len() >= BATCH || last_commit.elapsed() >= BATCH_TIME {
-                    if let Err(e) = self.commit(store, &mut pending, report, counts, items_done) {
+                    if let Err(e) =
+                        self.commit(store, &mut pending, report, counts, items_done, committed)
+                    {
                         first_error = Some(e);
                         cancel.store(true, Ordering::Relaxed);
                         break;
@@ -697,7 +785,7 @@ impl Run<'_> {
             if let Some(e) = first_error {
                 return Err(e);
             }
-            self.commit(store, &mut pending, report, counts, items_done)
+            self.commit(store, &mut pending, report, counts, items_done, committed)
         })?;
         if self.cancel.load(Ordering::Relaxed) && (*items_done as usize) < work.len() {
             report.cancelled = true;
@@ -712,6 +800,7 @@ impl Run<'_> {
         report: &mut Report,
         counts: &mut Counts,
         items_done: &mut u64,
+        committed: &Committed,
     ) -> Result<(), Failure> {
         if pending.is_empty() {
             return Ok(());
@@ -728,6 +817,9 @@ impl Run<'_> {
                 }
                 Work::Put(c, hash, docs, failures, bytes) => {
                     report.bytes += bytes;
+                    for d in &docs {
+                        debug_panic(Point::Writer, d.body.as_bytes());
+                    }
                     tx.put(name, &c, &hash, &docs, counts)?;
                     report
                         .succeeded_items
@@ -758,7 +850,9 @@ impl Run<'_> {
                 }
             }
         }
-        tx.commit()
+        tx.commit()?;
+        committed.record(report, counts);
+        Ok(())
     }
 }
 
@@ -912,6 +1006,78 @@ mod tests {
         let report = fx.run(|r| r.item_run("b.md")).unwrap();
         assert!(report.failed.is_empty(), "{:?}", report.failed);
         assert!(fx.live().contains(&"b.md".to_string()));
+    }
+
+    /// A panic outside per-item handling (here: writing a document, on the writer thread)
+    /// unwinds the run, but what it committed before is accounted for in `Committed`, exactly:
+    /// the store holds those documents and no others.
+    #[test]
+    fn a_writer_panic_leaves_an_exact_account_of_what_was_committed() {
+        let fx = Fixture::new();
+        // The root's files are listed before the subfolder's: the marked file is the last item,
+        // and at least one full batch is committed before the writer reaches it.
+        for i in 0..BATCH + 88 {
+            fx.write(&format!("n{i:04}.md"), format!("# Note {i}\n\nfine"));
+        }
+        std::fs::create_dir(fx.file("z")).unwrap();
+        let secret = "the private words of the last note";
+        fx.write(
+            "z/last.md",
+            format!(
+                "{secret}\n{}",
+                std::str::from_utf8(TEST_WRITER_PANIC_MARKER).unwrap()
+            ),
+        );
+        let committed = Committed::default();
+        let outcome = fx.run(|r| {
+            let _scope = PanicScope::enter();
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                r.source_run_counted(&committed)
+            }))
+        });
+        assert!(outcome.is_err(), "the writer's panic fails the run");
+        let tally = committed.get();
+        let live = fx.live().len() as u64;
+        assert!(tally.counts.new >= BATCH as u64, "{tally:?}");
+        assert_eq!(tally.counts.new, live, "{tally:?}");
+        assert!(!fx.live().contains(&"z/last.md".to_string()));
+    }
+
+    /// The writer panics while the workers still have items and the channel to it is full: the
+    /// workers stop and the run unwinds, instead of the scope waiting for them forever.
+    #[test]
+    fn a_writer_panic_with_work_left_does_not_hang_the_run() {
+        let mut fx = Fixture::new();
+        fx.source.items_per_second = 0;
+        fx.write(
+            "first.md",
+            std::str::from_utf8(TEST_WRITER_PANIC_MARKER).unwrap(),
+        );
+        std::fs::create_dir(fx.file("many")).unwrap();
+        for i in 0..3000 {
+            fx.write(&format!("many/{i}.md"), "x");
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let source = fx.source.clone();
+        let store = fx.dir.path().join("store.db");
+        std::thread::spawn(move || {
+            let cancel = AtomicBool::new(false);
+            let run = Run {
+                source: &source,
+                store: &store,
+                cancel: &cancel,
+                progress: &|_, _| {},
+                threads: 2,
+            };
+            let _scope = PanicScope::enter();
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.source_run()));
+            let _ = done_tx.send(outcome.is_err());
+        });
+        let panicked = done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the run unwinds within a minute");
+        assert!(panicked);
     }
 
     #[test]

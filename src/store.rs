@@ -426,7 +426,7 @@ impl StoreTx<'_> {
                 ])
             })
             .map(|_| ())
-            .map_err(|e| store_err(&self.path, e))
+            .map_err(|e| store_err(self.path, e))
     }
 
     /// Record a successfully parsed candidate and its documents.
@@ -454,12 +454,12 @@ impl StoreTx<'_> {
                          WHERE source = ?1 AND container = ?2 AND container != item
                            AND deleted_at IS NULL",
                     )
-                    .map_err(|e| store_err(&self.path, e))?;
+                    .map_err(|e| store_err(self.path, e))?;
                 stmt.query_map(params![source, candidate.key], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| store_err(&self.path, e))?
+                .map_err(|e| store_err(self.path, e))?
             };
             for (id, item) in live {
                 if !items.contains(&item.as_str()) {
@@ -525,7 +525,7 @@ impl StoreTx<'_> {
                 )
                 .optional()
             })
-            .map_err(|e| store_err(&self.path, e))?;
+            .map_err(|e| store_err(self.path, e))?;
         match ingested_at {
             None => counts.unchanged += 1,
             Some(at) if at == self.now => counts.new += 1,
@@ -539,7 +539,7 @@ impl StoreTx<'_> {
             .prepare_cached("UPDATE documents SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1")
             .and_then(|mut s| s.execute(params![id, self.now]))
             .map(|_| ())
-            .map_err(|e| store_err(&self.path, e))
+            .map_err(|e| store_err(self.path, e))
     }
 
     /// Same content under a new size or mtime (a `touch`, a copy): remember the new stat only.
@@ -609,14 +609,14 @@ impl StoreTx<'_> {
                 .tx
                 .prepare_cached(sql)
                 .and_then(|mut s| s.execute(params![source, key, self.now]))
-                .map_err(|e| store_err(&self.path, e))?;
+                .map_err(|e| store_err(self.path, e))?;
         }
         counts.deleted += n as u64;
         self.tx
             .prepare_cached("DELETE FROM scan_state WHERE source = ?1 AND key = ?2")
             .and_then(|mut s| s.execute(params![source, key]))
             .map(|_| ())
-            .map_err(|e| store_err(&self.path, e))
+            .map_err(|e| store_err(self.path, e))
     }
 
     pub fn commit(self) -> Result<(), Failure> {

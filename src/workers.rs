@@ -17,7 +17,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use crate::config::{Config, SourceConfig};
 use crate::failure::{Failure, retry_delay_ms};
 use crate::home::Home;
-use crate::ingest::{Report, Run, failure_summary};
+use crate::ingest::{Committed, Report, Run, Tally, failure_summary};
 use crate::jobs::{self, Job, RunNumbers};
 use crate::queue::{QueueDb, now_ms};
 use crate::scheduler::Schedule;
@@ -68,6 +68,9 @@ pub enum Message {
 struct RunningJob {
     job: Job,
     cancel: Arc<AtomicBool>,
+    /// What its run has committed so far, shared with its thread: the job's numbers when the
+    /// run ends without a report (a panic, a failure, a forced cancel or a stall).
+    committed: Arc<Committed>,
     /// When its thread last reported progress (or started).
     last_progress: Instant,
     /// Why the cancel flag was raised, and when.
@@ -287,7 +290,7 @@ impl Pool {
                     now,
                     "daemon",
                     &text,
-                    &RunNumbers::default(),
+                    &committed_numbers(&r.committed.get()),
                     None,
                 ) {
                     tracing::warn!(job = id, "cannot record the cancellation: {e}");
@@ -334,7 +337,8 @@ impl Pool {
                 ),
             );
             let result = jobs::immediate(db.conn()).and_then(|tx| {
-                self.failed(&tx, &r.job, &failure, now_ms(), &RunNumbers::default())?;
+                let n = committed_numbers(&r.committed.get());
+                self.failed(&tx, &r.job, &failure, now_ms(), &n)?;
                 tx.commit()
             });
             if let Err(e) = result {
@@ -348,6 +352,8 @@ impl Pool {
             return;
         };
         let cancel = Arc::new(AtomicBool::new(false));
+        let committed = Arc::new(Committed::default());
+        let tally = committed.clone();
         let id = job.id;
         let tx = self.tx.clone();
         let store = self.store.clone();
@@ -372,13 +378,14 @@ impl Pool {
                     threads,
                 };
                 // A panic while handling one item is that item's failure (see `ingest`); one
-                // anywhere else fails this job, never the daemon. Its message is withheld: it may
-                // quote document text.
+                // anywhere else fails this job, never the daemon, and the job reports what its
+                // run committed before it. Its message is withheld (the panic hook logs only
+                // where it happened; the payload is dropped here): it may quote document text.
                 let _scope = crate::ingest::PanicScope::enter();
                 let result =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &item {
-                        Some(item) => run.item_run(item),
-                        None => run.source_run(),
+                        Some(item) => run.item_run_counted(item, &tally),
+                        None => run.source_run_counted(&tally),
                     }))
                     .unwrap_or_else(|_| {
                         let at = crate::ingest::take_panic_location()
@@ -386,7 +393,7 @@ impl Pool {
                             .unwrap_or_default();
                         Err(Failure::new(
                             crate::failure::ErrorClass::Internal,
-                            format!("the job crashed (a bug in futurnal{at})"),
+                            crashed(&at, &tally.get()),
                         ))
                     });
                 let _ = tx.send(Message::Done { id, result });
@@ -398,6 +405,7 @@ impl Pool {
                     RunningJob {
                         job,
                         cancel,
+                        committed,
                         last_progress: Instant::now(),
                         cancel_reason: None,
                     },
@@ -614,7 +622,11 @@ impl Pool {
                     "job succeeded"
                 );
             }
-            Err(failure) => self.failed(&tx, job, failure, now, &RunNumbers::default())?,
+            // No report: the numbers are what the run committed before it failed.
+            Err(failure) => {
+                let n = committed_numbers(&r.committed.get());
+                self.failed(&tx, job, failure, now, &n)?
+            }
         }
         tx.commit()
     }
@@ -760,6 +772,38 @@ fn redact(
     }
 }
 
+/// The failure text of a job whose thread panicked outside per-item handling (`at`: " at
+/// file:line" or nothing): what it committed before the crash stays in the store, and says so.
+fn crashed(at: &str, t: &Tally) -> String {
+    let n = t.documents();
+    format!(
+        "the job crashed (a bug in futurnal{at}); {} committed before the crash ({} new, {} \
+         changed, {} deleted) and {} in the store",
+        match n {
+            1 => "1 document was".to_string(),
+            n => format!("{n} documents were"),
+        },
+        t.counts.new,
+        t.counts.changed,
+        t.counts.deleted,
+        if n == 1 { "stays" } else { "stay" }
+    )
+}
+
+/// A job's numbers from what its run committed (when it ended without a report).
+fn committed_numbers(t: &Tally) -> RunNumbers {
+    RunNumbers {
+        items_seen: t.items_seen as i64,
+        docs_new: t.counts.new as i64,
+        docs_changed: t.counts.changed as i64,
+        docs_unchanged: t.counts.unchanged as i64,
+        docs_deleted: t.counts.deleted as i64,
+        items_skipped: t.skipped as i64,
+        items_failed: t.failed as i64,
+        bytes: t.bytes as i64,
+    }
+}
+
 fn numbers(r: &Report) -> RunNumbers {
     RunNumbers {
         items_seen: r.items_seen as i64,
@@ -857,11 +901,79 @@ mod tests {
             RunningJob {
                 job,
                 cancel: Arc::new(AtomicBool::new(false)),
+                committed: Default::default(),
                 last_progress: Instant::now(),
                 cancel_reason: None,
             },
         );
         id
+    }
+
+    /// A panic outside per-item handling (a store write on the writer thread) fails the job,
+    /// and the job still reports what its run committed before the crash: in its numbers and
+    /// in its error, which quotes neither the panic's message nor the document.
+    #[test]
+    fn a_job_that_panics_after_commits_reports_what_it_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("home"));
+        std::fs::create_dir(home.root()).unwrap();
+        let db = QueueDb::open_for_daemon(&home.queue_db(), &Default::default()).unwrap();
+        let root = dir.path().join("Folder With Spaces: (ü) x");
+        std::fs::create_dir_all(root.join("z")).unwrap();
+        // Listed before the subfolder: the marked note is the last item, after a full batch.
+        for i in 0..600 {
+            std::fs::write(root.join(format!("n{i:04}.md")), format!("note {i}")).unwrap();
+        }
+        let secret = "the private words of the last note";
+        let marker = std::str::from_utf8(crate::ingest::TEST_WRITER_PANIC_MARKER).unwrap();
+        std::fs::write(root.join("z/last.md"), format!("{secret}\n{marker}")).unwrap();
+        let source = SourceConfig::new("s", crate::config::SourceType::LocalFiles, &root);
+        let config = Config {
+            sources: vec![source.clone()],
+            ..Default::default()
+        };
+        let (mut pool, mut rx) = Pool::new(&home, &config, "me", 2);
+        let now = now_ms();
+        jobs::enqueue_run(db.conn(), &source, "manual", "test", 3, now).unwrap();
+        let none = HashSet::new();
+        let job = jobs::claim(db.conn(), now, "me", LEASE_MS, &pool.sources, &none)
+            .unwrap()
+            .unwrap();
+        let id = job.id;
+        pool.spawn(&db, job);
+        while pool.busy() > 0 {
+            let msg = rx.blocking_recv().expect("the job thread reports");
+            pool.handle(&db, msg);
+        }
+        let job = jobs::get(db.conn(), id).unwrap().unwrap();
+        assert_eq!(job.state, "quarantined");
+        assert_eq!(job.error_class.as_deref(), Some("internal"));
+        let store = crate::store::Store::open(&home.store_db()).unwrap();
+        let live = store.live_documents("s").unwrap() as i64;
+        assert!(live >= 512, "{live} documents committed");
+        assert_eq!(job.docs_new, live);
+        let error = job.last_error.unwrap();
+        assert!(
+            error.contains(&format!(
+                "; {live} documents were committed before the crash ({live} new, 0 changed, 0 \
+                 deleted) and stay in the store"
+            )),
+            "{error}"
+        );
+        let leaked: i64 = db
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM job_events WHERE reason LIKE '%private%' \
+                 OR reason LIKE '%injected%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            !error.contains("private") && !error.contains("injected"),
+            "{error}"
+        );
+        assert_eq!(leaked, 0);
     }
 
     #[test]
