@@ -5,7 +5,9 @@
 //! retry policy to failures, operator cancellation and graceful shutdown.
 //! Invariants: the pool never runs more than `effective_workers` jobs; all queue.db writes happen
 //! on the daemon's main task (worker threads only send messages); a job stopped by shutdown goes
-//! back to pending without using up an attempt; a cancelled job ends CANCELLED, never FAILED.
+//! back to pending without using up an attempt; a cancelled job ends CANCELLED, never FAILED; a
+//! job that ends without a report (its thread panicked, it failed, stalled or was force-cancelled)
+//! records what its run committed, and a panic's message reaches neither the log nor queue.db.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
