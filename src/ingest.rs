@@ -468,6 +468,8 @@ impl Run<'_> {
         // Walking the source and loading what the last run saw are independent: overlap them.
         let (enumeration, opened) = std::thread::scope(|scope| {
             let loader = scope.spawn(|| {
+                // Its panic's message (which could name items) is withheld too.
+                let _scope = PanicScope::enter();
                 let store = Store::open(self.store)?;
                 let rows = store.scan_rows(&source.name)?;
                 Ok::<_, Failure>((store, rows))
