@@ -4,13 +4,14 @@
 //! the daemon is still running at the end. The rows only a run caught mid-way can show are checked
 //! at the function level in `ingest`'s unit tests.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Sandbox, describe, unprivileged_prefix, wait_until, write_file};
 use futurnal::ingest::{INPUT_OUTCOMES, input_outcome};
-
-const BIN: &str = env!("CARGO_BIN_EXE_futurnal");
 
 /// Rows checked in `ingest`'s unit tests instead (a file changed between scan and read).
 const MID_RUN: &[&str] = &[
@@ -21,113 +22,6 @@ const MID_RUN: &[&str] = &[
 ];
 
 const MARKER: &str = "CRASH-ME-bad-input";
-
-struct Sandbox {
-    dir: tempfile::TempDir,
-    /// `setpriv` dropping the capabilities that bypass file permissions, when running as root.
-    prefix: Vec<String>,
-}
-
-impl Sandbox {
-    fn home(&self) -> PathBuf {
-        self.dir.path().join("home")
-    }
-    fn futurnal_home(&self) -> PathBuf {
-        self.home().join(".futurnal")
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        let (program, pre) = match self.prefix.split_first() {
-            Some((p, rest)) => (p.as_str(), rest.to_vec()),
-            None => (BIN, Vec::new()),
-        };
-        let mut c = Command::new(program);
-        if !self.prefix.is_empty() {
-            c.args(&pre).arg(BIN);
-        }
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.home())
-            .env("FUTURNAL_HOME", self.futurnal_home())
-            .env("FUTURNAL_DEBUG_PANIC_MARKER", MARKER)
-            .env("NO_COLOR", "1")
-            .env("TZ", "UTC")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("futurnal runs")
-    }
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.run(args);
-        assert!(out.status.success(), "{}", text(&out));
-        serde_json::from_slice(&out.stdout).expect("JSON")
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let lock = self.futurnal_home().join("orchestrator.lock");
-        if let Ok(text) = std::fs::read_to_string(lock)
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-            && let Some(pid) = v["pid"].as_i64()
-        {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-        // Let the temporary directory be removed whoever runs the test.
-        let _ = Command::new("chmod")
-            .args(["-R", "u+rwx"])
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// As root, permissions are bypassed: run futurnal without CAP_DAC_OVERRIDE and
-/// CAP_DAC_READ_SEARCH, as the book's harness does. `Err(why)` when that is impossible.
-fn unprivileged_prefix() -> Result<Vec<String>, String> {
-    if !is_root() {
-        return Ok(Vec::new());
-    }
-    let ok = Command::new("setpriv")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        return Err("running as root without setpriv, so permissions cannot be enforced".into());
-    }
-    Ok([
-        "setpriv",
-        "--bounding-set",
-        "-dac_override,-dac_read_search",
-        "--inh-caps",
-        "-dac_override,-dac_read_search",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect())
-}
-
-fn write(path: &Path, bytes: impl AsRef<[u8]>) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
 
 fn sh(script: &str, dir: &Path) {
     let ok = Command::new("bash")
@@ -174,25 +68,15 @@ fn actual(s: &Sandbox, jobs: &[serde_json::Value], source: &str, key: &str) -> (
     }
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn every_bad_input_ends_as_documented_and_the_daemon_keeps_running() {
     let (prefix, perms_skipped) = match unprivileged_prefix() {
         Ok(p) => (p, None),
         Err(why) => (Vec::new(), Some(why)),
     };
-    let s = Sandbox {
-        dir: tempfile::tempdir().unwrap(),
-        prefix,
-    };
-    std::fs::create_dir_all(s.home()).unwrap();
+    let s = Sandbox::new()
+        .with_prefix(prefix)
+        .with_env("FUTURNAL_DEBUG_PANIC_MARKER", MARKER);
     let src = s.home().join("S");
     let outside = s.home().join("Outside");
     let maildir = s.home().join("Mail");
@@ -204,7 +88,7 @@ fn every_bad_input_ends_as_documented_and_the_daemon_keeps_running() {
         cases.push((row, source, keys.iter().map(|k| k.to_string()).collect()));
     };
 
-    write(&src.join("empty.md"), "");
+    write_file(&src.join("empty.md"), "");
     case("empty file", "s", &["empty.md"]);
     let names = [
         "hash#1.md",
@@ -215,35 +99,35 @@ fn every_bad_input_ends_as_documented_and_the_daemon_keeps_running() {
         " lead.md",
     ];
     for n in names {
-        write(&src.join(n), n);
+        write_file(&src.join(n), n);
     }
     case("names with #, %, ?, quotes or leading spaces", "s", &names);
     {
         use std::os::unix::ffi::OsStrExt;
-        write(&src.join(std::ffi::OsStr::from_bytes(b"\xff.md")), "x");
+        write_file(&src.join(std::ffi::OsStr::from_bytes(b"\xff.md")), "x");
     }
     let non_utf8 = futurnal::sources::key_from_bytes(b"\xff.md");
     case("a file name that is not UTF-8", "s", &[&non_utf8]);
-    write(&src.join("nul.txt"), "before\0after\n");
+    write_file(&src.join("nul.txt"), "before\0after\n");
     case("NUL bytes in UTF-8 text", "s", &["nul.txt"]);
     let deep = format!("{}deep.md", "d/".repeat(200));
-    write(&src.join(&deep), "deep");
+    write_file(&src.join(&deep), "deep");
     case("folders nested 200 deep", "s", &[&deep]);
-    write(&src.join("latin1.txt"), b"caf\xe9\n");
+    write_file(&src.join("latin1.txt"), b"caf\xe9\n");
     case("text that is not UTF-8", "s", &["latin1.txt"]);
     let binary: Vec<u8> = (0..2048u32).map(|i| (i * 131 % 256) as u8).collect();
-    write(&src.join("binary.md"), &binary);
+    write_file(&src.join("binary.md"), &binary);
     case("binary data named like text", "s", &["binary.md"]);
-    write(&src.join("photo.png"), &binary);
+    write_file(&src.join("photo.png"), &binary);
     case("binary file of another type", "s", &["photo.png"]);
-    write(
+    write_file(
         &src.join("bad-front.md"),
         "---\ntitle: [unclosed\n---\nbody\n",
     );
     case("malformed frontmatter", "s", &["bad-front.md"]);
-    write(&src.join("huge.txt"), vec![b'a'; 1024 * 1024 + 1]);
+    write_file(&src.join("huge.txt"), vec![b'a'; 1024 * 1024 + 1]);
     case("file over max_item_mb", "s", &["huge.txt"]);
-    write(&src.join("crash.md"), format!("private text\n{MARKER}\n"));
+    write_file(&src.join("crash.md"), format!("private text\n{MARKER}\n"));
     if cfg!(debug_assertions) {
         case("item that crashes a parser", "s", &["crash.md"]);
     } else {
@@ -253,7 +137,7 @@ fn every_bad_input_ends_as_documented_and_the_daemon_keeps_running() {
     }
     sh("mkfifo fifo.md", &src);
     case("named pipe (FIFO)", "s", &["fifo.md"]);
-    write(&outside.join("secret.md"), "not yours");
+    write_file(&outside.join("secret.md"), "not yours");
     std::os::unix::fs::symlink(outside.join("secret.md"), src.join("link-out.md")).unwrap();
     std::os::unix::fs::symlink("empty.md", src.join("link-in.md")).unwrap();
     case(
@@ -272,21 +156,21 @@ fn every_bad_input_ends_as_documented_and_the_daemon_keeps_running() {
         ),
         &src,
     );
-    write(&src.join("locked/in.md"), "readable at first");
-    write(&src.join("unreadable.md"), "no");
+    write_file(&src.join("locked/in.md"), "readable at first");
+    write_file(&src.join("unreadable.md"), "no");
     if perms_skipped.is_none() {
         sh("chmod 000 unreadable.md", &src);
         case("unreadable file", "s", &["unreadable.md"]);
         case("unreadable folder", "s", &["locked"]);
     }
-    write(
+    write_file(
         &maildir.join("cur/garbage:2,S"),
         b"garbage \x00\x01 not mail at all",
     );
-    write(&maildir.join("new/.keep"), "");
-    write(&maildir.join("tmp/.keep"), "");
+    write_file(&maildir.join("new/.keep"), "");
+    write_file(&maildir.join("tmp/.keep"), "");
     case("email without the usual headers", "m", &["garbage"]);
-    write(
+    write_file(
         &mbox,
         "text before any message\nFrom a@b Mon Jan  1 00:00:00 2024\nFrom: a@b\nSubject: one\n\nbody one\n\nFrom b@c Mon Jan  1 00:00:00 2024\n\nno headers here\n",
     );
@@ -296,21 +180,15 @@ fn every_bad_input_ends_as_documented_and_the_daemon_keeps_running() {
         &["box.mbox"],
     );
 
-    let cfg = s.futurnal_home().join("config");
-    std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(
-        cfg.join("orchestrator.yaml"),
-        format!(
-            "sources:\n  - name: s\n    type: local_files\n    path: {}\n    max_item_mb: 1\n  \
-             - name: m\n    type: maildir\n    path: {}\n  - name: b\n    type: mbox\n    path: {}\n",
-            src.display(),
-            maildir.display(),
-            mbox.display()
-        ),
-    )
-    .unwrap();
+    s.write_config(&format!(
+        "sources:\n  - name: s\n    type: local_files\n    path: {}\n    max_item_mb: 1\n  \
+         - name: m\n    type: maildir\n    path: {}\n  - name: b\n    type: mbox\n    path: {}\n",
+        src.display(),
+        maildir.display(),
+        mbox.display()
+    ));
     let out = s.run(&["orchestrator", "start"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     let pid = s.json(&["orchestrator", "status", "--format", "json"])["pid"].clone();
 
     // First run with everything readable, so that the folder locked afterwards holds a document
@@ -400,7 +278,7 @@ fn every_bad_input_ends_as_documented_and_the_daemon_keeps_running() {
         !log.contains("private text"),
         "the note's text reached the log"
     );
-    wait_for("the status", || {
+    wait_until("the status", Duration::from_secs(30), || {
         s.json(&["orchestrator", "status", "--format", "json"])["pid"] == pid
     });
     let status = s.json(&["orchestrator", "status", "--format", "json"]);

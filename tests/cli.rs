@@ -1,99 +1,28 @@
 //! End-to-end tests of the futurnal binary: lifecycle edge cases the book does not walk through.
 //!
-//! Every test gets its own temporary HOME and FUTURNAL_HOME and a clean environment, and the
-//! `Sandbox` guard kills any daemon it started, whatever happens.
+//! Every test runs in its own `common::Sandbox` (temporary HOME and FUTURNAL_HOME, clean
+//! environment, every daemon it started killed whatever happens).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_futurnal");
-
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        Sandbox {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-    fn home(&self) -> PathBuf {
-        self.dir.path().join("home")
-    }
-    fn futurnal_home(&self) -> PathBuf {
-        self.home().join(".futurnal")
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.home())
-            .env("FUTURNAL_HOME", self.futurnal_home())
-            .env("NO_COLOR", "1")
-            .env("TZ", "UTC")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        std::fs::create_dir_all(self.home()).unwrap();
-        self.cmd(args).output().expect("futurnal runs")
-    }
-    fn status_json(&self) -> serde_json::Value {
-        let out = self.run(&["orchestrator", "status", "--format", "json"]);
-        assert!(out.status.success(), "{}", text(&out));
-        serde_json::from_slice(&out.stdout).expect("status is JSON")
-    }
-    fn daemon_pid(&self) -> Option<i32> {
-        self.status_json()["pid"].as_i64().map(|p| p as i32)
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        // Kill by the lock's record, not by asking the daemon: it may be the thing that is broken.
-        let lock = self.futurnal_home().join("orchestrator.lock");
-        if let Ok(text) = std::fs::read_to_string(lock)
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-            && let Some(pid) = v["pid"].as_i64()
-        {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::{Sandbox, describe, fixture, wait_until};
 
 #[test]
 fn start_status_second_start_stop() {
     let s = Sandbox::new();
     let out = s.run(&["orchestrator", "start"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     let status = s.status_json();
     assert_eq!(status["running"], true);
     let pid = status["pid"].as_i64().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid {pid}")));
 
     let second = s.run(&["orchestrator", "start"]);
-    assert_eq!(second.status.code(), Some(4), "{}", text(&second));
+    assert_eq!(second.status.code(), Some(4), "{}", describe(&second));
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("already running"), "{err}");
     assert!(
@@ -102,7 +31,7 @@ fn start_status_second_start_stop() {
     );
 
     let stop = s.run(&["orchestrator", "stop"]);
-    assert!(stop.status.success(), "{}", text(&stop));
+    assert!(stop.status.success(), "{}", describe(&stop));
     let status = s.status_json();
     assert_eq!(status["running"], false);
     assert_eq!(status["last_stop"]["kind"], "clean");
@@ -112,7 +41,6 @@ fn start_status_second_start_stop() {
 #[test]
 fn concurrent_starts_leave_exactly_one_daemon() {
     let s = Sandbox::new();
-    std::fs::create_dir_all(s.home()).unwrap();
     let children: Vec<_> = (0..3)
         .map(|_| {
             s.cmd(&["orchestrator", "start"])
@@ -135,7 +63,7 @@ fn concurrent_starts_leave_exactly_one_daemon() {
         (ok, refused),
         (1, 2),
         "{}",
-        outputs.iter().map(text).collect::<Vec<_>>().join("\n")
+        outputs.iter().map(describe).collect::<Vec<_>>().join("\n")
     );
     assert_eq!(s.status_json()["running"], true);
 }
@@ -155,8 +83,8 @@ fn a_stale_lock_file_never_blocks_a_start() {
     .unwrap();
     assert_eq!(s.status_json()["running"], false);
     let out = s.run(&["orchestrator", "start"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_ne!(s.daemon_pid(), Some(std::process::id() as i32));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_ne!(s.daemon_pid(), Some(std::process::id() as i64));
 }
 
 #[test]
@@ -175,7 +103,7 @@ fn kill_minus_nine_then_start_reports_recovery() {
     assert!(s.futurnal_home().join(".orchestrator_recovery").exists());
 
     let out = s.run(&["orchestrator", "start"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!("recovered from an unclean shutdown of pid {pid}")),
@@ -189,14 +117,13 @@ fn kill_minus_nine_then_start_reports_recovery() {
     assert!(
         !String::from_utf8_lossy(&again.stdout).contains("recovered"),
         "{}",
-        text(&again)
+        describe(&again)
     );
 }
 
 #[test]
 fn foreground_stops_cleanly_on_sigterm() {
     let s = Sandbox::new();
-    std::fs::create_dir_all(s.home()).unwrap();
     let child = s
         .cmd(&["orchestrator", "start", "--foreground"])
         .stdout(Stdio::piped())
@@ -207,9 +134,9 @@ fn foreground_stops_cleanly_on_sigterm() {
         s.status_json()["running"] == true
     });
     let stop = s.run(&["orchestrator", "stop"]);
-    assert!(stop.status.success(), "{}", text(&stop));
+    assert!(stop.status.success(), "{}", describe(&stop));
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SIGTERM received"));
     assert_eq!(s.status_json()["last_stop"]["kind"], "clean");
 }
@@ -217,7 +144,6 @@ fn foreground_stops_cleanly_on_sigterm() {
 #[test]
 fn start_with_a_home_that_cannot_exist_fails_clearly() {
     let s = Sandbox::new();
-    std::fs::create_dir_all(s.home()).unwrap();
     let blocker = s.home().join("not-a-dir");
     std::fs::write(&blocker, "a file where the home should be").unwrap();
     let out = s
@@ -225,7 +151,7 @@ fn start_with_a_home_that_cannot_exist_fails_clearly() {
         .env("FUTURNAL_HOME", blocker.join("home"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not writable"), "{err}");
     assert!(
@@ -241,10 +167,9 @@ fn start_with_a_home_that_cannot_exist_fails_clearly() {
 #[test]
 fn invalid_config_fixture_names_file_line_column_and_suggestion() {
     let s = Sandbox::new();
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/configs/misspelled-key.yaml");
+    let fixture = fixture("configs/misspelled-key.yaml");
     let out = s.run(&["config", "validate", "--config", fixture.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(
@@ -259,22 +184,27 @@ fn invalid_config_fixture_names_file_line_column_and_suggestion() {
         "--config",
         fixture.to_str().unwrap(),
     ]);
-    assert_eq!(start.status.code(), Some(3), "{}", text(&start));
+    assert_eq!(start.status.code(), Some(3), "{}", describe(&start));
     assert!(!s.futurnal_home().join("queue.db").exists());
 }
 
 #[test]
 fn every_config_fixture_is_classified_correctly() {
     let s = Sandbox::new();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/configs");
+    let dir = fixture("configs");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let out = s.run(&["config", "validate", "--config", path.to_str().unwrap()]);
         let expect_valid = name.starts_with("valid-");
-        assert_eq!(out.status.success(), expect_valid, "{name}: {}", text(&out));
+        assert_eq!(
+            out.status.success(),
+            expect_valid,
+            "{name}: {}",
+            describe(&out)
+        );
         if !expect_valid {
-            assert_eq!(out.status.code(), Some(3), "{name}: {}", text(&out));
+            assert_eq!(out.status.code(), Some(3), "{name}: {}", describe(&out));
         }
     }
 }
@@ -333,46 +263,19 @@ fn usage_errors_name_a_runbook_topic() {
 
 /// A source whose run lasts a few seconds: `n` notes read at `rate` items a second.
 fn throttled_source(s: &Sandbox, n: usize, rate: u32) {
-    let bulk = s.home().join("Bulk");
-    std::fs::create_dir_all(&bulk).unwrap();
-    for i in 0..n {
-        std::fs::write(
-            bulk.join(format!("note-{i}.md")),
-            format!("# Note {i}\n\nbody\n"),
-        )
-        .unwrap();
-    }
-    let cfg = s.futurnal_home().join("config");
-    std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(
-        cfg.join("orchestrator.yaml"),
-        format!(
-            "sources:\n  - name: bulk\n    type: local_files\n    path: {}\n    items_per_second: {rate}\n",
-            bulk.display()
-        ),
-    )
-    .unwrap();
+    let bulk = s.write_notes("Bulk", n);
+    s.write_config(&format!(
+        "sources:\n  - name: bulk\n    type: local_files\n    path: {}\n    items_per_second: {rate}\n",
+        bulk.display()
+    ));
 }
 
 /// Wait until job `id` runs and has committed some of its items.
 fn wait_part_way(s: &Sandbox, id: i64) {
     wait_until("the run to be part-way", Duration::from_secs(20), || {
-        let j = job(s, id);
+        let j = s.job(id);
         j["state"] == "running" && j["items_done"].as_i64().unwrap_or(0) > 0
     });
-}
-
-fn job(s: &Sandbox, id: i64) -> serde_json::Value {
-    let out = s.run(&[
-        "orchestrator",
-        "jobs",
-        "show",
-        &id.to_string(),
-        "--format",
-        "json",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["job"].clone()
 }
 
 fn live_documents(s: &Sandbox) -> (i64, i64) {
@@ -409,21 +312,21 @@ fn kill_minus_nine_mid_ingest_loses_nothing_and_duplicates_nothing() {
         s.status_json()["running"] == false
     });
     assert_eq!(
-        job(&s, 1)["state"],
+        s.job(1)["state"],
         "running",
         "the dead daemon left it running"
     );
 
     let out = s.run(&["orchestrator", "start"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("1 interrupted job returned to the queue"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     let out = s.run(&["orchestrator", "jobs", "wait", "1"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let j = job(&s, 1);
+    assert!(out.status.success(), "{}", describe(&out));
+    let j = s.job(1);
     assert_eq!(j["state"], "succeeded");
     assert_eq!(j["attempts"], 1, "the crash did not use up an attempt");
     assert_eq!(
@@ -446,35 +349,31 @@ fn cancelling_a_running_job_ends_it_cancelled_and_the_daemon_keeps_running() {
     wait_part_way(&s, 1);
     let started = Instant::now();
     let out = s.run(&["orchestrator", "jobs", "cancel", "1", "--reason", "test"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "within the cancel grace"
     );
-    let j = job(&s, 1);
+    let j = s.job(1);
     assert_eq!(j["state"], "cancelled");
     assert_eq!(j["cancel_reason"], "test");
     assert!(j["docs_new"].as_i64().unwrap() < 300);
     assert_eq!(s.status_json()["running"], true);
     // The daemon still works: a new run finishes the rest.
     let out = s.run(&["orchestrator", "sources", "trigger", "bulk", "--wait"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(live_documents(&s), (300, 300));
 }
 
 #[test]
 fn trigger_wait_exit_status_reflects_a_failed_run() {
     let s = Sandbox::new();
-    let cfg = s.futurnal_home().join("config");
-    std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(
-        cfg.join("orchestrator.yaml"),
+    s.write_config(
         "sources:\n  - name: gone\n    type: local_files\n    path: /nonexistent/futurnal-test\n",
-    )
-    .unwrap();
+    );
     assert!(s.run(&["orchestrator", "start"]).status.success());
     let out = s.run(&["orchestrator", "sources", "trigger", "gone", "--wait"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("job 1 failed: not_found"), "{stdout}");
     assert!(stdout.contains("it retries at"), "{stdout}");
@@ -486,24 +385,23 @@ fn losing_queue_db_and_re_ingesting_duplicates_nothing() {
     throttled_source(&s, 50, 0);
     assert!(s.run(&["orchestrator", "start"]).status.success());
     let out = s.run(&["orchestrator", "sources", "trigger", "bulk", "--wait"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     assert!(s.run(&["orchestrator", "stop"]).status.success());
     for f in ["queue.db", "queue.db-wal", "queue.db-shm"] {
         let _ = std::fs::remove_file(s.futurnal_home().join(f));
     }
     assert!(s.run(&["orchestrator", "start"]).status.success());
     let out = s.run(&["orchestrator", "sources", "trigger", "bulk", "--wait"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("0 new, 0 changed, 0 deleted, 50 unchanged"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     assert_eq!(live_documents(&s), (50, 50));
 }
 
 fn check_runbook(s: &Sandbox, name: &str, markdown: &str) -> Output {
-    std::fs::create_dir_all(s.home()).unwrap();
     let path = s.home().join(name);
     std::fs::write(&path, markdown).unwrap();
     s.run(&["runbook", "check", path.to_str().unwrap()])
@@ -514,17 +412,17 @@ fn scenarios_need_a_check_that_fails_before_the_fix_and_a_fix_safe_to_repeat() {
     let s = Sandbox::new();
     let good = "# S\n\n<!-- runbook: hidden\nrm -f ~/flag\n-->\n\n<!-- runbook: fix -->\n```bash\ntouch ~/flag\n```\n\n<!-- runbook: hidden check\ntest -e ~/flag\n-->\n";
     let out = check_runbook(&s, "good.md", good);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("1 scenario proven"),
         "{}",
-        text(&out)
+        describe(&out)
     );
 
     // A check that cannot fail proves nothing.
     let vacuous = good.replace("test -e ~/flag", "true");
     let out = check_runbook(&s, "vacuous.md", &vacuous);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("vacuous.md:12 (hidden step)"), "{stdout}");
     assert!(stdout.contains("negative control"), "{stdout}");
@@ -532,42 +430,27 @@ fn scenarios_need_a_check_that_fails_before_the_fix_and_a_fix_safe_to_repeat() {
     // A fix that only works once is a trap.
     let once = good.replace("touch ~/flag", "mkdir ~/flag");
     let out = check_runbook(&s, "once.md", &once);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("not safe to repeat"),
         "{}",
-        text(&out)
+        describe(&out)
     );
 }
 
 // ---- Ingest, store and workers (issue 7): panic isolation, exact redaction, stale quarantine,
 // full disk. Helpers are prefixed `ingest_` so other blocks in this file cannot collide. ----
 
-fn ingest_config(s: &Sandbox, yaml: &str) {
-    let cfg = s.futurnal_home().join("config");
-    std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(cfg.join("orchestrator.yaml"), yaml).unwrap();
-}
-
-fn ingest_json(s: &Sandbox, args: &[&str]) -> serde_json::Value {
-    let out = s.run(args);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
-}
-
 fn ingest_quarantine(s: &Sandbox) -> Vec<serde_json::Value> {
-    ingest_json(
-        s,
-        &["orchestrator", "quarantine", "list", "--format", "json"],
-    )
-    .as_array()
-    .cloned()
-    .unwrap_or_default()
+    s.json(&["orchestrator", "quarantine", "list", "--format", "json"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
-/// Everything futurnal wrote under its home (queue.db with its WAL, logs; not the operator's
-/// configuration, nor the store that holds the notes by design), as bytes.
-fn ingest_home_bytes(s: &Sandbox) -> Vec<u8> {
+/// Everything futurnal wrote under its home (queue.db with its WAL, store.db, logs, lock and
+/// markers; not the operator's configuration), as bytes, except the files named in `except`.
+fn ingest_home_bytes(s: &Sandbox, except: &[&str]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut stack = vec![s.futurnal_home()];
     while let Some(dir) = stack.pop() {
@@ -577,7 +460,10 @@ fn ingest_home_bytes(s: &Sandbox) -> Vec<u8> {
                 if path.file_name().is_some_and(|n| n != "config") {
                     stack.push(path);
                 }
-            } else if path.file_name().is_some_and(|n| n != "store.db") {
+            } else if path
+                .file_name()
+                .is_some_and(|n| !except.iter().any(|e| n == *e))
+            {
                 out.extend(std::fs::read(&path).unwrap_or_default());
             }
         }
@@ -595,7 +481,7 @@ fn ingest_wait_job(s: &Sandbox, id: i64, state: &str) {
     wait_until(
         &format!("job {id} to be {state}"),
         Duration::from_secs(30),
-        || job(s, id)["state"] == state,
+        || s.job(id)["state"] == state,
     );
 }
 
@@ -609,24 +495,19 @@ fn a_panic_on_one_item_quarantines_that_item_alone_and_no_log_or_database_gets_i
     std::fs::write(notes.join("a.md"), "# A\n\nfine\n").unwrap();
     std::fs::write(notes.join("b.md"), format!("{secret}\n{marker}\n")).unwrap();
     std::fs::write(notes.join("c.md"), "# C\n\nfine\n").unwrap();
-    ingest_config(
-        &s,
-        &format!(
-            "sources:\n  - name: notes\n    type: local_files\n    path: {}\n",
-            notes.display()
-        ),
-    );
+    s.write_config(&format!(
+        "sources:\n  - name: notes\n    type: local_files\n    path: {}\n",
+        notes.display()
+    ));
     // Debug builds only: the marker makes the parser panic, quoting the note, as a real slicing
     // bug would.
-    std::fs::create_dir_all(s.home()).unwrap();
-    let out = s
-        .cmd(&["orchestrator", "start"])
-        .env("FUTURNAL_DEBUG_PANIC_MARKER", marker)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    let out = s.output(
+        s.cmd(&["orchestrator", "start"])
+            .env("FUTURNAL_DEBUG_PANIC_MARKER", marker),
+    );
+    assert!(out.status.success(), "{}", describe(&out));
     s.run(&["orchestrator", "sources", "trigger", "notes", "--wait"]);
-    let run = job(&s, 1);
+    let run = s.job(1);
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(
         run["docs_new"], 2,
@@ -641,7 +522,8 @@ fn a_panic_on_one_item_quarantines_that_item_alone_and_no_log_or_database_gets_i
         error.starts_with("the parser crashed on this item (a bug in futurnal"),
         "{error}"
     );
-    let all = ingest_home_bytes(&s);
+    // Not the store: it holds the notes by design.
+    let all = ingest_home_bytes(&s, &["store.db"]);
     assert!(
         !ingest_contains(&all, secret),
         "the note's text leaked into the home's files"
@@ -658,45 +540,57 @@ fn a_panic_on_one_item_quarantines_that_item_alone_and_no_log_or_database_gets_i
     std::fs::write(notes.join("b.md"), format!("{secret}\n")).unwrap();
     let item_job = q[0]["job_id"].as_i64().unwrap();
     let out = s.run(&["orchestrator", "quarantine", "retry", &item_job.to_string()]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     ingest_wait_job(&s, item_job, "succeeded");
     assert_eq!(live_documents(&s), (3, 3));
     assert!(ingest_quarantine(&s).is_empty());
 }
 
+/// Start a daemon whose source `notes` is `folder`, which is missing, and run it once: job 1 ends
+/// quarantined at its first attempt.
+fn ingest_quarantine_missing_folder(s: &Sandbox, folder: &Path) {
+    s.write_config(&format!(
+        "retry:\n  max_attempts: 1\nsources:\n  - name: notes\n    type: local_files\n    \
+         path: \"{}\"\n",
+        folder.display()
+    ));
+    let out = s.run(&["orchestrator", "start"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    s.run(&["orchestrator", "sources", "trigger", "notes", "--wait"]);
+    ingest_wait_job(s, 1, "quarantined");
+}
+
 #[test]
 fn a_missing_source_folder_with_spaces_and_colons_is_redacted_whole_everywhere() {
     let s = Sandbox::new();
-    let folder = s.home().join("Folder With Spaces: x");
-    ingest_config(
-        &s,
-        &format!(
-            "retry:\n  max_attempts: 1\nsources:\n  - name: notes\n    type: local_files\n    path: \"{}\"\n",
-            folder.display()
-        ),
-    );
-    let out = s.run(&["orchestrator", "start"]);
-    assert!(out.status.success(), "{}", text(&out));
-    s.run(&["orchestrator", "sources", "trigger", "notes", "--wait"]);
-    ingest_wait_job(&s, 1, "quarantined");
+    ingest_quarantine_missing_folder(&s, &s.home().join("Folder With Spaces: x"));
     let shown = s.run(&["orchestrator", "jobs", "show", "1"]);
     let json = s.run(&["orchestrator", "jobs", "show", "1", "--format", "json"]);
     let listed = s.run(&["orchestrator", "quarantine", "list", "--format", "json"]);
-    // The error texts queue.db keeps (it also records the configuration the daemon runs, which
-    // names the folder by design, like the configuration file), and the logs.
+    // No file futurnal keeps names any part of the folder: not queue.db (its error texts, and the
+    // configuration the daemon records as running, whose source paths are fingerprints under
+    // `security.path_redaction`) nor its WAL, not the logs, and not store.db either (documents
+    // are keyed by their path inside their source, never by the source's own path). Only the
+    // operator's configuration file names it. Raw bytes, and the decoded text columns of queue.db
+    // in case a value spans pages.
+    let mut everything = ingest_home_bytes(&s, &[]);
     let stored = Command::new("sqlite3")
         .arg(s.futurnal_home().join("queue.db"))
         .arg(
             "SELECT last_error FROM jobs UNION ALL SELECT reason FROM job_events
-             UNION ALL SELECT message FROM job_item_errors",
+             UNION ALL SELECT message FROM job_item_errors
+             UNION ALL SELECT config_json FROM daemon_instances
+             UNION ALL SELECT config_layering FROM daemon_instances",
         )
         .output()
         .unwrap();
-    assert!(stored.status.success(), "{}", text(&stored));
-    let mut everything = stored.stdout.clone();
-    for log in ["logs/orchestrator.log", "logs/audit.log"] {
-        everything.extend(std::fs::read(s.futurnal_home().join(log)).unwrap_or_default());
-    }
+    assert!(stored.status.success(), "{}", describe(&stored));
+    assert!(
+        String::from_utf8_lossy(&stored.stdout).contains("\"sources\""),
+        "the recorded configuration is read: {}",
+        describe(&stored)
+    );
+    everything.extend_from_slice(&stored.stdout);
     for out in [&shown, &json, &listed] {
         everything.extend_from_slice(&out.stdout);
         everything.extend_from_slice(&out.stderr);
@@ -705,13 +599,13 @@ fn a_missing_source_folder_with_spaces_and_colons_is_redacted_whole_everywhere()
         assert!(
             !ingest_contains(&everything, part),
             "`{part}` of the path leaked:\n{}",
-            text(&shown)
+            describe(&shown)
         );
     }
     assert!(
         String::from_utf8_lossy(&shown.stdout).contains("source path <path "),
         "{}",
-        text(&shown)
+        describe(&shown)
     );
 }
 
@@ -719,32 +613,18 @@ fn a_missing_source_folder_with_spaces_and_colons_is_redacted_whole_everywhere()
 fn a_quarantined_run_is_resolved_when_a_later_run_of_its_source_succeeds() {
     let s = Sandbox::new();
     let notes = s.home().join("Notes");
-    ingest_config(
-        &s,
-        &format!(
-            "retry:\n  max_attempts: 1\nsources:\n  - name: notes\n    type: local_files\n    path: {}\n",
-            notes.display()
-        ),
-    );
-    let out = s.run(&["orchestrator", "start"]);
-    assert!(out.status.success(), "{}", text(&out));
-    // The folder is missing: the run is quarantined.
-    s.run(&["orchestrator", "sources", "trigger", "notes", "--wait"]);
-    ingest_wait_job(&s, 1, "quarantined");
+    ingest_quarantine_missing_folder(&s, &notes);
     assert_eq!(ingest_quarantine(&s).len(), 1);
     std::fs::create_dir_all(&notes).unwrap();
     std::fs::write(notes.join("a.md"), "# A\n").unwrap();
     let out = s.run(&["orchestrator", "sources", "trigger", "notes", "--wait"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     assert!(
         ingest_quarantine(&s).is_empty(),
         "{:?}",
         ingest_quarantine(&s)
     );
-    let shown = ingest_json(
-        &s,
-        &["orchestrator", "jobs", "show", "1", "--format", "json"],
-    );
+    let shown = s.job_show(1);
     assert_eq!(shown["job"]["state"], "succeeded");
     let reasons: Vec<String> = shown["events"]
         .as_array()
@@ -772,11 +652,7 @@ impl Drop for IngestTmpfs {
 
 /// Mount a tmpfs of `size_mb` at `dir`; `Err(why)` when this test cannot (not root, no mount).
 fn ingest_mount_tmpfs(dir: &Path, size_mb: u32) -> Result<IngestTmpfs, String> {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .map_err(|e| e.to_string())?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+    if !common::is_root() {
         return Err("not running as root, so no tmpfs can be mounted".into());
     }
     std::fs::create_dir_all(dir).unwrap();
@@ -814,19 +690,16 @@ fn a_full_disk_fails_the_run_resource_exhausted_recorded_and_the_daemon_stays_up
     let notes = s.home().join("Notes");
     std::fs::create_dir_all(&notes).unwrap();
     std::fs::write(notes.join("first.md"), "# First\n").unwrap();
-    ingest_config(
-        &s,
-        &format!(
-            "queue:\n  min_free_mb: 1\nretry:\n  max_attempts: 20\n  base_delay_seconds: 1\n  \
-             max_delay_seconds: 2\n  jitter: 0\nsources:\n  - name: notes\n    type: local_files\n    \
-             path: {}\n",
-            notes.display()
-        ),
-    );
+    s.write_config(&format!(
+        "queue:\n  min_free_mb: 1\nretry:\n  max_attempts: 20\n  base_delay_seconds: 1\n  \
+         max_delay_seconds: 2\n  jitter: 0\nsources:\n  - name: notes\n    type: local_files\n    \
+         path: {}\n",
+        notes.display()
+    ));
     let out = s.run(&["orchestrator", "start"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     let out = s.run(&["orchestrator", "sources", "trigger", "notes", "--wait"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     let reserve = s.futurnal_home().join("queue.db-reserve");
     wait_until("the space reserve", Duration::from_secs(20), || {
         reserve.exists()
@@ -846,12 +719,12 @@ fn a_full_disk_fails_the_run_resource_exhausted_recorded_and_the_daemon_stays_up
         std::fs::write(notes.join(format!("n{i}.md")), &line).unwrap();
     }
     let out = s.run(&["orchestrator", "sources", "trigger", "notes"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     wait_until(
         "the run to fail resource_exhausted, recorded",
         Duration::from_secs(30),
         || {
-            let j = job(&s, 2);
+            let j = s.job(2);
             j["state"] != "running" && j["error_class"] == "resource_exhausted"
         },
     );
@@ -862,7 +735,7 @@ fn a_full_disk_fails_the_run_resource_exhausted_recorded_and_the_daemon_stays_up
     assert!(
         String::from_utf8_lossy(&shown.stdout).contains("futurnal help runbook disk-space-is-low"),
         "{}",
-        text(&shown)
+        describe(&shown)
     );
 
     // Completely full: log lines and heartbeats can no longer be written. The daemon lives on
@@ -901,6 +774,6 @@ fn a_full_disk_fails_the_run_resource_exhausted_recorded_and_the_daemon_stays_up
     assert_eq!(status["running"], true, "{status}");
     assert_eq!(status["disk"]["low"], false, "{status}");
     let out = s.run(&["orchestrator", "stop"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     drop(tmpfs);
 }

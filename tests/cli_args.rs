@@ -1,93 +1,57 @@
 //! Odd command-line arguments and values: non-finite numbers, non-UTF-8 arguments, values that
 //! overflow. Each must end in a clean, located error (or work), never a panic.
 //!
-//! Every test gets its own temporary HOME and FUTURNAL_HOME and a clean environment; none starts
-//! a daemon.
+//! Every test runs in its own `common::Sandbox` (temporary HOME and FUTURNAL_HOME, clean
+//! environment); none starts a daemon.
+
+mod common;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-const BIN: &str = env!("CARGO_BIN_EXE_futurnal");
+use common::{Sandbox, describe, stderr, write_file};
 
-struct Sandbox {
-    dir: tempfile::TempDir,
+/// A configuration file `name` beside the sandbox's HOME.
+fn config_at(s: &Sandbox, name: &str, yaml: &str) -> PathBuf {
+    let path = s.root().join(name);
+    write_file(&path, yaml);
+    path
 }
 
-impl Sandbox {
-    fn new() -> Sandbox {
-        let s = Sandbox {
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        std::fs::create_dir_all(s.home()).unwrap();
-        s
-    }
-    fn home(&self) -> PathBuf {
-        self.dir.path().join("home")
-    }
-    fn cmd<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.home())
-            .env("FUTURNAL_HOME", self.home().join(".futurnal"))
-            .env("NO_COLOR", "1")
-            .env("TZ", "UTC")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
-        c
-    }
-    fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        self.cmd(args).output().expect("futurnal runs")
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// `futurnal --config CONFIG config validate`.
+fn validate(s: &Sandbox, config: &OsStr) -> Output {
+    s.run(&[
+        OsStr::new("--config"),
+        config,
+        "config".as_ref(),
+        "validate".as_ref(),
+    ])
 }
 
 /// A clean operator error: the expected exit status, no panic, the two guidance lines.
 fn assert_clean_error(out: &Output, code: i32) {
     let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "{}", text(out));
-    assert!(!err.contains("panicked"), "{}", text(out));
-    assert!(err.contains("safe to do:"), "{}", text(out));
+    assert_eq!(out.status.code(), Some(code), "{}", describe(out));
+    assert!(!err.contains("panicked"), "{}", describe(out));
+    assert!(err.contains("safe to do:"), "{}", describe(out));
     assert!(
         err.contains("runbook: futurnal help runbook "),
         "{}",
-        text(out)
+        describe(out)
     );
 }
 
 #[test]
 fn non_finite_numbers_in_the_file_are_rejected_at_their_position() {
     let s = Sandbox::new();
-    let cfg = s.write(
+    let cfg = config_at(
+        &s,
         "c.yaml",
         "retry:\n  jitter: .nan\n  backoff_multiplier: .inf\n",
     );
-    let out = s.run(&[
-        OsStr::new("--config"),
-        cfg.as_os_str(),
-        "config".as_ref(),
-        "validate".as_ref(),
-    ]);
+    let out = validate(&s, cfg.as_os_str());
     assert_clean_error(&out, 3);
     let err = stderr(&out);
     assert!(err.contains("(2 problems)"), "{err}");
@@ -104,16 +68,12 @@ fn non_finite_numbers_in_the_file_are_rejected_at_their_position() {
 #[test]
 fn non_finite_numbers_in_a_source_retry_override_are_rejected() {
     let s = Sandbox::new();
-    let cfg = s.write(
+    let cfg = config_at(
+        &s,
         "c.yaml",
         "sources:\n  - name: n\n    type: local_files\n    path: /tmp\n    retry: {jitter: .nan}\n",
     );
-    let out = s.run(&[
-        OsStr::new("--config"),
-        cfg.as_os_str(),
-        "config".as_ref(),
-        "validate".as_ref(),
-    ]);
+    let out = validate(&s, cfg.as_os_str());
     assert_clean_error(&out, 3);
     let err = stderr(&out);
     assert!(
@@ -136,14 +96,14 @@ fn non_finite_numbers_from_set_and_env_are_rejected() {
         stderr(&out)
             .contains("flag --set: retry.backoff_multiplier: must be a finite number, found NaN"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     let out = s.run(&["--set", "retry.jitter=-inf", "config", "validate"]);
     assert_clean_error(&out, 3);
     assert!(
         stderr(&out).contains("flag --set: retry.jitter: must be a finite number, found -inf"),
         "{}",
-        text(&out)
+        describe(&out)
     );
 
     let out = s
@@ -157,7 +117,7 @@ fn non_finite_numbers_from_set_and_env_are_rejected() {
             "env FUTURNAL_RETRY_JITTER: retry.jitter: must be a finite number, found NaN"
         ),
         "{}",
-        text(&out)
+        describe(&out)
     );
     let out = s
         .cmd(&["config", "validate"])
@@ -180,7 +140,7 @@ fn a_non_utf8_environment_value_is_reported_not_ignored() {
         stderr(&out)
             .contains("env FUTURNAL_RETRY_JITTER: retry.jitter: the value is not valid UTF-8"),
         "{}",
-        text(&out)
+        describe(&out)
     );
 }
 
@@ -188,32 +148,22 @@ fn a_non_utf8_environment_value_is_reported_not_ignored() {
 fn a_non_utf8_config_path_works() {
     let s = Sandbox::new();
     let name = OsStr::from_bytes(b"conf-\xff.yaml");
-    let path = s.dir.path().join(name);
+    let path = s.root().join(name);
     std::fs::write(&path, "workers:\n  max_workers: 1\n").unwrap();
-    let out = s.run(&[
-        OsStr::new("--config"),
-        path.as_os_str(),
-        "config".as_ref(),
-        "validate".as_ref(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = validate(&s, path.as_os_str());
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("valid (0 sources)"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     // A missing non-UTF-8 path is a located configuration error, not a crash.
-    let out = s.run(&[
-        OsStr::new("--config"),
-        OsStr::from_bytes(b"\xff"),
-        "config".as_ref(),
-        "validate".as_ref(),
-    ]);
+    let out = validate(&s, OsStr::from_bytes(b"\xff"));
     assert_clean_error(&out, 3);
     assert!(
         stderr(&out).contains("cannot read the configuration file"),
         "{}",
-        text(&out)
+        describe(&out)
     );
 }
 
@@ -236,7 +186,7 @@ fn other_non_utf8_arguments_are_usage_errors() {
     ] {
         let out = s.run(&args);
         assert_clean_error(&out, 2);
-        assert!(stderr(&out).contains("invalid UTF-8"), "{}", text(&out));
+        assert!(stderr(&out).contains("invalid UTF-8"), "{}", describe(&out));
     }
     // Not a command at all: the usual "unrecognized subcommand".
     let out = s.run(&[OsStr::from_bytes(b"\xfe\xff")]);
@@ -256,33 +206,29 @@ fn a_huge_since_is_a_clean_usage_error() {
         assert!(
             stderr(&out).contains("too far back"),
             "{since}: {}",
-            text(&out)
+            describe(&out)
         );
     }
     // An ordinary value still works.
     let out = s.run(&["orchestrator", "jobs", "list", "--since", "7d"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 }
 
 #[test]
 fn a_huge_schedule_interval_is_rejected_with_its_range() {
     let s = Sandbox::new();
-    let cfg = s.write(
+    let cfg = config_at(
+        &s,
         "c.yaml",
         "sources:\n  - name: n\n    type: local_files\n    path: /tmp\n    schedule: 999999999999h\n",
     );
-    let out = s.run(&[
-        OsStr::new("--config"),
-        cfg.as_os_str(),
-        "config".as_ref(),
-        "validate".as_ref(),
-    ]);
+    let out = validate(&s, cfg.as_os_str());
     assert_clean_error(&out, 3);
     assert!(
         stderr(&out).contains(
             "c.yaml:5:15: sources[0].schedule: interval `999999999999h` is too long: use at most 8784h (366 days)"
         ),
         "{}",
-        text(&out)
+        describe(&out)
     );
 }

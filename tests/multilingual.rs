@@ -5,15 +5,17 @@
 //! hidden check compares the store with) is checked here against expectations computed
 //! independently of futurnal's parsers.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use futurnal::config::{SourceConfig, SourceType};
 use futurnal::sources;
 use serde_json::{Value, json};
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sources/multilingual")
+    common::fixture("sources/multilingual")
 }
 
 /// The generated file (too big to commit): the book's hidden setup writes the same bytes.

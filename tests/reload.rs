@@ -1,158 +1,22 @@
 //! Configuration changes while the orchestrator runs: `futurnal orchestrator reload`, SIGHUP, the
 //! "file differs from what runs" warning, and triggers of sources the daemon does not know.
 //!
-//! Every test gets its own temporary HOME and FUTURNAL_HOME and a clean environment; the
-//! `Sandbox` guard kills any daemon it started, whatever happens. Waits poll with deadlines.
+//! Every test runs in its own `common::Sandbox` (temporary HOME and FUTURNAL_HOME, clean
+//! environment, every daemon it started killed whatever happens). Waits poll with deadlines.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{Sandbox, describe, stderr, stdout, wait_until};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_futurnal");
-
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        let s = Sandbox {
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        std::fs::create_dir_all(s.futurnal_home().join("config")).unwrap();
-        s
-    }
-    fn home(&self) -> PathBuf {
-        self.dir.path().join("home")
-    }
-    fn futurnal_home(&self) -> PathBuf {
-        self.home().join(".futurnal")
-    }
-    fn config_file(&self) -> PathBuf {
-        self.futurnal_home().join("config/orchestrator.yaml")
-    }
-    fn write_config(&self, text: &str) {
-        std::fs::write(self.config_file(), text).unwrap();
-    }
-    /// A folder of `n` notes under HOME.
-    fn notes(&self, name: &str, n: usize) {
-        let dir = self.home().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..n {
-            std::fs::write(
-                dir.join(format!("note-{i}.md")),
-                format!("# Note {i}\n\nText.\n"),
-            )
-            .unwrap();
-        }
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.home())
-            .env("FUTURNAL_HOME", self.futurnal_home())
-            .env("NO_COLOR", "1")
-            .env("TZ", "UTC")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("futurnal runs")
-    }
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-        out
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.ok(args);
-        serde_json::from_slice(&out.stdout).expect("JSON output")
-    }
-    fn pid(&self) -> i64 {
-        self.json(&["orchestrator", "status", "--format", "json"])["pid"]
-            .as_i64()
-            .expect("running")
-    }
-    fn job(&self, id: i64) -> Value {
-        self.json(&[
-            "orchestrator",
-            "jobs",
-            "show",
-            &id.to_string(),
-            "--format",
-            "json",
-        ])
-    }
-    fn jobs_of(&self, source: &str) -> Vec<Value> {
-        self.json(&[
-            "orchestrator",
-            "jobs",
-            "list",
-            "--source",
-            source,
-            "--format",
-            "json",
-        ])
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-    }
-    /// What the daemon records as running.
-    fn running(&self) -> futurnal::daemon::reload::Running {
-        futurnal::daemon::reload::running(&futurnal::home::Home::at(self.futurnal_home()))
-            .expect("a daemon with a recorded configuration")
-    }
-    fn audit_events(&self, event: &str) -> Vec<Value> {
-        std::fs::read_to_string(self.futurnal_home().join("logs/audit.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["event"] == event)
-            .collect()
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        // Kill by the lock's record, not by asking the daemon: it may be the thing that is broken.
-        let lock = self.futurnal_home().join("orchestrator.lock");
-        if let Ok(text) = std::fs::read_to_string(lock)
-            && let Ok(v) = serde_json::from_str::<Value>(&text)
-            && let Some(pid) = v["pid"].as_i64()
-        {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// A sandbox with the configuration folder in place, as an operator following the book has it.
+fn sandbox() -> Sandbox {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.futurnal_home().join("config")).unwrap();
+    s
 }
 
 const SOURCE: &str = "  - name: {name}\n    type: local_files\n    path: ~/{name}\n";
@@ -165,14 +29,14 @@ const STALE: &str = "changed after the orchestrator loaded it";
 
 #[test]
 fn a_source_added_to_the_file_is_unknown_until_reload_then_runs() {
-    let s = Sandbox::new();
-    s.notes("one", 2);
-    s.notes("two", 3);
+    let s = sandbox();
+    s.write_notes("one", 2);
+    s.write_notes("two", 3);
     s.write_config(&format!("sources:\n{}", source("one", "")));
     s.ok(&["orchestrator", "start"]);
     // No change yet: no warning anywhere.
     let out = s.ok(&["orchestrator", "sources", "list"]);
-    assert!(!stderr(&out).contains("warning"), "{}", text(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", describe(&out));
 
     s.write_config(&format!(
         "sources:\n{}{}",
@@ -189,7 +53,7 @@ fn a_source_added_to_the_file_is_unknown_until_reload_then_runs() {
     ] {
         let out = s.ok(args);
         let err = stderr(&out);
-        assert!(err.contains(STALE), "{args:?}: {}", text(&out));
+        assert!(err.contains(STALE), "{args:?}: {}", describe(&out));
         assert!(err.contains("source two added"), "{args:?}: {err}");
         assert!(
             err.contains("futurnal orchestrator reload"),
@@ -198,14 +62,14 @@ fn a_source_added_to_the_file_is_unknown_until_reload_then_runs() {
     }
     // Monitoring reads the same from `status --format json`, without a warning on stderr.
     let out = s.ok(&["orchestrator", "status", "--format", "json"]);
-    assert!(stderr(&out).is_empty(), "{}", text(&out));
+    assert!(stderr(&out).is_empty(), "{}", describe(&out));
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["config_stale"], "source two added", "{status}");
     assert_eq!(status["config_generation"], 1, "{status}");
     // A trigger of the new source fails at once instead of queueing a job nobody runs.
     let started = Instant::now();
     let out = s.run(&["orchestrator", "sources", "trigger", "two", "--wait"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(started.elapsed() < Duration::from_secs(10));
     let err = stderr(&out);
     assert!(
@@ -224,13 +88,13 @@ fn a_source_added_to_the_file_is_unknown_until_reload_then_runs() {
         "configuration reloaded from ~/.futurnal/config/orchestrator.yaml (generation 2)\n  \
          sources added:    two\n",
         "{}",
-        text(&out)
+        describe(&out)
     );
     let out = s.ok(&["orchestrator", "sources", "trigger", "two", "--wait"]);
-    assert!(stdout(&out).contains("succeeded"), "{}", text(&out));
-    assert!(stdout(&out).contains("3 new"), "{}", text(&out));
+    assert!(stdout(&out).contains("succeeded"), "{}", describe(&out));
+    assert!(stdout(&out).contains("3 new"), "{}", describe(&out));
     let out = s.ok(&["orchestrator", "sources", "list"]);
-    assert!(!stderr(&out).contains("warning"), "{}", text(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", describe(&out));
     let status = s.json(&["orchestrator", "status", "--format", "json"]);
     assert_eq!(status["config_stale"], Value::Null, "{status}");
     assert_eq!(status["config_generation"], 2, "{status}");
@@ -240,7 +104,7 @@ fn a_source_added_to_the_file_is_unknown_until_reload_then_runs() {
     assert!(
         stdout(&out).starts_with("configuration unchanged"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     let audits = s.audit_events("config_reload");
     assert_eq!(audits.len(), 2, "{audits:?}");
@@ -253,8 +117,8 @@ fn a_source_added_to_the_file_is_unknown_until_reload_then_runs() {
 
 #[test]
 fn an_invalid_file_keeps_the_running_configuration() {
-    let s = Sandbox::new();
-    s.notes("one", 2);
+    let s = sandbox();
+    s.write_notes("one", 2);
     s.write_config(&format!("sources:\n{}", source("one", "")));
     s.ok(&["orchestrator", "start"]);
     let before = s.running();
@@ -263,7 +127,7 @@ fn an_invalid_file_keeps_the_running_configuration() {
         source("one", "")
     ));
     let out = s.run(&["orchestrator", "reload"]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let err = stderr(&out);
     assert!(
         err.contains("the configuration is invalid (1 problem); the orchestrator keeps running its previous configuration"),
@@ -283,7 +147,7 @@ fn an_invalid_file_keeps_the_running_configuration() {
         (before.generation, &before.hash)
     );
     let audits = s.audit_events("config_reload");
-    assert_eq!(audits.len(), 1);
+    assert_eq!(audits.len(), 1, "{audits:?}");
     assert_eq!(audits[0]["outcome"], "invalid");
     assert_eq!(audits[0]["problems"], 1);
     // `status` says the file is broken and that the previous configuration still runs.
@@ -291,23 +155,23 @@ fn an_invalid_file_keeps_the_running_configuration() {
     assert!(
         stderr(&out).contains("is invalid now (1 problem;"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     // Back to the old file: it is exactly what still runs, so there is nothing to reload.
     s.write_config(&format!("sources:\n{}", source("one", "")));
     let out = s.ok(&["orchestrator", "sources", "trigger", "one", "--wait"]);
-    assert!(stdout(&out).contains("succeeded"), "{}", text(&out));
-    assert!(!stderr(&out).contains("warning"), "{}", text(&out));
+    assert!(stdout(&out).contains("succeeded"), "{}", describe(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", describe(&out));
     s.ok(&["orchestrator", "stop"]);
 }
 
 #[test]
 fn removed_sources_lose_their_waiting_jobs_and_running_jobs_of_kept_sources_finish() {
-    let s = Sandbox::new();
-    s.notes("keep", 30);
-    s.notes("gone", 30);
-    s.notes("idle", 1);
-    s.notes("new", 2);
+    let s = sandbox();
+    s.write_notes("keep", 30);
+    s.write_notes("gone", 30);
+    s.write_notes("idle", 1);
+    s.write_notes("new", 2);
     // `keep` and `gone` run slowly (10 items a second), so both are running at the reload; `idle`
     // is paused, so its triggered run waits.
     let slow = "    items_per_second: 10\n";
@@ -334,7 +198,10 @@ fn removed_sources_lose_their_waiting_jobs_and_running_jobs_of_kept_sources_fini
     wait_until(
         "both slow runs to be running",
         Duration::from_secs(10),
-        || s.job(keep)["job"]["state"] == "running" && s.job(gone)["job"]["state"] == "running",
+        || {
+            s.job_show(keep)["job"]["state"] == "running"
+                && s.job_show(gone)["job"]["state"] == "running"
+        },
     );
 
     // Remove `gone` and `idle`, add `new` on a 1-second schedule, change `keep`'s priority and the
@@ -353,10 +220,10 @@ fn removed_sources_lose_their_waiting_jobs_and_running_jobs_of_kept_sources_fini
          \x20 sources changed:  keep (priority)\n\
          \x20 setting changed:  workers.max_workers 4 -> 3\n",
         "{}",
-        text(&out)
+        describe(&out)
     );
     // The waiting job of a removed source is cancelled at once, with the reason in its events.
-    let idle_job = s.job(idle);
+    let idle_job = s.job_show(idle);
     assert_eq!(idle_job["job"]["state"], "cancelled", "{idle_job}");
     let last = idle_job["events"]
         .as_array()
@@ -376,13 +243,13 @@ fn removed_sources_lose_their_waiting_jobs_and_running_jobs_of_kept_sources_fini
     wait_until(
         "the removed source's run to stop",
         Duration::from_secs(10),
-        || s.job(gone)["job"]["state"] == "cancelled",
+        || s.job_show(gone)["job"]["state"] == "cancelled",
     );
     // The kept source's running job is not disturbed: it finishes every item.
     wait_until("the kept run to finish", Duration::from_secs(20), || {
-        s.job(keep)["job"]["state"] != "running"
+        s.job_show(keep)["job"]["state"] != "running"
     });
-    let kept = s.job(keep);
+    let kept = s.job_show(keep);
     assert_eq!(kept["job"]["state"], "succeeded", "{kept}");
     assert_eq!(kept["job"]["docs_new"], 30, "{kept}");
     // The new source's schedule runs it without a trigger.
@@ -404,24 +271,23 @@ fn removed_sources_lose_their_waiting_jobs_and_running_jobs_of_kept_sources_fini
 
 #[test]
 fn the_overrides_the_daemon_started_with_survive_a_reload() {
-    let s = Sandbox::new();
-    s.notes("one", 1);
+    let s = sandbox();
+    s.write_notes("one", 1);
     s.write_config(&format!(
         "workers:\n  max_workers: 3\n  hardware_cap_enabled: false\nsources:\n{}",
         source("one", "")
     ));
-    let out = s
-        .cmd(&["--set", "workers.max_workers=2", "orchestrator", "start"])
-        .env("FUTURNAL_RETRY_MAX_ATTEMPTS", "7")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    let out = s.output(
+        s.cmd(&["--set", "workers.max_workers=2", "orchestrator", "start"])
+            .env("FUTURNAL_RETRY_MAX_ATTEMPTS", "7"),
+    );
+    assert!(out.status.success(), "{}", describe(&out));
     let r = s.running();
     assert_eq!(r.config["workers"]["max_workers"], 2);
     assert_eq!(r.config["retry"]["max_attempts"], 7);
     // This command's environment has neither override, and the file is unchanged: no warning.
     let out = s.ok(&["orchestrator", "sources", "list"]);
-    assert!(!stderr(&out).contains("warning"), "{}", text(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", describe(&out));
 
     s.write_config(&format!(
         "workers:\n  max_workers: 3\n  hardware_cap_enabled: false\nsources:\n{}{}",
@@ -432,9 +298,9 @@ fn the_overrides_the_daemon_started_with_survive_a_reload() {
     assert!(
         stdout(&out).contains("sources added:    two"),
         "{}",
-        text(&out)
+        describe(&out)
     );
-    assert!(!stdout(&out).contains("max_workers"), "{}", text(&out));
+    assert!(!stdout(&out).contains("max_workers"), "{}", describe(&out));
     let r = s.running();
     assert_eq!(r.config["workers"]["max_workers"], 2);
     assert_eq!(r.config["retry"]["max_attempts"], 7);
@@ -446,9 +312,9 @@ fn the_overrides_the_daemon_started_with_survive_a_reload() {
 
 #[test]
 fn sighup_reloads_like_the_command() {
-    let s = Sandbox::new();
-    s.notes("one", 1);
-    s.notes("two", 1);
+    let s = sandbox();
+    s.write_notes("one", 1);
+    s.write_notes("two", 1);
     s.write_config(&format!("sources:\n{}", source("one", "")));
     s.ok(&["orchestrator", "start"]);
     s.write_config(&format!(
@@ -457,7 +323,7 @@ fn sighup_reloads_like_the_command() {
         source("two", "")
     ));
     let hup = Command::new("kill")
-        .args(["-HUP", &s.pid().to_string()])
+        .args(["-HUP", &s.daemon_pid().expect("running").to_string()])
         .status()
         .unwrap();
     assert!(hup.success());
@@ -469,7 +335,7 @@ fn sighup_reloads_like_the_command() {
     assert_eq!(audit["outcome"], "applied");
     assert_eq!(s.running().generation, 2);
     let out = s.ok(&["orchestrator", "sources", "trigger", "two", "--wait"]);
-    assert!(stdout(&out).contains("succeeded"), "{}", text(&out));
+    assert!(stdout(&out).contains("succeeded"), "{}", describe(&out));
     // The daemon is still there: SIGHUP never stops it.
     assert_eq!(
         s.json(&["orchestrator", "status", "--format", "json"])["running"],
@@ -480,8 +346,8 @@ fn sighup_reloads_like_the_command() {
 
 #[test]
 fn a_source_enabled_in_the_file_but_disabled_in_the_daemon_is_not_triggered() {
-    let s = Sandbox::new();
-    s.notes("one", 1);
+    let s = sandbox();
+    s.write_notes("one", 1);
     s.write_config(&format!(
         "sources:\n{}",
         source("one", "    enabled: false\n")
@@ -492,27 +358,27 @@ fn a_source_enabled_in_the_file_but_disabled_in_the_daemon_is_not_triggered() {
         source("one", "    enabled: true\n")
     ));
     let out = s.run(&["orchestrator", "sources", "trigger", "one"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
         stderr(&out).contains("the running orchestrator runs it disabled"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     assert!(s.jobs_of("one").is_empty(), "nothing was queued");
     let out = s.ok(&["orchestrator", "reload"]);
     assert!(
         stdout(&out).contains("sources changed:  one (enabled)"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     let out = s.ok(&["orchestrator", "sources", "trigger", "one", "--wait"]);
-    assert!(stdout(&out).contains("succeeded"), "{}", text(&out));
+    assert!(stdout(&out).contains("succeeded"), "{}", describe(&out));
     s.ok(&["orchestrator", "stop"]);
 }
 
 #[test]
 fn a_start_only_key_is_kept_until_a_restart_and_said_so() {
-    let s = Sandbox::new();
+    let s = sandbox();
     s.write_config("queue:\n  wal_mode: true\n");
     s.ok(&["orchestrator", "start"]);
     s.write_config("queue:\n  wal_mode: false\n");
@@ -523,7 +389,7 @@ fn a_start_only_key_is_kept_until_a_restart_and_said_so() {
          ~/.futurnal/config/orchestrator.yaml (generation 1)\n  needs a restart:  queue.wal_mode \
          true -> false (keeps true until the orchestrator restarts)\n",
         "{}",
-        text(&out)
+        describe(&out)
     );
     assert_eq!(s.running().config["queue"]["wal_mode"], true);
     // The file still differs from what runs, so commands keep saying so...
@@ -531,21 +397,21 @@ fn a_start_only_key_is_kept_until_a_restart_and_said_so() {
     assert!(
         stderr(&out).contains("(1 setting changed)"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     // ...until a restart reads it.
     s.ok(&["orchestrator", "stop"]);
     s.ok(&["orchestrator", "start"]);
     let out = s.ok(&["orchestrator", "sources", "list"]);
-    assert!(!stderr(&out).contains("warning"), "{}", text(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", describe(&out));
     assert_eq!(s.running().config["queue"]["wal_mode"], false);
     s.ok(&["orchestrator", "stop"]);
 }
 
 #[test]
 fn a_request_whose_signal_never_arrived_is_still_answered() {
-    let s = Sandbox::new();
-    s.notes("one", 1);
+    let s = sandbox();
+    s.write_notes("one", 1);
     s.ok(&["orchestrator", "start"]);
     s.write_config(&format!("sources:\n{}", source("one", "")));
     // A request row without its SIGHUP, as if the signal were lost.
@@ -573,7 +439,7 @@ fn a_request_whose_signal_never_arrived_is_still_answered() {
 
 #[test]
 fn reload_without_a_daemon_checks_the_file_and_refuses_config_flags() {
-    let s = Sandbox::new();
+    let s = sandbox();
     s.write_config("workers:\n  max_workers: 1\n");
     let out = s.ok(&["orchestrator", "reload"]);
     assert_eq!(
@@ -583,12 +449,12 @@ fn reload_without_a_daemon_checks_the_file_and_refuses_config_flags() {
     );
     s.write_config("workers:\n  max_workers: 0\n");
     let out = s.run(&["orchestrator", "reload"]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let out = s.run(&["--set", "workers.max_workers=2", "orchestrator", "reload"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(
         stderr(&out).contains("takes no --config or --set"),
         "{}",
-        text(&out)
+        describe(&out)
     );
 }
