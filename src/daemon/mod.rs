@@ -429,7 +429,7 @@ async fn main_loop(
             _ = beat.tick() => {
                 heartbeat(db, instance_id, &pool);
                 // A request whose signal never arrived is still answered.
-                if reload::has_waiting_request(db.conn(), instance_id) {
+                if reload::has_lost_request(db.conn(), instance_id, now_ms()) {
                     live.reload(home, db, instance_id, &mut pool);
                 }
             }

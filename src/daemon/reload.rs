@@ -530,10 +530,16 @@ fn answer_requests(
 }
 
 /// Is a reload request waiting (its signal lost, say)?
-pub fn has_waiting_request(conn: &Connection, instance_id: &str) -> bool {
+/// How old a waiting request must be before the heartbeat answers it: a fresh one has its SIGHUP
+/// on the way, and answering it first would make that signal look like a second, hand-sent reload.
+const LOST_SIGNAL_MS: i64 = 1000;
+
+/// A reload request older than `LOST_SIGNAL_MS` that no signal answered.
+pub fn has_lost_request(conn: &Connection, instance_id: &str, now: i64) -> bool {
     conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM config_reloads WHERE instance_id = ?1 AND handled_at IS NULL)",
-        [instance_id],
+        "SELECT EXISTS (SELECT 1 FROM config_reloads
+                         WHERE instance_id = ?1 AND handled_at IS NULL AND requested_at <= ?2)",
+        rusqlite::params![instance_id, now - LOST_SIGNAL_MS],
         |r| r.get(0),
     )
     .unwrap_or(false)
