@@ -1084,6 +1084,42 @@ mod tests {
         assert!(panicked);
     }
 
+    /// A store damaged after the open check (a page the run reads later): the run fails with
+    /// the corrupt-store diagnosis, naming the runbook topic, not a bare "malformed".
+    #[test]
+    fn a_store_page_damaged_mid_run_names_the_corrupt_store_topic() {
+        use std::io::{Seek, SeekFrom, Write};
+        let fx = Fixture::new();
+        for i in 0..300 {
+            fx.write(&format!("n{i:03}.md"), format!("{i} ").repeat(300));
+        }
+        fx.run(|r| r.source_run()).unwrap();
+        let path = fx.dir.path().join("store.db");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let (root, page_size): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT rootpage FROM sqlite_master WHERE name = 'scan_state'),
+                    (SELECT page_size FROM pragma_page_size)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        drop(conn);
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(SeekFrom::Start(((root - 1) * page_size) as u64))
+            .unwrap();
+        file.write_all(&vec![0; page_size as usize]).unwrap();
+        drop(file);
+        let f = fx.run(|r| r.source_run()).unwrap_err();
+        assert_eq!(f.class, ErrorClass::IoError, "{}", f.message);
+        assert!(
+            f.message
+                .contains("futurnal help runbook the-document-store-is-corrupt"),
+            "{}",
+            f.message
+        );
+    }
+
     #[test]
     fn deleting_a_file_spares_one_whose_name_extends_it_with_a_hash() {
         let fx = Fixture::new();
