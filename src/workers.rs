@@ -978,6 +978,35 @@ mod tests {
         assert_eq!(leaked, 0);
     }
 
+    /// What queue.db receives under `security.path_redaction`: a source folder named with
+    /// spaces, `:`, `(` and non-ASCII leaves no part of its name, whether the failure declared
+    /// it or formatted it into free text, for the run and for each item.
+    #[test]
+    fn stored_failures_name_no_part_of_a_hostile_source_folder() {
+        let root = std::path::Path::new("/tmp/x/Folder With Spaces: (ü) x");
+        let e = std::io::Error::from_raw_os_error(13);
+        let declared = Failure::io_at("source path", root, &e);
+        let free = Failure::io(format!("cannot open {}/a b.md", root.display()), &e);
+        let report = Report {
+            failed: vec![("a b.md".into(), free.clone())],
+            ..Default::default()
+        };
+        let mut messages = Vec::new();
+        for f in [declared, free] {
+            messages.push(redact(Err(f), Some(root)).unwrap_err().message);
+        }
+        let Ok(report) = redact(Ok(report), Some(root)) else {
+            unreachable!()
+        };
+        messages.push(report.failed[0].1.message.clone());
+        for m in &messages {
+            for part in ["Folder", "With", "Spaces", "ü", "tmp"] {
+                assert!(!m.contains(part), "{part} in {m}");
+            }
+        }
+        assert!(messages[1].ends_with("/a b.md: Permission denied (os error 13)"));
+    }
+
     #[test]
     fn a_stalled_job_is_reclaimed_as_a_timeout_and_retried_by_policy() {
         let (_d, db, mut pool, source) = setup();
