@@ -51,10 +51,13 @@ fn main() -> ExitCode {
         }
         let doc = Document::load(chapter).expect("chapter");
         let lines: Vec<&str> = doc.text.lines().collect();
+        // Blocks this host skips (a `skip` reason, or `needs=root` when not root) cannot kill a
+        // mutant, so none is made of them.
+        let host = runbook_tests::runner::Host::detect();
         for step in doc
             .steps
             .iter()
-            .filter(|s| !s.hidden && s.directives.skip.is_none())
+            .filter(|s| !s.hidden && runbook_tests::runner::skip_reason(s, &host).is_none())
         {
             // Misspell the word after the first visible `futurnal ` of the block.
             let body = step.line; // 0-based index of the first line after the fence
