@@ -325,12 +325,19 @@ pub fn open_migrated(
     synchronous: &str,
     migrations: &[&str],
     integrity_check: bool,
+    page_size: Option<u32>,
 ) -> Result<Connection, OpenError> {
     precheck(path)?;
     create_private(path)?;
     let conn = Connection::open(path).map_err(|e| diagnose(path, e, ""))?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(|e| diagnose(path, e, ""))?;
+    if let Some(size) = page_size {
+        // Takes effect only on a database still empty: its first write (the first migration)
+        // uses it. No VACUUM, so a process creating the file races with nobody.
+        conn.execute_batch(&format!("PRAGMA page_size = {size}"))
+            .map_err(sql)?;
+    }
     let mode = if wal { "WAL" } else { "DELETE" };
     let applied: String = conn
         .query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0))
@@ -431,6 +438,11 @@ mod tests {
                     .collect()
             });
             assert!(errors.is_empty(), "{errors:?}");
+            let conn = Connection::open(&path).unwrap();
+            let page: u32 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(page, crate::store::PAGE_SIZE);
         }
     }
 
@@ -453,7 +465,7 @@ mod tests {
         c.execute_batch("COMMIT").unwrap();
 
         let queue = dir.path().join("queue.db");
-        let q = open_migrated(&queue, true, "FULL", &["CREATE TABLE t (x);"], true).unwrap();
+        let q = open_migrated(&queue, true, "FULL", &["CREATE TABLE t (x);"], true, None).unwrap();
         q.execute_batch("INSERT INTO t VALUES (1)").unwrap();
         for f in files_of(&queue).iter().take(3) {
             assert_eq!(mode(f), 0o600, "{}", f.display());

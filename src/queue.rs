@@ -194,7 +194,7 @@ fn open_error(path: &Path, err: crate::db::OpenError) -> OperatorError {
 impl QueueDb {
     /// Open for the daemon: create if missing, set pragmas, check integrity, migrate.
     pub fn open_for_daemon(path: &Path, cfg: &QueueConfig) -> Result<QueueDb> {
-        let conn = crate::db::open_migrated(path, cfg.wal_mode, "FULL", MIGRATIONS, true)
+        let conn = crate::db::open_migrated(path, cfg.wal_mode, "FULL", MIGRATIONS, true, None)
             .map_err(|e| open_error(path, e))?;
         conn.execute_batch(&format!(
             "PRAGMA wal_autocheckpoint = {};",

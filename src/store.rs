@@ -68,6 +68,9 @@ impl Prepared {
     }
 }
 
+/// store.db's page size, set when the file is created.
+pub const PAGE_SIZE: u32 = 16384;
+
 const MIGRATIONS: &[&str] = &["CREATE TABLE documents (
         id INTEGER PRIMARY KEY,
         source TEXT NOT NULL,
@@ -177,18 +180,12 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, Failure> {
-        if !path.exists() {
-            // Created private first: SQLite gives the database the process umask's mode, and
-            // its journal the database's, so a plain open would leave both world-readable.
-            crate::db::create_private(path).map_err(|e| crate::db::store_failure(path, e))?;
-            // Large pages suit documents of tens of kilobytes: fewer overflow pages per body.
-            let conn = Connection::open(path)
-                .map_err(|e| crate::db::store_failure(path, crate::db::diagnose(path, e, "")))?;
-            conn.execute_batch("PRAGMA page_size = 16384; VACUUM;")
-                .map_err(|e| crate::db::store_failure(path, crate::db::diagnose(path, e, "")))?;
-        }
-        let conn = crate::db::open_migrated(path, false, "NORMAL", MIGRATIONS, false)
-            .map_err(|e| crate::db::store_failure(path, e))?;
+        // Created private (by `open_migrated`) before SQLite opens it: SQLite gives the database
+        // the umask's mode and its journal the database's. Large pages suit documents of tens of
+        // kilobytes: fewer overflow pages per body.
+        let conn =
+            crate::db::open_migrated(path, false, "NORMAL", MIGRATIONS, false, Some(PAGE_SIZE))
+                .map_err(|e| crate::db::store_failure(path, e))?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),

@@ -905,39 +905,12 @@ fn sigkill_at_random_points_loses_duplicates_and_corrupts_nothing() {
             && v.duplicated.is_empty()
             && v.corrupt.is_empty()
             && v.integrity.is_empty()
-            && v.running_jobs == 0,
+            && v.running_jobs == 0
+            && v.internal == 0,
         "{summary}\nlost: {:?}\nduplicated: {:?}\ncorrupt: {:?}\nintegrity: {:?}",
         sample(&v.lost),
         sample(&v.duplicated),
         sample(&v.corrupt),
         v.integrity
     );
-}
-
-/// Two source runs that start together on a fresh home both open store.db for the first time: both
-/// must succeed (the migration must not be applied twice). Found by the soak: the second run was
-/// quarantined `internal: document store: migration failed: table documents already exists`.
-#[test]
-#[ignore = "fails until db::migrate reads user_version and migrates inside one IMMEDIATE transaction"]
-fn concurrent_first_opens_of_the_store_all_succeed() {
-    for _ in 0..20 {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.db");
-        let barrier = std::sync::Barrier::new(4);
-        let errors: Vec<String> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..4)
-                .map(|_| {
-                    s.spawn(|| {
-                        barrier.wait();
-                        futurnal::store::Store::open(&path).err().map(|f| f.message)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .filter_map(|h| h.join().unwrap())
-                .collect()
-        });
-        assert!(errors.is_empty(), "{errors:?}");
-    }
 }
