@@ -486,14 +486,20 @@ impl EnvSource<'_> {
 
 /// Load and validate the layered configuration.
 pub fn load(home: &Home, overrides: &Overrides) -> Result<Loaded, Vec<Problem>> {
-    let (path, explicit) = match &overrides.config_path {
+    let (path, explicit) = config_file(home, overrides);
+    load_layered(path, explicit, &overrides.set, &EnvSource::Process)
+}
+
+/// The configuration file a command reads: `--config`, else `FUTURNAL_CONFIG`, else the home's
+/// default; and whether it was chosen explicitly (then a missing file is an error).
+pub fn config_file(home: &Home, overrides: &Overrides) -> (PathBuf, bool) {
+    match &overrides.config_path {
         Some(p) => (p.clone(), true),
         None => match std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
             Some(p) => (PathBuf::from(p), true),
             None => (home.default_config(), false),
         },
-    };
-    load_layered(path, explicit, &overrides.set, &EnvSource::Process)
+    }
 }
 
 /// Load the configuration exactly as `layering` says (this process's environment is not read).

@@ -167,6 +167,30 @@ fn a_non_utf8_config_path_works() {
     );
 }
 
+/// `status --config PATH` with a file that does not load names that file, not the default one.
+#[test]
+fn status_names_the_configuration_file_it_was_given() {
+    let s = Sandbox::new();
+    let path = s.root().join("elsewhere.yaml");
+    std::fs::write(&path, "workers:\n  max_worker: 1\n").unwrap();
+    let out = s.run(&[
+        OsStr::new("orchestrator"),
+        OsStr::new("status"),
+        OsStr::new("--config"),
+        path.as_os_str(),
+    ]);
+    let shown = common::stdout(&out);
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("config:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("elsewhere.yaml") && line.contains("invalid"),
+        "{}",
+        describe(&out)
+    );
+}
+
 #[test]
 fn other_non_utf8_arguments_are_usage_errors() {
     let s = Sandbox::new();

@@ -208,7 +208,12 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
                 OrchestratorCommand::Status { verbose, format } => {
                     let stale = daemon::reload::stale(&home);
                     let loaded = daemon::load_config(&home, &overrides);
-                    let config = loaded.as_ref().map_err(|e| e.what.clone());
+                    let config = loaded.as_ref().map_err(|e| {
+                        (
+                            crate::config::config_file(&home, &overrides).0,
+                            e.what.clone(),
+                        )
+                    });
                     let status = daemon::status::collect(&home, config, verbose);
                     match format {
                         TableOrJson::Json => {

@@ -7,6 +7,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use std::path::PathBuf;
+
 use crate::config::Loaded;
 use crate::display;
 use crate::home::{Home, display_path, mode_of};
@@ -68,7 +70,7 @@ pub struct Recovery {
 }
 
 /// Gather the status. `config` is `Err(message)` when the configuration does not load.
-pub fn collect(home: &Home, config: Result<&Loaded, String>, verbose: bool) -> Status {
+pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose: bool) -> Status {
     let holder = lock::holder(home);
     let db = QueueDb::open_existing(&home.queue_db());
     let mut queue = Map::new();
@@ -124,12 +126,7 @@ pub fn collect(home: &Home, config: Result<&Loaded, String>, verbose: bool) -> S
             None,
             l.effective_workers() as i64,
         ),
-        Err(e) => (
-            display_path(&home.default_config()),
-            home.default_config().exists(),
-            Some(e),
-            0,
-        ),
+        Err((path, e)) => (display_path(&path), path.exists(), Some(e), 0),
     };
     Status {
         running,
