@@ -743,22 +743,8 @@ mod tests {
         assert!(err.what.contains("queue.db"), "{}", err.what);
         // Refused means unchanged: nothing was tightened.
         assert_eq!(mode(&home.queue_db()), 0o644);
-        // The book shows this message (with other ids and the default home): keep them equal.
-        let book = include_str!("../book/src/troubleshooting-home.md");
-        let shown_in_book = book
-            .split("```text\n")
-            .nth(1)
-            .and_then(|b| b.split("```").next())
-            .unwrap();
-        let me = rustix::process::geteuid().as_raw();
-        let actual = err
-            .to_string()
-            .replace(&display_path(home.root()), "~/.futurnal")
-            .replace(
-                &format!("(uid 65534; you are uid {me})"),
-                "(uid 0; you are uid 1000)",
-            );
-        assert_eq!(actual.trim(), shown_in_book.trim());
+        // The book's scenario "The home belongs to another user" shows this message from a real
+        // start (as root, where the harness can give a file away).
     }
 
     #[test]
