@@ -141,12 +141,21 @@ impl Committed {
 
     fn record(&self, report: &Report, counts: &Counts) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Tally {
-            items_seen: report.items_seen,
             counts: *counts,
+            ..Tally::from(report)
+        };
+    }
+}
+
+impl From<&Report> for Tally {
+    fn from(report: &Report) -> Tally {
+        Tally {
+            items_seen: report.items_seen,
+            counts: report.counts,
             skipped: report.skipped,
             failed: report.failed.len() as u64,
             bytes: report.bytes,
-        };
+        }
     }
 }
 

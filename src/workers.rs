@@ -807,16 +807,7 @@ fn committed_numbers(t: &Tally) -> RunNumbers {
 }
 
 fn numbers(r: &Report) -> RunNumbers {
-    RunNumbers {
-        items_seen: r.items_seen as i64,
-        docs_new: r.counts.new as i64,
-        docs_changed: r.counts.changed as i64,
-        docs_unchanged: r.counts.unchanged as i64,
-        docs_deleted: r.counts.deleted as i64,
-        items_skipped: r.skipped as i64,
-        items_failed: r.failed.len() as i64,
-        bytes: r.bytes as i64,
-    }
+    committed_numbers(&Tally::from(r))
 }
 
 fn describe(r: &Report) -> String {

@@ -774,8 +774,9 @@ fn restore_permissions(dir: &Path) {
     }
 }
 
-/// `setpriv` arguments that drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, when running as root.
-fn unprivileged_prefix() -> Option<Vec<String>> {
+/// `setpriv` arguments that drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, when running as root
+/// (`None` when not root, or when root has no setpriv). futurnal's own tests use it too.
+pub fn unprivileged_prefix() -> Option<Vec<String>> {
     if !rustix::process::geteuid().is_root() {
         return None;
     }

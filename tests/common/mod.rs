@@ -283,30 +283,12 @@ pub fn is_root() -> bool {
 }
 
 /// As root, file permissions are bypassed: the `setpriv` prefix that runs futurnal without
-/// CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, as the book's harness does (a copy of the private
-/// `unprivileged_prefix` in runbook-tests/src/runner.rs). Empty when not root; `Err(why)` when
-/// root has no setpriv, so permission cases cannot be tested.
+/// CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, the same as the book's harness uses. Empty when not
+/// root; `Err(why)` when root has no setpriv, so permission cases cannot be tested.
 pub fn unprivileged_prefix() -> Result<Vec<String>, String> {
     if !is_root() {
         return Ok(Vec::new());
     }
-    let available = Command::new("setpriv")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !available {
-        return Err("running as root without setpriv, so permissions cannot be enforced".into());
-    }
-    Ok([
-        "setpriv",
-        "--bounding-set",
-        "-dac_override,-dac_read_search",
-        "--inh-caps",
-        "-dac_override,-dac_read_search",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect())
+    runbook_tests::runner::unprivileged_prefix()
+        .ok_or_else(|| "running as root without setpriv, so permissions cannot be enforced".into())
 }
