@@ -4,7 +4,8 @@
 //! stable set of classes that operators filter on (`--reason parse_error`).
 //! Invariants: classes come from error types, never from message text; each class is either
 //! transient (retried with backoff) or permanent (quarantined at once); the book's table of classes
-//! is checked against `ErrorClass::ALL`.
+//! is checked against `ErrorClass::ALL`. This module sits below `config`: the retry backoff takes
+//! plain values (`Backoff`), never a configuration type.
 
 use std::fmt;
 
@@ -187,6 +188,10 @@ impl fmt::Display for Failure {
     }
 }
 
+/// A `Failure` keeps only its class and text (it is stored, compared and sent between threads),
+/// so it has no `source()`: the wrapped error's text is in the message.
+impl std::error::Error for Failure {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,11 +265,22 @@ mod tests {
     }
 }
 
+/// The numbers a retry delay is computed from, as plain values: `config::Retry` converts into
+/// this (`From<&Retry>`), so this module does not depend on the configuration layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub base_delay_seconds: u64,
+    pub backoff_multiplier: f64,
+    pub max_delay_seconds: u64,
+    pub jitter: f64,
+}
+
 /// Delay before retry number `attempts + 1`, in milliseconds: exponential backoff from
 /// `retry.base_delay_seconds` by `retry.backoff_multiplier`, capped at `retry.max_delay_seconds`,
 /// spread by ±`retry.jitter`. The jitter is derived from the job id and attempt, so it spreads
 /// different jobs apart but is reproducible for one job (and testable without a random source).
-pub fn retry_delay_ms(policy: &crate::config::Retry, attempts: i64, job_id: i64) -> i64 {
+pub fn retry_delay_ms(policy: impl Into<Backoff>, attempts: i64, job_id: i64) -> i64 {
+    let policy = policy.into();
     let exponent = (attempts.max(1) - 1).min(60) as i32;
     let base = policy.base_delay_seconds as f64 * policy.backoff_multiplier.powi(exponent);
     let capped = base.min(policy.max_delay_seconds as f64);
@@ -278,25 +294,23 @@ pub fn retry_delay_ms(policy: &crate::config::Retry, attempts: i64, job_id: i64)
 #[cfg(test)]
 mod retry_tests {
     use super::*;
-    use crate::config::Retry;
 
     #[test]
     fn exponential_capped_and_jittered_within_bounds() {
-        let p = Retry {
-            max_attempts: 5,
+        let p = Backoff {
             base_delay_seconds: 30,
             backoff_multiplier: 2.0,
             max_delay_seconds: 100,
             jitter: 0.0,
         };
-        assert_eq!(retry_delay_ms(&p, 1, 7), 30_000);
-        assert_eq!(retry_delay_ms(&p, 2, 7), 60_000);
-        assert_eq!(retry_delay_ms(&p, 3, 7), 100_000);
-        let p = Retry { jitter: 0.2, ..p };
+        assert_eq!(retry_delay_ms(p, 1, 7), 30_000);
+        assert_eq!(retry_delay_ms(p, 2, 7), 60_000);
+        assert_eq!(retry_delay_ms(p, 3, 7), 100_000);
+        let p = Backoff { jitter: 0.2, ..p };
         for id in 0..200 {
-            let d = retry_delay_ms(&p, 1, id);
+            let d = retry_delay_ms(p, 1, id);
             assert!((24_000..=36_000).contains(&d), "{d}");
-            assert_eq!(d, retry_delay_ms(&p, 1, id), "reproducible");
+            assert_eq!(d, retry_delay_ms(p, 1, id), "reproducible");
         }
     }
 }

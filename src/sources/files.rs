@@ -9,8 +9,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::{Candidate, Enumeration, ParsedDoc, Rules, Skipped, utf8};
-use super::{Found, html, markdown};
-use crate::config::SourceType;
+use super::{Found, SourceType, html, markdown};
 use crate::failure::Failure;
 
 pub fn enumerate(root: &Path, kind: SourceType, rules: &Rules) -> Enumeration {

@@ -17,10 +17,43 @@ pub mod markdown;
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{SourceConfig, SourceType};
 use crate::failure::{ErrorClass, Failure};
+
+/// Kinds of source futurnal can ingest. It lives here, with the code that reads each kind, so
+/// that `config` depends on `sources` and never the other way (config re-exports it).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceType {
+    LocalFiles,
+    Obsidian,
+    Maildir,
+    Mbox,
+}
+
+/// What this layer needs to know about a declared source, as plain values: `config` converts
+/// its `SourceConfig` into this (`From<&SourceConfig>`), so callers pass `&source_config`.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceSpec<'a> {
+    pub kind: SourceType,
+    pub root: &'a Path,
+    pub include: &'a [String],
+    pub exclude: &'a [String],
+}
+
+impl<'a> SourceSpec<'a> {
+    /// A source with no include/exclude rules.
+    pub fn new(kind: SourceType, root: &'a Path) -> SourceSpec<'a> {
+        SourceSpec {
+            kind,
+            root,
+            include: &[],
+            exclude: &[],
+        }
+    }
+}
 
 /// One thing in a source that can change independently: a file, or an mbox file.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,7 +111,8 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn new(source: &SourceConfig) -> Result<Rules, Failure> {
+    pub fn new<'a>(source: impl Into<SourceSpec<'a>>) -> Result<Rules, Failure> {
+        let source = source.into();
         let build = |patterns: &[String]| -> Result<GlobSet, Failure> {
             let mut b = GlobSetBuilder::new();
             for p in patterns {
@@ -93,9 +127,9 @@ impl Rules {
             include: if source.include.is_empty() {
                 None
             } else {
-                Some(build(&source.include)?)
+                Some(build(source.include)?)
             },
-            exclude: build(&source.exclude)?,
+            exclude: build(source.exclude)?,
         })
     }
 
@@ -128,8 +162,8 @@ fn list_failure(root: &Path, key: &str, e: &std::io::Error) -> Failure {
 }
 
 /// Find the items of a source. `Err` when the source itself is unusable (missing, unreadable).
-pub fn enumerate(source: &SourceConfig) -> Result<Enumeration, Failure> {
-    let found = enumerate_items(source)?;
+pub fn enumerate<'a>(source: impl Into<SourceSpec<'a>>) -> Result<Enumeration, Failure> {
+    let found = enumerate_items(source.into())?;
     // A source whose own folder cannot be listed has failed as a whole, not item by item.
     if let Some((_, f)) = found.errors.iter().find(|(k, _)| k.is_empty()) {
         return Err(f.clone());
@@ -137,11 +171,11 @@ pub fn enumerate(source: &SourceConfig) -> Result<Enumeration, Failure> {
     Ok(found)
 }
 
-fn enumerate_items(source: &SourceConfig) -> Result<Enumeration, Failure> {
-    let root = &source.path;
+fn enumerate_items(source: SourceSpec) -> Result<Enumeration, Failure> {
+    let root = source.root;
     let meta = std::fs::metadata(root).map_err(|e| Failure::io_at("source path", root, &e))?;
     let rules = Rules::new(source)?;
-    match source.source_type {
+    match source.kind {
         SourceType::LocalFiles | SourceType::Obsidian => {
             if !meta.is_dir() {
                 return Err(Failure::new(ErrorClass::NotFound, String::new()).with_path(
@@ -150,7 +184,7 @@ fn enumerate_items(source: &SourceConfig) -> Result<Enumeration, Failure> {
                     "not a folder",
                 ));
             }
-            Ok(files::enumerate(root, source.source_type, &rules))
+            Ok(files::enumerate(root, source.kind, &rules))
         }
         SourceType::Maildir => {
             if !meta.is_dir() {
@@ -169,8 +203,8 @@ fn enumerate_items(source: &SourceConfig) -> Result<Enumeration, Failure> {
 /// Parse one candidate's bytes (whose content hash is `hash`) into documents. `Err` when the
 /// candidate as a whole failed. Takes the bytes by value so a note's text becomes its document
 /// body without a copy.
-pub fn parse(
-    source: &SourceConfig,
+pub fn parse<'a>(
+    source: impl Into<SourceSpec<'a>>,
     candidate: &Candidate,
     bytes: Vec<u8>,
     hash: String,
@@ -179,7 +213,7 @@ pub fn parse(
         docs: vec![d],
         failures: Vec::new(),
     };
-    match source.source_type {
+    match source.into().kind {
         SourceType::LocalFiles => files::parse_file(candidate, bytes, hash).map(one),
         SourceType::Obsidian => files::parse_obsidian(candidate, bytes, hash).map(one),
         SourceType::Maildir => Ok(one(mail::parse_email(&candidate.key, &bytes, hash))),
@@ -624,8 +658,8 @@ mod tests {
         assert_eq!(bytes_from_key("\\x4"), None);
     }
 
-    fn source(kind: SourceType, root: &Path) -> SourceConfig {
-        SourceConfig::new("s", kind, root.to_str().unwrap())
+    fn source(kind: SourceType, root: &Path) -> SourceSpec<'_> {
+        SourceSpec::new(kind, root)
     }
 
     /// Issue 7 item 2: `\xff.md` and `\xfe.md` were both `�.md`: one document, "2 changed" on
@@ -643,7 +677,7 @@ mod tests {
         ] {
             std::fs::write(root.join(std::ffi::OsStr::from_bytes(name)), body).unwrap();
         }
-        let found = enumerate(&source(SourceType::LocalFiles, root)).unwrap();
+        let found = enumerate(source(SourceType::LocalFiles, root)).unwrap();
         let mut keys: Vec<&str> = found.candidates.iter().map(|c| c.key.as_str()).collect();
         keys.sort_unstable();
         assert_eq!(
@@ -686,7 +720,7 @@ mod tests {
             SourceType::Obsidian,
             SourceType::Mbox,
         ] {
-            let found = enumerate(&source(kind, root)).unwrap();
+            let found = enumerate(source(kind, root)).unwrap();
             let keys: Vec<&str> = found.candidates.iter().map(|c| c.key.as_str()).collect();
             assert_eq!(keys, ["real.md"], "{kind:?}");
             let mut skipped: Vec<(&str, &str)> = found
@@ -792,14 +826,14 @@ mod tests {
     fn failures_naming_the_source_folder_declare_it() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("Folder With Spaces: here");
-        let f = enumerate(&source(SourceType::LocalFiles, &missing)).unwrap_err();
+        let f = enumerate(source(SourceType::LocalFiles, &missing)).unwrap_err();
         assert_eq!(f.class, ErrorClass::NotFound);
         let shown = f.redacted().message;
         assert!(!shown.contains("Folder With Spaces"), "{shown}");
         let file = dir.path().join("Spaced: file.md");
         std::fs::write(&file, "x").unwrap();
         for kind in [SourceType::LocalFiles, SourceType::Maildir] {
-            let f = enumerate(&source(kind, &file)).unwrap_err();
+            let f = enumerate(source(kind, &file)).unwrap_err();
             let shown = f.redacted().message;
             assert!(!shown.contains("Spaced"), "{shown}");
             assert!(shown.ends_with("not a folder"), "{shown}");
@@ -831,7 +865,7 @@ mod tests {
             (SourceType::Maildir, "source path <path "),
             (SourceType::Mbox, "source path <path "),
         ] {
-            let f = enumerate(&source(kind, &hostile)).unwrap_err();
+            let f = enumerate(source(kind, &hostile)).unwrap_err();
             assert_eq!(f.class, ErrorClass::NotFound, "{kind:?}");
             check(&format!("missing {kind:?}"), f, expect);
         }
@@ -842,11 +876,11 @@ mod tests {
             (SourceType::Obsidian, "source path <path "),
             (SourceType::Maildir, "maildir <path "),
         ] {
-            let f = enumerate(&source(kind, &hostile)).unwrap_err();
+            let f = enumerate(source(kind, &hostile)).unwrap_err();
             check(&format!("file {kind:?}"), f, expect);
         }
         // An mbox file that vanishes between the source check and its listing.
-        let rules = Rules::new(&source(SourceType::Mbox, &hostile)).unwrap();
+        let rules = Rules::new(source(SourceType::Mbox, &hostile)).unwrap();
         std::fs::remove_file(&hostile).unwrap();
         let found = mail::enumerate_mbox(&hostile, false, &rules);
         let (_, f) = found.errors.into_iter().next().unwrap();
@@ -875,7 +909,7 @@ mod tests {
         .unwrap();
         drop(file);
         std::fs::write(dir.path().join("top.md"), "x").unwrap();
-        let found = enumerate(&source(SourceType::LocalFiles, dir.path())).unwrap();
+        let found = enumerate(source(SourceType::LocalFiles, dir.path())).unwrap();
         assert_eq!(found.candidates.len(), 1, "{:?}", found.candidates);
         assert_eq!(found.errors.len(), 1);
         let (key, failure) = &found.errors[0];
@@ -899,7 +933,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", root.join("tmp/3.c")).unwrap();
         // A Maildir++ sub-folder that is a link: recorded under its path, not dropped.
         std::os::unix::fs::symlink("/tmp", root.join(".Archive")).unwrap();
-        let found = enumerate(&source(SourceType::Maildir, root)).unwrap();
+        let found = enumerate(source(SourceType::Maildir, root)).unwrap();
         assert_eq!(found.candidates.len(), 1);
         assert_eq!(found.candidates[0].key, "1.a");
         let mut skipped: Vec<&str> = found.skipped.iter().map(|s| s.key.as_str()).collect();
