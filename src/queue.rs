@@ -6,7 +6,9 @@
 //! transaction per migration; a database from a newer futurnal is refused, never modified; the
 //! daemon is the only long-lived writer (CLI commands open short-lived connections); queue.db is
 //! created 0600 before SQLite touches it, so its -wal and -shm files inherit that mode; a queue.db
-//! the user may not read and write is reported as a permission problem, never as damage.
+//! the user may not read and write is diagnosed as a permission problem, never as damage.
+//! Failures are `QueueError`s (the file and `db::OpenError`'s diagnosis); no operator prose or
+//! runbook topic here: `error::queue_unusable` words them for the command that met them.
 
 use std::path::{Path, PathBuf};
 
@@ -14,19 +16,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::config::Queue as QueueConfig;
-use crate::error::{ExitCode, OperatorError, Result};
+use crate::db::OpenError;
 use crate::home::display_path;
-use crate::runbook::topics;
-
-/// Job states. The order is the order operators see in `status`.
-pub const JOB_STATES: &[&str] = &[
-    "pending",
-    "running",
-    "succeeded",
-    "failed",
-    "quarantined",
-    "cancelled",
-];
+use crate::jobs::JobState;
 
 /// Migrations, applied in order; index + 1 is the resulting `user_version`. Never edit a landed
 /// migration: add a new one.
@@ -141,9 +133,8 @@ const MIGRATIONS: &[&str] = &[
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-pub fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
+/// Kept while callers still name the clock through the queue; it lives in `clock`.
+pub use crate::clock::now_ms;
 
 /// A connection to queue.db.
 pub struct QueueDb {
@@ -151,43 +142,27 @@ pub struct QueueDb {
     path: PathBuf,
 }
 
-fn db_error(path: &Path, err: rusqlite::Error) -> OperatorError {
+/// queue.db could not be used: which file, and why. What the operator is told depends on the
+/// command that met it (a start, a command reading the queue), so it is decided by the
+/// operator-facing layer (`error::queue_unusable`), not here.
+#[derive(Debug, thiserror::Error)]
+#[error("queue database {}: {source}", display_path(path))]
+pub struct QueueError {
+    pub path: PathBuf,
+    /// The diagnosis: permissions (`NoAccess`), damage (`is_corrupt`), a newer schema, or else.
+    pub source: OpenError,
+}
+
+type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+fn db_error(path: &Path, err: rusqlite::Error) -> QueueError {
     open_error(path, crate::db::diagnose(path, err, ""))
 }
 
-/// The operator's view of a queue.db that cannot be used: a permission problem and damage get
-/// different advice (moving a merely unreadable queue aside would throw it away).
-fn open_error(path: &Path, err: crate::db::OpenError) -> OperatorError {
-    use crate::db::OpenError;
-    match err {
-        OpenError::Newer { found, .. } => newer_schema(path, found),
-        OpenError::NoAccess(files) => {
-            let names: Vec<String> = files.iter().map(|f| display_path(f)).collect();
-            OperatorError::new(
-                ExitCode::Database,
-                format!(
-                    "the queue database {} cannot be opened: permission denied on {}",
-                    display_path(path),
-                    names.join(", ")
-                ),
-                format!(
-                    "nothing was changed and the queue is not damaged, so do not move it aside; \
-                     {}, then try again",
-                    crate::db::access_advice(&files)
-                ),
-                topics::DB_NOT_READABLE,
-            )
-        }
-        other => OperatorError::new(
-            ExitCode::Database,
-            format!(
-                "the queue database {} is unreadable or corrupt: {other}",
-                display_path(path)
-            ),
-            "the orchestrator did not start and nothing was written; move the file aside \
-             (keep it for inspection) and start again to create a fresh queue",
-            topics::CORRUPT_DB,
-        ),
+fn open_error(path: &Path, err: OpenError) -> QueueError {
+    QueueError {
+        path: path.to_path_buf(),
+        source: err,
     }
 }
 
@@ -208,7 +183,7 @@ impl QueueDb {
     }
 
     /// Open an existing queue.db for a short-lived CLI command. `None` when it does not exist.
-    pub fn open_existing(path: &Path) -> Result<Option<QueueDb>> {
+    pub fn connect(path: &Path) -> Result<Option<QueueDb>> {
         if !path.exists() {
             return Ok(None);
         }
@@ -227,6 +202,9 @@ impl QueueDb {
         Ok(Some(db))
     }
 
+    // `open_existing`, the same open with the error already in a command's words, is defined in
+    // `error` (the operator-facing layer), so this module never depends on it.
+
     pub fn user_version(&self) -> Result<i64> {
         self.conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -237,9 +215,9 @@ impl QueueDb {
         &self.conn
     }
 
-    /// Job counts for every state, zero-filled, in `JOB_STATES` order.
-    pub fn job_counts(&self) -> Result<Vec<(&'static str, i64)>> {
-        let mut counts: Vec<(&'static str, i64)> = JOB_STATES.iter().map(|s| (*s, 0)).collect();
+    /// Job counts for every state, zero-filled, in `JobState::ALL` order.
+    pub fn job_counts(&self) -> Result<Vec<(JobState, i64)>> {
+        let mut counts: Vec<(JobState, i64)> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
         if self.user_version()? == 0 {
             return Ok(counts);
         }
@@ -248,7 +226,7 @@ impl QueueDb {
             .prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state")
             .map_err(|e| db_error(&self.path, e))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_map([], |r| Ok((r.get::<_, JobState>(0)?, r.get::<_, i64>(1)?)))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| db_error(&self.path, e))?;
         for (state, n) in rows {
@@ -422,16 +400,13 @@ fn wal_path(db: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn newer_schema(path: &Path, version: i64) -> OperatorError {
-    OperatorError::new(
-        ExitCode::Database,
-        format!(
-            "the queue database {} has schema version {version}, newer than this futurnal \
-             understands ({SCHEMA_VERSION})",
-            display_path(path)
-        ),
-        "nothing was changed; run the futurnal version that wrote this database, or upgrade",
-        topics::CORRUPT_DB,
+fn newer_schema(path: &Path, version: i64) -> QueueError {
+    open_error(
+        path,
+        OpenError::Newer {
+            found: version,
+            supported: SCHEMA_VERSION,
+        },
     )
 }
 
@@ -485,7 +460,7 @@ mod tests {
         let db = QueueDb::open_for_daemon(&path, &cfg).unwrap();
         assert_eq!(db.user_version().unwrap(), SCHEMA_VERSION);
         let counts = db.job_counts().unwrap();
-        assert_eq!(counts.len(), JOB_STATES.len());
+        assert_eq!(counts.len(), JobState::ALL.len());
         assert!(counts.iter().all(|(_, n)| *n == 0));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -503,8 +478,11 @@ mod tests {
         let err = QueueDb::open_for_daemon(&path, &QueueConfig::default())
             .err()
             .unwrap();
-        assert_eq!(err.exit, ExitCode::Database);
-        assert!(err.what.contains("schema version 999"), "{}", err.what);
+        assert!(
+            matches!(err.source, OpenError::Newer { found: 999, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("schema version 999"), "{err}");
     }
 
     #[test]
@@ -515,7 +493,7 @@ mod tests {
         let err = QueueDb::open_for_daemon(&path, &QueueConfig::default())
             .err()
             .unwrap();
-        assert_eq!(err.exit, ExitCode::Database);
+        assert!(err.source.is_corrupt(), "{err:?}");
         // The file must not have been modified.
         assert_eq!(std::fs::read(&path).unwrap(), vec![0x5au8; 8192]);
     }

@@ -1,15 +1,19 @@
-//! The worker pool inside the daemon: scheduling, claiming, running and finishing jobs.
+//! The worker pool inside the daemon: claiming, running and finishing jobs.
 //!
-//! Owns: turning due schedules into runs, claiming jobs up to the pool size, running each job on
-//! its own OS thread (parsing never blocks the async runtime), relaying progress, applying the
-//! retry policy to failures, operator cancellation and graceful shutdown.
+//! Owns: each tick's work (the scheduler's step, cancel requests, leases, claims up to the pool
+//! size), running each job on its own OS thread (parsing never blocks the daemon's loop),
+//! relaying progress, recording outcomes with the retry decision (`jobs::decide`), operator
+//! cancellation and graceful shutdown.
 //! Invariants: the pool never runs more than `effective_workers` jobs; all queue.db writes happen
-//! on the daemon's main task (worker threads only send messages); a job stopped by shutdown goes
-//! back to pending without using up an attempt; a cancelled job ends CANCELLED, never FAILED; a
-//! job that ends without a report (its thread panicked, it failed, stalled or was force-cancelled)
-//! records what its run committed, and a panic's message reaches neither the log nor queue.db.
+//! on the daemon's main loop (worker threads only send messages), each state change in one
+//! transaction with its event; a running job's lease is `last progress + stall_timeout_seconds`,
+//! renewed every tick, and a lapsed lease is rescued (ours: a `timeout` failure retried by policy;
+//! anyone else's: handed back as after a crash); a job stopped by shutdown goes back to pending
+//! without using up an attempt; a cancelled job ends CANCELLED, never FAILED; a job that ends
+//! without a report (its thread panicked, it failed, stalled or was force-cancelled) records what
+//! its run committed, and a panic's message reaches neither the log nor queue.db.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,11 +25,9 @@ use crate::failure::{Failure, retry_delay_ms};
 use crate::home::Home;
 use crate::ingest::{Committed, Report, Run, Tally, failure_summary};
 use crate::jobs::{self, Job, RunNumbers};
+use crate::jobs::{Decision, JobKind, Outcome};
 use crate::queue::{QueueDb, now_ms};
-use crate::scheduler::Schedule;
-
-/// How long a claimed job's lease lasts without a heartbeat renewing it.
-pub const LEASE_MS: i64 = 60_000;
+use crate::scheduler::Scheduler;
 /// Disk space kept allocated beside queue.db and released on a full disk (see `make_reserve`).
 pub const RESERVE_BYTES: u64 = 1024 * 1024;
 /// How often a missing reserve is made again.
@@ -52,8 +54,6 @@ fn create_reserve(path: &std::path::Path) -> std::io::Result<()> {
 
 /// How often an outcome queue.db refused (a full disk) is offered to it again.
 const RECORD_RETRY: Duration = Duration::from_secs(1);
-/// How long a job whose store was busy waits before it tries again.
-const BUSY_RETRY_MS: i64 = 5_000;
 
 pub enum Message {
     Progress {
@@ -73,8 +73,9 @@ struct RunningJob {
     /// What its run has committed so far, shared with its thread: the job's numbers when the
     /// run ends without a report (a panic, a failure, a forced cancel or a stall).
     committed: Arc<Committed>,
-    /// When its thread last reported progress (or started).
-    last_progress: Instant,
+    /// When its thread last reported progress (or started), in ms since the epoch: its lease
+    /// runs until this plus the stall timeout.
+    last_progress: i64,
     /// Why the cancel flag was raised, and when.
     cancel_reason: Option<(CancelReason, Instant)>,
 }
@@ -88,7 +89,9 @@ enum CancelReason {
 pub struct Pool {
     config: Config,
     sources: Vec<SourceConfig>,
-    schedules: HashMap<String, Schedule>,
+    /// `jobs::claimable` of `sources`, made once per configuration.
+    claimable: String,
+    scheduler: Scheduler,
     instance_id: String,
     store: std::path::PathBuf,
     max: usize,
@@ -113,20 +116,12 @@ impl Pool {
         max: usize,
     ) -> (Pool, UnboundedReceiver<Message>) {
         let (tx, rx) = unbounded_channel();
-        let schedules = config
-            .sources
-            .iter()
-            .filter_map(|s| {
-                Schedule::parse(&s.schedule)
-                    .ok()
-                    .map(|p| (s.name.clone(), p))
-            })
-            .collect();
         (
             Pool {
                 config: config.clone(),
                 sources: config.sources.clone(),
-                schedules,
+                claimable: jobs::claimable(&config.sources),
+                scheduler: Scheduler::new(&config.sources),
                 instance_id: instance_id.to_string(),
                 store: home.store_db(),
                 max: max.max(1),
@@ -147,29 +142,17 @@ impl Pool {
         self.running.len()
     }
 
-    /// One scheduler tick: due schedules, cancel requests, claims.
+    /// One scheduler tick: due schedules, cancel requests, leases, claims.
     pub fn tick(&mut self, db: &QueueDb) {
         self.record_unrecorded(db, Instant::now());
         self.make_reserve(Instant::now());
         let conn = db.conn();
         let now = now_ms();
-        let states = match jobs::source_states(conn) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot read source state: {e}");
-                return;
-            }
-        };
-        let paused: HashSet<String> = states
-            .iter()
-            .filter(|(_, s)| s.paused_at.is_some())
-            .map(|(n, _)| n.clone())
-            .collect();
         if !self.draining {
-            self.schedule(db, &states, &paused, now);
+            self.scheduler.enqueue_due(conn, &self.sources, now);
         }
         self.watch_cancels(db, now);
-        self.reclaim_stalled(db, Instant::now());
+        self.keep_leases(db, now);
         if self.draining {
             return;
         }
@@ -181,9 +164,8 @@ impl Pool {
                 conn,
                 now,
                 &self.instance_id,
-                LEASE_MS,
-                &self.sources,
-                &paused,
+                self.stall_ms(),
+                &self.claimable,
             ) {
                 Ok(Some(job)) => self.spawn(db, job),
                 Ok(None) => break,
@@ -191,52 +173,6 @@ impl Pool {
                     tracing::warn!("cannot claim a job: {e}");
                     break;
                 }
-            }
-        }
-    }
-
-    fn schedule(
-        &self,
-        db: &QueueDb,
-        states: &HashMap<String, jobs::SourceState>,
-        paused: &HashSet<String>,
-        now: i64,
-    ) {
-        let conn = db.conn();
-        for source in self.sources.iter().filter(|s| s.enabled) {
-            let Some(schedule) = self.schedules.get(&source.name) else {
-                continue;
-            };
-            if matches!(schedule, Schedule::Manual) {
-                continue;
-            }
-            let state = states.get(&source.name).cloned().unwrap_or_default();
-            let mut last = state.last_scheduled_at;
-            if last.is_none() && matches!(schedule, Schedule::Cron(_)) {
-                // A cron source's first slot is the first one after futurnal first saw it.
-                last = Some(now);
-            }
-            if !paused.contains(&source.name) && schedule.is_due(last, now) {
-                match jobs::enqueue_run(
-                    conn,
-                    source,
-                    "schedule",
-                    "scheduler",
-                    source.retry.max_attempts,
-                    now,
-                ) {
-                    Ok(e) => {
-                        tracing::info!(source = %source.name, job = e.id(), "scheduled run");
-                        last = Some(now);
-                    }
-                    Err(e) => tracing::warn!(source = %source.name, "cannot schedule a run: {e}"),
-                }
-            }
-            let next = schedule.next_due(last).map(|t| t.max(now));
-            if (last != state.last_scheduled_at || next != state.next_run_at)
-                && let Err(e) = jobs::set_schedule_marks(conn, &source.name, last, next)
-            {
-                tracing::warn!("cannot record the schedule of {}: {e}", source.name);
             }
         }
     }
@@ -285,49 +221,62 @@ impl Pool {
                     "cancelled by operator: {reason} (forced after {}s)",
                     grace.as_secs()
                 );
-                if let Err(e) = jobs::finish(
-                    db.conn(),
-                    id,
-                    "cancelled",
-                    now,
-                    "daemon",
-                    &text,
-                    &committed_numbers(&r.committed.get()),
-                    None,
-                ) {
+                let numbers = committed_numbers(&r.committed.get());
+                let result = jobs::immediate(db.conn()).and_then(|tx| {
+                    jobs::finish(
+                        &tx,
+                        id,
+                        Outcome::Cancelled,
+                        now,
+                        "daemon",
+                        &text,
+                        &numbers,
+                        None,
+                    )?;
+                    tx.commit()
+                });
+                if let Err(e) = result {
                     tracing::warn!(job = id, "cannot record the cancellation: {e}");
                 }
             }
         }
     }
 
-    fn stall_timeout(&self) -> Duration {
-        Duration::from_secs(self.config.workers.stall_timeout_seconds)
+    fn stall_ms(&self) -> i64 {
+        (self.config.workers.stall_timeout_seconds as i64).saturating_mul(1000)
     }
 
-    /// Running jobs whose threads still report progress; only their leases are renewed.
-    pub fn progressing(&self) -> Vec<i64> {
-        let limit = self.stall_timeout();
-        self.running
-            .iter()
-            .filter(|(_, r)| r.last_progress.elapsed() < limit)
-            .map(|(id, _)| *id)
-            .collect()
-    }
-
-    /// A job whose thread has reported nothing for `stall_timeout_seconds` is hung (a read that
-    /// never returns, say): its lease lapses, it is taken back as a `timeout` failure and retried
-    /// by the normal policy. Its thread is told to stop; anything it reports later is discarded.
-    fn reclaim_stalled(&mut self, db: &QueueDb, now: Instant) {
-        let limit = self.stall_timeout();
-        let stalled: Vec<i64> = self
+    /// Renew the leases of our running jobs (each runs until its last progress plus the stall
+    /// timeout; an outcome waiting to be recorded keeps its job's lease), then rescue every
+    /// running job whose lease has lapsed. One of ours is hung (a read that never returns, say):
+    /// it is taken back as a `timeout` failure and retried by the normal policy; its thread is
+    /// told to stop and anything it reports later is discarded. A job no worker here runs is an
+    /// orphan: it goes back to the queue as after a crash.
+    fn keep_leases(&mut self, db: &QueueDb, now: i64) {
+        let stall = self.stall_ms();
+        let mut leases: Vec<(i64, i64)> = self
             .running
             .iter()
-            .filter(|(_, r)| now.saturating_duration_since(r.last_progress) >= limit)
-            .map(|(id, _)| *id)
+            .map(|(id, r)| (*id, r.last_progress.saturating_add(stall)))
             .collect();
-        for id in stalled {
+        leases.extend(self.unrecorded.iter().map(|(r, _)| (r.job.id, now + stall)));
+        if let Err(e) = jobs::renew_leases(db.conn(), &leases) {
+            tracing::warn!("cannot renew job leases: {e}");
+        }
+        let expired = match jobs::expired_leases(db.conn(), now) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("cannot read job leases: {e}");
+                return;
+            }
+        };
+        let mut orphans = Vec::new();
+        for (id, _holder) in expired {
+            if self.unrecorded.iter().any(|(r, _)| r.job.id == id) {
+                continue;
+            }
             let Some(r) = self.running.remove(&id) else {
+                orphans.push(id);
                 continue;
             };
             r.cancel.store(true, Ordering::Relaxed);
@@ -335,16 +284,31 @@ impl Pool {
                 crate::failure::ErrorClass::Timeout,
                 format!(
                     "no progress for {}s; the job was taken back from its worker",
-                    limit.as_secs()
+                    stall / 1000
                 ),
             );
             let result = jobs::immediate(db.conn()).and_then(|tx| {
                 let n = committed_numbers(&r.committed.get());
-                self.failed(&tx, &r.job, &failure, now_ms(), &n)?;
+                self.failed(&tx, &r.job, &failure, now, &n)?;
                 tx.commit()
             });
             if let Err(e) = result {
                 tracing::error!(job = id, "cannot reclaim a stalled job: {e}");
+            }
+        }
+        if !orphans.is_empty() {
+            let result = jobs::immediate(db.conn()).and_then(|tx| {
+                let rescued = jobs::rescue_orphans(&tx, &self.instance_id, Some(&orphans), now)?;
+                tx.commit()?;
+                Ok(rescued)
+            });
+            match result {
+                Ok(r) => tracing::warn!(
+                    requeued = r.requeued,
+                    poisoned = r.poisoned,
+                    "rescued running jobs whose lease lapsed with no worker"
+                ),
+                Err(e) => tracing::error!("cannot rescue jobs whose lease lapsed: {e}"),
             }
         }
     }
@@ -408,20 +372,28 @@ impl Pool {
                         job,
                         cancel,
                         committed,
-                        last_progress: Instant::now(),
+                        last_progress: now_ms(),
                         cancel_reason: None,
                     },
                 );
             }
             Err(e) => {
                 tracing::error!(job = id, "cannot start a worker thread: {e}");
-                let _ = jobs::requeue(
-                    db.conn(),
-                    id,
-                    now_ms(),
-                    "daemon",
-                    &format!("no worker thread could be started: {e}"),
-                );
+                let now = now_ms();
+                let result = jobs::immediate(db.conn()).and_then(|tx| {
+                    jobs::hand_back(
+                        &tx,
+                        id,
+                        now,
+                        now,
+                        "daemon",
+                        &format!("no worker thread could be started: {e}"),
+                    )?;
+                    tx.commit()
+                });
+                if let Err(e) = result {
+                    tracing::warn!(job = id, "cannot hand the job back: {e}");
+                }
             }
         }
     }
@@ -431,7 +403,7 @@ impl Pool {
         match msg {
             Message::Progress { id, done, total } => {
                 if let Some(r) = self.running.get_mut(&id) {
-                    r.last_progress = Instant::now();
+                    r.last_progress = now_ms();
                     if let Err(e) = jobs::progress(db.conn(), id, done as i64, total as i64) {
                         tracing::warn!(job = id, "cannot record progress: {e}");
                     }
@@ -565,9 +537,10 @@ impl Pool {
                 let n = numbers(report);
                 match &r.cancel_reason {
                     Some((CancelReason::Shutdown, _)) | None => {
-                        jobs::requeue(
+                        jobs::hand_back(
                             &tx,
                             job.id,
+                            now,
                             now,
                             "daemon",
                             "interrupted by shutdown; resumes at next start",
@@ -579,11 +552,20 @@ impl Pool {
                             n.docs_new + n.docs_changed + n.items_failed,
                             report.items_seen
                         );
-                        jobs::finish(&tx, job.id, "cancelled", now, "daemon", &text, &n, None)?;
+                        jobs::finish(
+                            &tx,
+                            job.id,
+                            Outcome::Cancelled,
+                            now,
+                            "daemon",
+                            &text,
+                            &n,
+                            None,
+                        )?;
                     }
                 }
             }
-            Ok(report) if job.kind == "item" && !report.failed.is_empty() => {
+            Ok(report) if job.kind == JobKind::Item && !report.failed.is_empty() => {
                 let (_, failure) = report.failed[0].clone();
                 self.failed(&tx, job, &failure, now, &numbers(report))?;
             }
@@ -593,26 +575,29 @@ impl Pool {
                 report.failed.sort_by(|a, b| a.0.cmp(&b.0));
                 if let Some(source) = source {
                     for (item, failure) in &report.failed {
-                        let retry_at = now + retry_delay_ms(&source.retry, 1, job.id);
-                        let item_job = jobs::enqueue_item(
-                            &tx,
-                            source,
-                            item,
-                            job.id,
-                            failure,
-                            retry_at,
-                            source.retry.max_attempts,
-                            now,
-                        )?;
+                        // Keyed by the item: a run's failed items retry spread out.
+                        let key = jobs::item_key(&source.name, item);
+                        let retry_at = now + retry_delay_ms(&source.retry, 1, key);
+                        let item_job =
+                            jobs::enqueue_item(&tx, source, item, job.id, failure, retry_at, now)?;
                         jobs::record_item_error(&tx, job.id, item, failure, item_job)?;
                     }
                     jobs::resolve_items(&tx, &source.name, &report.succeeded_items, job.id, now)?;
-                    if job.kind == "source_run" {
+                    if job.kind == JobKind::SourceRun {
                         jobs::resolve_runs(&tx, &source.name, job.id, now)?;
                     }
                 }
                 let text = describe(report);
-                jobs::finish(&tx, job.id, "succeeded", now, "daemon", &text, &n, None)?;
+                jobs::finish(
+                    &tx,
+                    job.id,
+                    Outcome::Succeeded,
+                    now,
+                    "daemon",
+                    &text,
+                    &n,
+                    None,
+                )?;
                 // Counts only: failure texts can name items.
                 tracing::info!(
                     job = job.id,
@@ -633,74 +618,59 @@ impl Pool {
         tx.commit()
     }
 
+    /// Record a failed attempt as `jobs::decide` says, with the retry policy of the job's
+    /// source in this daemon's configuration.
     fn failed(
         &self,
-        tx: &rusqlite::Connection,
+        tx: &rusqlite::Transaction<'_>,
         job: &Job,
         failure: &Failure,
         now: i64,
         n: &RunNumbers,
     ) -> rusqlite::Result<()> {
-        if failure.class == crate::failure::ErrorClass::Busy {
-            // Not the job's fault: wait and try again, without using up an attempt.
-            let retry_at = now + BUSY_RETRY_MS;
-            let text = format!(
-                "{failure}; retry later at {} (attempt not counted)",
-                crate::display::timestamp(retry_at)
-            );
-            tracing::info!(job = job.id, "job deferred: store busy");
-            jobs::defer(tx, job.id, now, retry_at, &text)?;
-            return Ok(());
-        }
-        let retries_left = job.attempts < job.max_attempts;
-        if failure.class.is_transient() && retries_left {
-            let policy = self
-                .sources
-                .iter()
-                .find(|s| s.name == job.source)
-                .map_or(&self.config.retry, |s| &s.retry);
-            let retry_at = now + retry_delay_ms(policy, job.attempts, job.id);
-            let text = format!(
-                "{failure}; retry {} of {} at {}",
-                job.attempts + 1,
-                job.max_attempts,
-                crate::display::timestamp(retry_at)
-            );
-            if self.config.security.path_redaction {
-                if !self.quiet.get() {
+        let policy = self
+            .sources
+            .iter()
+            .find(|s| s.name == job.source)
+            .map_or(&self.config.retry, |s| &s.retry);
+        let key = match &job.item {
+            Some(item) => jobs::item_key(&job.source, item),
+            None => job.id,
+        };
+        let quiet = self.quiet.get();
+        let redacting = self.config.security.path_redaction;
+        match jobs::decide(failure, job.attempts, job.max_attempts, policy, key, now) {
+            Decision::Defer { at, text } => {
+                tracing::info!(job = job.id, "job deferred: store busy");
+                jobs::hand_back(tx, job.id, now, at, "daemon", &text)?;
+            }
+            Decision::Retry { at, text } => {
+                if quiet {
+                } else if redacting {
                     tracing::warn!(job = job.id, class = %failure.class, attempt = job.attempts, "job failed; retry scheduled");
-                }
-            } else {
-                if !self.quiet.get() {
+                } else {
                     tracing::warn!(job = job.id, "job failed: {text}");
                 }
+                jobs::retry_later(tx, job.id, now, at, failure, &text)?;
             }
-            jobs::retry_later(tx, job.id, now, retry_at, failure, &text)?;
-        } else {
-            let why = if failure.class.is_transient() {
-                format!("{failure}; gave up after {} attempts", job.attempts)
-            } else {
-                format!("{failure} (permanent: not retried)")
-            };
-            if self.config.security.path_redaction {
-                if !self.quiet.get() {
+            Decision::Quarantine { text } => {
+                if quiet {
+                } else if redacting {
                     tracing::warn!(job = job.id, class = %failure.class, "job quarantined");
+                } else {
+                    tracing::warn!(job = job.id, "job quarantined: {text}");
                 }
-            } else {
-                if !self.quiet.get() {
-                    tracing::warn!(job = job.id, "job quarantined: {why}");
-                }
+                jobs::finish(
+                    tx,
+                    job.id,
+                    Outcome::Quarantined,
+                    now,
+                    "daemon",
+                    &text,
+                    n,
+                    Some(failure),
+                )?;
             }
-            jobs::finish(
-                tx,
-                job.id,
-                "quarantined",
-                now,
-                "daemon",
-                &why,
-                n,
-                Some(failure),
-            )?;
         }
         Ok(())
     }
@@ -737,13 +707,18 @@ impl Pool {
             );
         }
         for (id, _) in self.running.drain() {
-            if let Err(e) = jobs::requeue(
-                db.conn(),
-                id,
-                now,
-                "daemon",
-                "interrupted by shutdown; resumes at next start",
-            ) {
+            let result = jobs::immediate(db.conn()).and_then(|tx| {
+                jobs::hand_back(
+                    &tx,
+                    id,
+                    now,
+                    now,
+                    "daemon",
+                    "interrupted by shutdown; resumes at next start",
+                )?;
+                tx.commit()
+            });
+            if let Err(e) = result {
                 tracing::warn!(job = id, "cannot hand the job back: {e}");
             }
         }
@@ -838,15 +813,8 @@ impl Pool {
     /// limits, the retry policy and the pool size follow the new configuration. A smaller pool
     /// stops nothing: it claims nothing until enough running jobs have finished.
     pub fn reconfigure(&mut self, config: &Config, max: usize) {
-        self.schedules = config
-            .sources
-            .iter()
-            .filter_map(|s| {
-                Schedule::parse(&s.schedule)
-                    .ok()
-                    .map(|p| (s.name.clone(), p))
-            })
-            .collect();
+        self.scheduler = Scheduler::new(&config.sources);
+        self.claimable = jobs::claimable(&config.sources);
         self.sources = config.sources.clone();
         self.config = config.clone();
         self.max = max.max(1);
@@ -877,17 +845,10 @@ mod tests {
 
     /// Claim a job and register it as running without starting a thread.
     fn running(db: &QueueDb, pool: &mut Pool, source: &SourceConfig, now: i64) -> i64 {
-        jobs::enqueue_run(db.conn(), source, "manual", "test", 3, now).unwrap();
-        let job = jobs::claim(
-            db.conn(),
-            now,
-            "me",
-            LEASE_MS,
-            &pool.sources,
-            &HashSet::new(),
-        )
-        .unwrap()
-        .unwrap();
+        jobs::enqueue_run(db.conn(), source, "manual", "test", now).unwrap();
+        let job = jobs::claim(db.conn(), now, "me", pool.stall_ms(), &pool.claimable)
+            .unwrap()
+            .unwrap();
         let id = job.id;
         pool.running.insert(
             id,
@@ -895,7 +856,7 @@ mod tests {
                 job,
                 cancel: Arc::new(AtomicBool::new(false)),
                 committed: Default::default(),
-                last_progress: Instant::now(),
+                last_progress: now,
                 cancel_reason: None,
             },
         );
@@ -927,9 +888,8 @@ mod tests {
         };
         let (mut pool, mut rx) = Pool::new(&home, &config, "me", 2);
         let now = now_ms();
-        jobs::enqueue_run(db.conn(), &source, "manual", "test", 3, now).unwrap();
-        let none = HashSet::new();
-        let job = jobs::claim(db.conn(), now, "me", LEASE_MS, &pool.sources, &none)
+        jobs::enqueue_run(db.conn(), &source, "manual", "test", now).unwrap();
+        let job = jobs::claim(db.conn(), now, "me", pool.stall_ms(), &pool.claimable)
             .unwrap()
             .unwrap();
         let id = job.id;
@@ -939,7 +899,7 @@ mod tests {
             pool.handle(&db, msg);
         }
         let job = jobs::get(db.conn(), id).unwrap().unwrap();
-        assert_eq!(job.state, "quarantined");
+        assert_eq!(job.state, jobs::JobState::Quarantined);
         assert_eq!(job.error_class.as_deref(), Some("internal"));
         let store = crate::store::Store::open(&home.store_db()).unwrap();
         let live = store.live_documents("s").unwrap() as i64;
@@ -1001,15 +961,26 @@ mod tests {
     #[test]
     fn a_stalled_job_is_reclaimed_as_a_timeout_and_retried_by_policy() {
         let (_d, db, mut pool, source) = setup();
-        let id = running(&db, &mut pool, &source, now_ms());
-        // Just under the stall timeout: still running.
-        pool.reclaim_stalled(&db, Instant::now() + Duration::from_secs(299));
+        let t0 = now_ms();
+        let id = running(&db, &mut pool, &source, t0);
+        // Just under the stall timeout: still running, its lease renewed.
+        pool.keep_leases(&db, t0 + 299_000);
         assert!(pool.running.contains_key(&id));
-        assert_eq!(pool.progressing(), vec![id]);
-        pool.reclaim_stalled(&db, Instant::now() + Duration::from_secs(301));
+        let lease: i64 = db
+            .conn()
+            .query_row("SELECT lease_until FROM jobs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(lease, t0 + 300_000);
+        // Progress moves the lease on.
+        pool.running.get_mut(&id).unwrap().last_progress = t0 + 100_000;
+        pool.keep_leases(&db, t0 + 301_000);
+        assert!(pool.running.contains_key(&id));
+        pool.keep_leases(&db, t0 + 401_000);
         assert!(!pool.running.contains_key(&id));
         let job = jobs::get(db.conn(), id).unwrap().unwrap();
-        assert_eq!(job.state, "failed");
+        assert_eq!(job.state, jobs::JobState::Failed);
         assert_eq!(job.error_class.as_deref(), Some("timeout"));
         // Attempt 1 failed: the retry comes base_delay_seconds later (jitter 0 here).
         let delay = job.scheduled_for - job.updated_at;
@@ -1029,13 +1000,12 @@ mod tests {
         tx.commit().unwrap();
         let due = jobs::get(db.conn(), id).unwrap().unwrap().scheduled_for;
         assert_eq!(due, t0 + 30_000);
-        let none = HashSet::new();
         assert!(
-            jobs::claim(db.conn(), due - 1, "me", LEASE_MS, &pool.sources, &none)
+            jobs::claim(db.conn(), due - 1, "me", 1000, &pool.claimable)
                 .unwrap()
                 .is_none()
         );
-        let again = jobs::claim(db.conn(), due, "me", LEASE_MS, &pool.sources, &none)
+        let again = jobs::claim(db.conn(), due, "me", 1000, &pool.claimable)
             .unwrap()
             .unwrap();
         assert_eq!((again.id, again.attempts), (id, 2));
@@ -1053,8 +1023,8 @@ mod tests {
         tx.commit().unwrap();
         let job = jobs::get(db.conn(), id).unwrap().unwrap();
         assert_eq!(
-            (job.state.as_str(), job.attempts, job.scheduled_for),
-            ("pending", 0, 6_000)
+            (job.state, job.attempts, job.scheduled_for),
+            (jobs::JobState::Pending, 0, 6_000)
         );
 
         let id = running(&db, &mut pool, &source, 10_000);
@@ -1065,6 +1035,6 @@ mod tests {
             .unwrap();
         tx.commit().unwrap();
         let job = jobs::get(db.conn(), id).unwrap().unwrap();
-        assert_eq!(job.state, "quarantined");
+        assert_eq!(job.state, jobs::JobState::Quarantined);
     }
 }

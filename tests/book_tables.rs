@@ -135,7 +135,7 @@ fn directive_table_lists_every_directive() {
 fn job_state_table_matches_the_queue() {
     let rows = table_after(&chapter("managing-jobs.md"), "## Job states", "state");
     let book: Vec<String> = rows.into_iter().map(|r| r[0].clone()).collect();
-    let code: Vec<String> = futurnal::queue::JOB_STATES
+    let code: Vec<String> = futurnal::jobs::JobState::ALL
         .iter()
         .map(|s| s.to_string())
         .collect();

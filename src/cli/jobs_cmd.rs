@@ -10,8 +10,8 @@ use crate::daemon::lock;
 use crate::display;
 use crate::error::{CommandError, ExitCode, OperatorError, Result};
 use crate::home::{Home, display_path};
-use crate::jobs::{self, CancelOutcome, Job, ListFilter};
-use crate::queue::{JOB_STATES, QueueDb, now_ms};
+use crate::jobs::{self, CancelOutcome, Job, JobKind, JobState, ListFilter};
+use crate::queue::{QueueDb, now_ms};
 use crate::runbook::topics;
 
 #[derive(Debug, Subcommand)]
@@ -21,9 +21,9 @@ pub enum JobsCommand {
         /// How many jobs to show
         #[arg(long, default_value_t = 20)]
         limit: usize,
-        /// Only jobs in this state: pending, running, succeeded, failed, quarantined, cancelled
-        #[arg(long)]
-        status: Option<String>,
+        /// Only jobs in this state
+        #[arg(long, value_enum)]
+        status: Option<JobState>,
         /// Only jobs of this source
         #[arg(long)]
         source: Option<String>,
@@ -96,8 +96,8 @@ pub fn outcome_line(job: &Job) -> String {
         .duration_ms()
         .map(|d| format!(" in {}", display::duration_ms(d)))
         .unwrap_or_default();
-    match job.state.as_str() {
-        "succeeded" if job.kind == "source_run" => {
+    match job.state {
+        JobState::Succeeded if job.kind == JobKind::SourceRun => {
             let mut line = format!(
                 "job {} succeeded{took}: {} new, {} changed, {} deleted, {} unchanged documents; {} skipped",
                 job.id,
@@ -115,21 +115,21 @@ pub fn outcome_line(job: &Job) -> String {
             }
             line
         }
-        "succeeded" => format!("job {} succeeded{took}", job.id),
-        "failed" => format!(
+        JobState::Succeeded => format!("job {} succeeded{took}", job.id),
+        JobState::Failed => format!(
             "job {} failed: {}: {}; it retries at {}",
             job.id,
             job.error_class.as_deref().unwrap_or("?"),
             job.last_error.as_deref().unwrap_or(""),
             display::timestamp(job.scheduled_for)
         ),
-        "quarantined" => format!(
+        JobState::Quarantined => format!(
             "job {} quarantined: {}: {}",
             job.id,
             job.error_class.as_deref().unwrap_or("?"),
             job.last_error.as_deref().unwrap_or("")
         ),
-        "cancelled" => format!(
+        JobState::Cancelled => format!(
             "job {} cancelled{}: {} documents ingested before it stopped; reason: {}",
             job.id,
             job.duration_ms()
@@ -152,20 +152,6 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
             since,
             format,
         } => {
-            if let Some(s) = &status
-                && !JOB_STATES.contains(&s.as_str())
-            {
-                return Err(OperatorError::new(
-                    ExitCode::Usage,
-                    format!(
-                        "`{s}` is not a job state; states: {}",
-                        JOB_STATES.join(", ")
-                    ),
-                    "nothing was shown",
-                    topics::MANAGING_JOBS,
-                )
-                .into());
-            }
             let since = since
                 .as_deref()
                 .map(|t| display::parse_since(t, now_ms()))
@@ -206,7 +192,7 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
                         j.id.to_string(),
                         display::truncate(&j.source, 12),
                         what(j),
-                        j.state.clone(),
+                        j.state.to_string(),
                         display::timestamp(j.updated_at),
                         j.duration_ms()
                             .map(display::duration_ms)
@@ -308,7 +294,7 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
                         let job = jobs::get(db.conn(), job_id)
                             .map_err(|e| sql(home, e))?
                             .ok_or_else(|| no_such_job(home, Some(&db), job_id))?;
-                        if job.state != "running" {
+                        if job.state != JobState::Running {
                             println!("{}", outcome_line(&job));
                             return Ok(());
                         }
@@ -334,7 +320,7 @@ pub fn render_job(job: &Job, events: &[jobs::Event], items: &[jobs::ItemError]) 
     };
     rows.push(("source", job.source.clone()));
     rows.push(("kind", kind));
-    rows.push(("state", job.state.clone()));
+    rows.push(("state", job.state.to_string()));
     rows.push(("trigger", job.trigger.clone()));
     rows.push(("priority", job.priority_name().into()));
     rows.push((
@@ -342,7 +328,7 @@ pub fn render_job(job: &Job, events: &[jobs::Event], items: &[jobs::ItemError]) 
         format!("{} of {}", job.attempts, job.max_attempts),
     ));
     rows.push(("created", display::timestamp(job.created_at)));
-    if matches!(job.state.as_str(), "pending" | "failed") {
+    if job.state.is_waiting() {
         rows.push(("scheduled for", display::timestamp(job.scheduled_for)));
     }
     if let Some(at) = job.started_at {
@@ -354,13 +340,13 @@ pub fn render_job(job: &Job, events: &[jobs::Event], items: &[jobs::ItemError]) 
     if let Some(d) = job.duration_ms() {
         rows.push(("duration", display::duration_ms(d)));
     }
-    if job.state == "running" && job.items_total > 0 {
+    if job.state == JobState::Running && job.items_total > 0 {
         rows.push((
             "progress",
             format!("{} of {} items", job.items_done, job.items_total),
         ));
     }
-    if job.kind == "source_run" && job.finished_at.is_some() {
+    if job.kind == JobKind::SourceRun && job.finished_at.is_some() {
         rows.push((
             "documents",
             format!(
@@ -376,7 +362,7 @@ pub fn render_job(job: &Job, events: &[jobs::Event], items: &[jobs::ItemError]) 
             ),
         ));
     }
-    if job.bytes > 0 || (job.kind == "source_run" && job.finished_at.is_some()) {
+    if job.bytes > 0 || (job.kind == JobKind::SourceRun && job.finished_at.is_some()) {
         let rate = job
             .duration_ms()
             .filter(|d| *d > 0)
@@ -419,10 +405,9 @@ pub fn render_job(job: &Job, events: &[jobs::Event], items: &[jobs::ItemError]) 
     out.push_str("\ntimeline:\n");
     for e in events {
         let who = &e.actor;
-        let change = match &e.from_state {
-            Some(from) if from != &e.to_state => format!("{from} -> {}", e.to_state),
-            Some(_) => e.to_state.clone(),
-            None => e.to_state.clone(),
+        let change = match e.from_state {
+            Some(from) if from != e.to_state => format!("{from} -> {}", e.to_state),
+            _ => e.to_state.to_string(),
         };
         out.push_str(&format!(
             "  {}  {change}  by {who}: {}\n",

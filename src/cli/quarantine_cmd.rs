@@ -220,14 +220,10 @@ pub fn run(
             let db = db.as_ref().expect("jobs were found");
             let now = now_ms();
             let tx = jobs::immediate(db.conn()).map_err(|e| sql(home, e))?;
+            // The attempts each gets are its source's retry policy in the daemon that claims it.
             for (i, job) in jobs.iter().enumerate() {
-                let max_attempts = loaded
-                    .as_ref()
-                    .and_then(|l| l.config.sources.iter().find(|s| s.name == job.source))
-                    .map(|s| s.retry.max_attempts)
-                    .unwrap_or(job.max_attempts as u32);
                 let at = now + pace_ms * i as i64;
-                jobs::retry_quarantined(&tx, job.id, max_attempts, at, now, "operator", &note)
+                jobs::retry_quarantined(&tx, job.id, at, now, "operator", &note)
                     .map_err(|e| sql(home, e))?;
             }
             tx.commit().map_err(|e| sql(home, e))?;

@@ -229,24 +229,24 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
     )
     .map_err(|e| match e {
         AcquireError::Held(info) => already_running(info),
-        AcquireError::Io(e) => OperatorError::failure(
+        AcquireError::Io(e) => crate::error::start_cannot_open(
             format!(
                 "cannot open the instance lock {}: {e}",
                 display_path(&home.lock_file())
             ),
+            &e,
             "nothing was started; check permissions of the home",
-            topics::START_REFUSED,
         ),
     })?;
 
     let log = RotatingFile::open(&home.log_file()).map_err(|e| {
-        OperatorError::failure(
+        crate::error::start_cannot_open(
             format!(
                 "cannot open the log {}: {e}",
                 display_path(&home.log_file())
             ),
+            &e,
             "nothing was started; check permissions and free space of the home",
-            topics::START_REFUSED,
         )
     })?;
     let stderr_sink = log.try_clone_file().ok();
@@ -254,9 +254,11 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
     crate::home::secure(home, loaded.config.security.audit_logging)?;
 
     let cfg = &loaded.config;
-    let db = QueueDb::open_for_daemon(&home.queue_db(), &cfg.queue).inspect_err(|e| {
-        tracing::error!("{}", e.what);
-    })?;
+    let db = QueueDb::open_for_daemon(&home.queue_db(), &cfg.queue)
+        .map_err(|e| crate::error::queue_unusable(&e, crate::error::Doing::Start))
+        .inspect_err(|e| {
+            tracing::error!("{}", e.what);
+        })?;
     let recovered = recovery::recover_if_needed(home, &db, &instance_id)?;
     recovery::write_marker(
         home,
@@ -341,7 +343,7 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
     let audit_on = live.loaded.config.security.audit_logging;
 
     if let Err(e) = db.mark_stopped(&instance_id, "clean") {
-        tracing::error!("could not record the clean stop: {}", e.what);
+        tracing::error!("could not record the clean stop: {e}");
     }
     recovery::remove_marker(home);
     audit(
@@ -466,13 +468,9 @@ async fn main_loop(
 
 fn heartbeat(db: &QueueDb, instance_id: &str, pool: &Pool) {
     if let Err(e) = db.heartbeat(instance_id, pool.busy() as u32) {
-        tracing::warn!("heartbeat failed: {}", e.what);
+        tracing::warn!("heartbeat failed: {e}");
     }
-    if let Err(e) =
-        crate::jobs::renew_leases(db.conn(), &pool.progressing(), now_ms(), workers::LEASE_MS)
-    {
-        tracing::warn!("lease renewal failed: {e}");
-    }
+    // Job leases are renewed by the pool every tick (`Pool::tick`).
 }
 
 /// `futurnal orchestrator stop [--force]`.

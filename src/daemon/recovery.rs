@@ -41,28 +41,37 @@ pub fn remove_marker(home: &Home) {
     }
 }
 
-/// If the previous run ended uncleanly, record the recovery and return it.
+/// If the previous run ended uncleanly, record the recovery and return it. Handing back the jobs
+/// the dead instance left running, marking it crashed and the recovery row commit together:
+/// a crash during recovery leaves either all of it or none (the next start does it again).
 pub fn recover_if_needed(
     home: &Home,
     db: &QueueDb,
     instance_id: &str,
 ) -> Result<Option<RecoveryRow>> {
-    // Jobs an earlier instance left running go back to the queue, whatever else happened.
-    let orphans = crate::jobs::requeue_orphans(db.conn(), instance_id, now_ms()).map_err(|e| {
+    let failed = |e: rusqlite::Error| {
         OperatorError::new(
             crate::error::ExitCode::Database,
             format!("cannot return interrupted jobs to the queue: {e}"),
             "the orchestrator did not start; run `sqlite3 ~/.futurnal/queue.db \"PRAGMA integrity_check\"`",
             topics::CORRUPT_DB,
         )
-    })?;
+    };
+    let now = now_ms();
     let marker_path = home.recovery_marker();
     let marker: Option<Option<Marker>> = std::fs::read(&marker_path)
         .ok()
         .map(|bytes| serde_json::from_slice(&bytes).ok());
+    let tx = crate::jobs::immediate(db.conn()).map_err(failed)?;
+    // Jobs an earlier instance left running go back to the queue, whatever else happened: the
+    // home's lock, which this instance holds, proves their instance is gone.
+    let orphans = crate::jobs::rescue_orphans(&tx, instance_id, None, now).map_err(failed)?;
     let unfinished = db.latest_instance()?.filter(|i| i.stopped_at.is_none());
     let crashed = match (marker, unfinished) {
-        (None, None) if orphans == crate::jobs::Orphans::default() => return Ok(None),
+        (None, None) if orphans == crate::jobs::Orphans::default() => {
+            tx.commit().map_err(failed)?;
+            return Ok(None);
+        }
         (None, None) => (None, None, None),
         (Some(Some(m)), _) => (Some(m.instance_id), Some(m.pid as i64), Some(m.started_at)),
         (Some(None), Some(i)) | (None, Some(i)) => {
@@ -71,7 +80,7 @@ pub fn recover_if_needed(
         (Some(None), None) => (None, None, None),
     };
     let row = RecoveryRow {
-        recovered_at: now_ms(),
+        recovered_at: now,
         instance_id: instance_id.to_string(),
         crashed_instance_id: crashed.0,
         crashed_pid: crashed.1,
@@ -79,7 +88,9 @@ pub fn recover_if_needed(
         jobs_requeued: orphans.requeued,
         jobs_poisoned: orphans.poisoned,
     };
-    db.record_recovery(&row)?;
+    insert_recovery(&tx, &row)
+        .and_then(|_| tx.commit())
+        .map_err(failed)?;
     tracing::warn!(
         crashed_pid = row.crashed_pid,
         crashed_instance = row.crashed_instance_id.as_deref().unwrap_or("unknown"),
@@ -88,6 +99,31 @@ pub fn recover_if_needed(
         "recovered from an unclean shutdown"
     );
     Ok(Some(row))
+}
+
+/// The recovery row, and the instances that never stopped marked crashed.
+fn insert_recovery(tx: &rusqlite::Transaction<'_>, rec: &RecoveryRow) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO recoveries (recovered_at, instance_id, crashed_instance_id, crashed_pid,
+            crashed_started_at, jobs_requeued, jobs_poisoned)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        rusqlite::params![
+            rec.recovered_at,
+            rec.instance_id,
+            rec.crashed_instance_id,
+            rec.crashed_pid,
+            rec.crashed_started_at,
+            rec.jobs_requeued,
+            rec.jobs_poisoned
+        ],
+    )?;
+    tx.execute(
+        "UPDATE daemon_instances SET stop_kind = 'crashed', workers_busy = 0,
+            stopped_at = COALESCE(stopped_at, heartbeat_at)
+         WHERE stopped_at IS NULL AND instance_id != ?1",
+        [&rec.instance_id],
+    )?;
+    Ok(())
 }
 
 /// One line an operator reads after a recovery.

@@ -465,16 +465,7 @@ impl Live {
 /// running ones cooperatively (they stop at the next item and end `cancelled`; what they stored
 /// stays). Returns (cancelled, stopping).
 fn cancel_jobs_of(conn: &Connection, source: &str, now: i64) -> (u64, u64) {
-    let ids: Vec<i64> = conn
-        .prepare(
-            "SELECT id FROM jobs WHERE source = ?1 AND state IN ('pending', 'failed', 'running')
-             ORDER BY id",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_map([source], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<i64>>>()
-        })
-        .unwrap_or_else(|e| {
+    let ids: Vec<i64> = crate::jobs::open_job_ids(conn, source).unwrap_or_else(|e| {
             tracing::warn!(source, "cannot list the jobs of a removed source: {e}");
             Vec::new()
         });

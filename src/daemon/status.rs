@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use crate::config::Loaded;
 use crate::display;
 use crate::home::{Home, display_path, mode_of};
+use crate::jobs::JobState;
 use crate::queue::{DbFacts, QueueDb, now_ms};
 
 use super::lock;
@@ -86,7 +87,10 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
                         queue.insert(state.to_string(), json!(n));
                     }
                 }
-                Err(e) => db_error = Some(e.what.clone()),
+                Err(e) => {
+                    let e = crate::error::queue_unusable(&e, crate::error::Doing::Command);
+                    db_error = Some(e.what);
+                }
             }
             instance = db.latest_instance().ok().flatten();
             recovery = db.latest_recovery().ok().flatten();
@@ -98,7 +102,7 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
         Err(e) => db_error = Some(e.what.clone()),
     }
     if queue.is_empty() {
-        for state in crate::queue::JOB_STATES {
+        for state in JobState::ALL {
             queue.insert(state.to_string(), json!(0));
         }
     }
@@ -147,7 +151,7 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
         workers: Workers {
             // Every running job belongs to the live daemon (recovery requeues the others).
             busy: live
-                .map(|_| queue.get("running").and_then(Value::as_i64).unwrap_or(0))
+                .map(|_| queue.get(JobState::Running.as_str()).and_then(Value::as_i64).unwrap_or(0))
                 .unwrap_or(0),
             max: live.map(|i| i.workers_max).unwrap_or(workers_max),
         },
@@ -177,8 +181,8 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
     }
 }
 
-fn count(queue: &Map<String, Value>, key: &str) -> i64 {
-    queue.get(key).and_then(Value::as_i64).unwrap_or(0)
+fn count(queue: &Map<String, Value>, state: JobState) -> i64 {
+    queue.get(state.as_str()).and_then(Value::as_i64).unwrap_or(0)
 }
 
 /// The human-readable form.
@@ -219,18 +223,18 @@ pub fn render_table(s: &Status, home: &Home, verbose: bool) -> String {
         "queue",
         format!(
             "{} pending, {} running, {} failed, {} quarantined",
-            count(&s.queue, "pending"),
-            count(&s.queue, "running"),
-            count(&s.queue, "failed"),
-            count(&s.queue, "quarantined")
+            count(&s.queue, JobState::Pending),
+            count(&s.queue, JobState::Running),
+            count(&s.queue, JobState::Failed),
+            count(&s.queue, JobState::Quarantined)
         ),
     ));
     rows.push((
         "finished",
         format!(
             "{} succeeded, {} cancelled",
-            count(&s.queue, "succeeded"),
-            count(&s.queue, "cancelled")
+            count(&s.queue, JobState::Succeeded),
+            count(&s.queue, JobState::Cancelled)
         ),
     ));
     if let Some(e) = s.queue.get("error").and_then(Value::as_str) {

@@ -230,7 +230,23 @@ impl Drop for Sandbox {
             .arg(self.root())
             .stderr(Stdio::null())
             .status();
+        // Whatever the test did, every job's state is accounted for by its history (a state
+        // written without its event, or an event without its state, fails the test here).
+        if !std::thread::panicking() {
+            let violations = history_violations(&self.futurnal_home().join("queue.db"));
+            assert!(violations.is_empty(), "queue.db history: {violations:?}");
+        }
     }
+}
+
+/// `jobs::history_violations` of a queue.db, when there is a readable one.
+pub fn history_violations(queue_db: &Path) -> Vec<(i64, String)> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let Ok(conn) = rusqlite::Connection::open_with_flags(queue_db, flags) else {
+        return Vec::new();
+    };
+    // A queue.db a test damaged on purpose, or one never migrated, has no history to check.
+    futurnal::jobs::history_violations(&conn).unwrap_or_default()
 }
 
 /// Whether process `pid` runs with HOME set to `home`; true when that cannot be read (a process
