@@ -139,7 +139,7 @@ pub fn fingerprint(config: &Config) -> (serde_json::Value, String) {
             json["path"] = crate::failure::path_fingerprint(&source.path.to_string_lossy()).into();
         }
     }
-    (value, hash.as_str()[..16].to_string())
+    (value, hash.as_str().chars().take(16).collect())
 }
 
 fn load_layered(
@@ -257,25 +257,22 @@ fn load_layered(
     }
 
     for (key, message) in config.check_scalars() {
-        let at = match origins.get(key) {
-            Some(o) => o.describe(&path),
-            None => "default".into(),
-        };
-        problems.push(Problem::new(at, key.to_string(), message));
+        problems.push(match origins.get(key) {
+            Some(Origin::File { line, column }) => {
+                Problem::in_file(&path, *line, *column, key, message)
+            }
+            Some(other) => Problem::new(other.describe(&path), key, message),
+            None => Problem::new("default", key, message),
+        });
     }
 
     if let Some(list) = file_sources {
         config.sources = validate_sources(list.value, &path, &mut problems, &config.retry);
     }
     // Report file problems in file order; env and flag problems after them.
-    problems.sort_by_key(|p| {
-        let mut nums = p.at.rsplitn(3, ':').take(2).map(|n| n.parse::<u64>().ok());
-        let col = nums.next().flatten();
-        let line = nums.next().flatten();
-        match (line, col) {
-            (Some(l), Some(c)) => (0, l, c),
-            _ => (1, 0, 0),
-        }
+    problems.sort_by_key(|p| match p.position() {
+        Some((line, column)) => (0, line, column),
+        None => (1, 0, 0),
     });
 
     if !problems.is_empty() {
@@ -324,15 +321,16 @@ pub(super) fn parse_file(text: &str, path: &Path) -> Result<FileConfig, Problem>
     {
         return Ok(FileConfig::default());
     }
-    let mut key_path = String::new();
+    // The path serde was at when it failed: where a wrong value is, and so what it should be.
+    let mut at = Vec::new();
     let options = serde_saphyr::options! { with_snippet: false };
     let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_path_to_error::deserialize::<_, FileConfig>(de).map_err(|e| {
-            key_path = e.path().to_string();
+            at = e.path().iter().cloned().collect();
             e.into_inner()
         })
     });
-    result.map_err(|err| problem_from_yaml(err, &key_path, path))
+    result.map_err(|err| problem_from_yaml(err, &at, path))
 }
 
 impl Loaded {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::load::Loaded;
 use crate::display::plural;
 use crate::error::{ExitCode, OperatorError};
+use crate::home::display_path;
 use crate::runbook::topics;
 
 /// The typed error a problem wraps (an I/O error reading the file, the YAML parser's error).
@@ -28,6 +29,8 @@ pub struct Problem {
     /// Key path such as `workers.max_workers`.
     pub key: String,
     pub message: String,
+    /// Line and column when the problem is in the file: problems are reported in file order.
+    position: Option<(u64, u64)>,
     cause: Option<Cause>,
 }
 
@@ -37,8 +40,32 @@ impl Problem {
             at: at.into(),
             key: key.into(),
             message: message.into(),
+            position: None,
             cause: None,
         }
+    }
+
+    /// A problem at `line:column` of `file` (shown as `file:line:column`).
+    pub fn in_file(
+        file: &Path,
+        line: u64,
+        column: u64,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Problem {
+            position: Some((line, column)),
+            ..Problem::new(
+                format!("{}:{line}:{column}", display_path(file)),
+                key,
+                message,
+            )
+        }
+    }
+
+    /// Line and column in the file, if the problem is located there.
+    pub fn position(&self) -> Option<(u64, u64)> {
+        self.position
     }
 
     /// The same problem, remembering the error it came from.

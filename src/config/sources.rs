@@ -23,6 +23,9 @@ pub(super) fn validate_sources(
     let at = |loc: &serde_saphyr::Location| {
         format!("{}:{}:{}", display_path(file), loc.line(), loc.column())
     };
+    let in_file = |loc: &serde_saphyr::Location, key: String, message: String| {
+        Problem::in_file(file, loc.line(), loc.column(), key, message)
+    };
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Vec::new();
     for (i, s) in list.into_iter().enumerate() {
@@ -33,12 +36,12 @@ pub(super) fn validate_sources(
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         {
-            problems.push(Problem::new(at(&s.name.defined), key("name"), format!(
+            problems.push(in_file(&s.name.defined, key("name"), format!(
                     "`{name}` is not a valid source name: use lowercase letters, digits, `-` and `_`"
                 )));
         } else if let Some(first) = seen.get(&name) {
-            problems.push(Problem::new(
-                at(&s.name.defined),
+            problems.push(in_file(
+                &s.name.defined,
                 key("name"),
                 format!("source `{name}` is declared twice (first at {first})"),
             ));
@@ -47,8 +50,8 @@ pub(super) fn validate_sources(
         }
         let path = expand_tilde(&s.path.value);
         if !path.is_absolute() {
-            problems.push(Problem::new(
-                at(&s.path.defined),
+            problems.push(in_file(
+                &s.path.defined,
                 key("path"),
                 format!(
                     "`{}` is relative; use an absolute path or one starting with ~/",
@@ -67,13 +70,13 @@ pub(super) fn validate_sources(
                 .as_ref()
                 .map(|v| v.defined)
                 .unwrap_or(s.name.defined);
-            problems.push(Problem::new(at(&loc), key("schedule"), message));
+            problems.push(in_file(&loc, key("schedule"), message));
         }
         for (field, patterns) in [("include", &s.include), ("exclude", &s.exclude)] {
             if let Some(p) = patterns
                 && let Err(message) = crate::sources::check_patterns(&p.value)
             {
-                problems.push(Problem::new(at(&p.defined), key(field), message));
+                problems.push(in_file(&p.defined, key(field), message));
             }
         }
         // A numeric limit: its default when absent, its range checked when present.
@@ -83,7 +86,7 @@ pub(super) fn validate_sources(
                 None => default,
                 Some(v) => {
                     if let Err(message) = in_range(v.value, lo, hi) {
-                        problems.push(Problem::new(at(&v.defined), key(field), message));
+                        problems.push(in_file(&v.defined, key(field), message));
                     }
                     v.value
                 }
@@ -111,13 +114,13 @@ pub(super) fn validate_sources(
                 );
                 for (k, message) in probe.check_scalars() {
                     if let Some(field) = k.strip_prefix("retry.") {
-                        let loc = match located.get(k) {
+                        let key = key(&format!("retry.{field}"));
+                        problems.push(match located.get(k) {
                             Some(Origin::File { line, column }) => {
-                                format!("{}:{line}:{column}", display_path(file))
+                                Problem::in_file(file, *line, *column, key, message)
                             }
-                            _ => at(&s.name.defined),
-                        };
-                        problems.push(Problem::new(loc, key(&format!("retry.{field}")), message));
+                            _ => in_file(&s.name.defined, key, message),
+                        });
                     }
                 }
                 probe.retry
