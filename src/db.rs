@@ -15,44 +15,56 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-/// Why opening a database failed.
-#[derive(Debug)]
+/// Why opening a database failed: what went wrong, not what to do about it (the operator-facing
+/// layer, `error`, decides that from the variant and the command that met it).
+#[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// SQLite refused the file or failed (the error says which; see `class`).
-    Sqlite(rusqlite::Error, &'static str),
+    /// SQLite refused the file or failed (the error says which; see `class`). The second field
+    /// says what futurnal was doing, or is empty.
+    #[error("{prefix}{0}", prefix = context_prefix(.1))]
+    Sqlite(#[source] rusqlite::Error, &'static str),
     /// The file could not be created.
-    Io(std::io::Error),
-    /// The file opened but is not in a state futurnal can use.
-    Invalid(String),
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+    /// A symbolic link stands where the database should be.
+    #[error(
+        "{} is a symbolic link; futurnal opens its databases only as regular files",
+        crate::home::display_path(.0)
+    )]
+    Link(PathBuf),
+    /// SQLite would not switch to the journal mode futurnal needs.
+    #[error("could not switch journal_mode to {wanted} (still {applied})")]
+    JournalMode {
+        wanted: &'static str,
+        applied: String,
+    },
     /// The schema is newer than this futurnal understands.
+    #[error("schema version {found} is newer than this futurnal understands ({supported})")]
     Newer { found: i64, supported: i64 },
     /// These files of the database exist but the user may not read and write them: a permission
     /// problem, not damage.
+    #[error("permission denied: {}", shown(.0))]
     NoAccess(Vec<PathBuf>),
-    /// The file is damaged: SQLite says so (SQLITE_CORRUPT, SQLITE_NOTADB) or the integrity check
-    /// fails.
-    Corrupt(String),
+    /// The file is damaged: SQLite says so (SQLITE_CORRUPT, SQLITE_NOTADB; the source).
+    #[error("{0}")]
+    Corrupt(#[source] rusqlite::Error),
+    /// The file is damaged: the integrity check lists the problems it found.
+    #[error("integrity check failed: {}", .0.join("; "))]
+    IntegrityCheck(Vec<String>),
 }
 
-impl std::fmt::Display for OpenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OpenError::Sqlite(e, "") => write!(f, "{e}"),
-            OpenError::Sqlite(e, context) => write!(f, "{context}: {e}"),
-            OpenError::Io(e) => write!(f, "{e}"),
-            OpenError::Invalid(m) => f.write_str(m),
-            OpenError::Newer { found, supported } => write!(
-                f,
-                "schema version {found} is newer than this futurnal understands ({supported})"
-            ),
-            OpenError::NoAccess(files) => {
-                let names: Vec<String> =
-                    files.iter().map(|p| crate::home::display_path(p)).collect();
-                write!(f, "permission denied: {}", names.join(", "))
-            }
-            OpenError::Corrupt(m) => f.write_str(m),
-        }
+fn context_prefix(context: &str) -> String {
+    if context.is_empty() {
+        String::new()
+    } else {
+        format!("{context}: ")
     }
+}
+
+/// Paths as an operator types them, comma-separated.
+fn shown(files: &[PathBuf]) -> String {
+    let names: Vec<String> = files.iter().map(|p| crate::home::display_path(p)).collect();
+    names.join(", ")
 }
 
 impl OpenError {
@@ -63,15 +75,17 @@ impl OpenError {
             OpenError::Sqlite(e, _) => sqlite_class(e),
             OpenError::Io(e) => ErrorClass::from_io(e),
             OpenError::NoAccess(_) => ErrorClass::PermissionDenied,
-            OpenError::Corrupt(_) => ErrorClass::IoError,
-            OpenError::Invalid(_) | OpenError::Newer { .. } => ErrorClass::Internal,
+            OpenError::Corrupt(_) | OpenError::IntegrityCheck(_) => ErrorClass::IoError,
+            OpenError::Link(_) | OpenError::JournalMode { .. } | OpenError::Newer { .. } => {
+                ErrorClass::Internal
+            }
         }
     }
 
     /// Is the database damaged (as opposed to unreadable for permissions, or a bug)?
     pub fn is_corrupt(&self) -> bool {
         match self {
-            OpenError::Corrupt(_) => true,
+            OpenError::Corrupt(_) | OpenError::IntegrityCheck(_) => true,
             OpenError::Sqlite(e, _) => is_corrupt(e),
             _ => false,
         }
@@ -150,10 +164,7 @@ pub fn precheck(path: &Path) -> Result<(), OpenError> {
         .symlink_metadata()
         .is_ok_and(|m| m.file_type().is_symlink())
     {
-        return Err(OpenError::Invalid(format!(
-            "{} is a symbolic link; futurnal opens its databases only as regular files",
-            crate::home::display_path(path)
-        )));
+        return Err(OpenError::Link(path.to_path_buf()));
     }
     let denied = inaccessible(path);
     if denied.is_empty() {
@@ -167,7 +178,7 @@ pub fn precheck(path: &Path) -> Result<(), OpenError> {
 pub fn diagnose(path: &Path, e: rusqlite::Error, context: &'static str) -> OpenError {
     use rusqlite::ErrorCode as C;
     if is_corrupt(&e) {
-        return OpenError::Corrupt(e.to_string());
+        return OpenError::Corrupt(e);
     }
     if matches!(
         e.sqlite_error_code(),
@@ -220,60 +231,24 @@ pub fn store_failure(path: &Path, e: OpenError) -> crate::failure::Failure {
     crate::failure::Failure::new(e.class(), message).naming(path)
 }
 
-/// The operator's view of a store.db that a command could not read (`failure` is what the store
-/// returned). The diagnosis comes from the file itself, not the message: permissions first, then
-/// SQLite's integrity check. A command that reads the store must fail with this, never show an
-/// empty store.
-pub fn store_operator_error(
-    path: &Path,
-    failure: &crate::failure::Failure,
-) -> crate::error::OperatorError {
-    use crate::error::{ExitCode, OperatorError};
-    use crate::runbook::topics;
-    let shown = crate::home::display_path(path);
-    let verdict = precheck(path).and_then(|()| {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
+/// Why a database a command could not read is unusable, from the file itself rather than the
+/// failure's message: permissions first (`NoAccess`), then SQLite's integrity check (damage).
+/// `Ok` when neither explains it. Opens read-only and changes nothing.
+pub fn diagnose_file(path: &Path) -> Result<(), OpenError> {
+    precheck(path)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| diagnose(path, e, ""))?;
+    conn.busy_timeout(Duration::from_secs(5))
         .map_err(|e| diagnose(path, e, ""))?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(|e| diagnose(path, e, ""))?;
-        quick_check(&conn)
-    });
-    match verdict {
-        Err(e @ OpenError::NoAccess(_)) => OperatorError::new(
-            ExitCode::Database,
-            format!("the document store {shown} cannot be opened: {e}"),
-            format!(
-                "nothing was changed and the store is not damaged, so do not move it aside; {}, \
-                 then try again",
-                match &e {
-                    OpenError::NoAccess(files) => access_advice(files),
-                    _ => String::new(),
-                }
-            ),
-            topics::DB_NOT_READABLE,
-        ),
-        Err(e) if e.is_corrupt() => OperatorError::new(
-            ExitCode::Database,
-            format!("the document store {shown} is corrupt: {e}"),
-            "nothing was changed; the store is derived data: stop the orchestrator, move it \
-             aside and run the sources again to rebuild it",
-            topics::STORE_CORRUPT,
-        ),
-        _ => OperatorError::new(
-            ExitCode::Database,
-            format!(
-                "the document store {shown} could not be read: {}",
-                failure.message
-            ),
-            "nothing was changed; try again, and if it persists check the store with \
-             `sqlite3 ~/.futurnal/store.db \"PRAGMA integrity_check\"`",
-            topics::STORE_CORRUPT,
-        ),
-    }
+    quick_check(&conn)
 }
+
+/// Transitional: the operator's message moved to the operator-facing layer; callers should name
+/// `crate::error::store_unreadable`.
+pub use crate::error::store_unreadable as store_operator_error;
 
 /// Open an existing database read-write for a short-lived reader (no create, no migration).
 pub fn open_existing_rw(path: &Path) -> Result<Connection, OpenError> {
@@ -312,7 +287,7 @@ pub fn sqlite_class(e: &rusqlite::Error) -> crate::failure::ErrorClass {
 
 fn sql(e: rusqlite::Error) -> OpenError {
     if is_corrupt(&e) {
-        OpenError::Corrupt(e.to_string())
+        OpenError::Corrupt(e)
     } else {
         OpenError::Sqlite(e, "")
     }
@@ -343,9 +318,10 @@ pub fn open_migrated(
         .query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0))
         .map_err(|e| diagnose(path, e, ""))?;
     if !applied.eq_ignore_ascii_case(mode) {
-        return Err(OpenError::Invalid(format!(
-            "could not switch journal_mode to {mode} (still {applied})"
-        )));
+        return Err(OpenError::JournalMode {
+            wanted: mode,
+            applied,
+        });
     }
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
@@ -367,10 +343,7 @@ pub fn quick_check(conn: &Connection) -> Result<(), OpenError> {
             .map_err(sql)?
     };
     if !(rows.len() == 1 && rows[0] == "ok") {
-        return Err(OpenError::Corrupt(format!(
-            "integrity check failed: {}",
-            rows.join("; ")
-        )));
+        return Err(OpenError::IntegrityCheck(rows));
     }
     Ok(())
 }
@@ -493,6 +466,6 @@ mod tests {
         // A database at a link is refused before SQLite follows it.
         let link = dir.path().join("link.db");
         std::os::unix::fs::symlink(&garbage, &link).unwrap();
-        assert!(matches!(precheck(&link), Err(OpenError::Invalid(_))));
+        assert!(matches!(precheck(&link), Err(OpenError::Link(_))));
     }
 }

@@ -1,11 +1,21 @@
 //! Operator-facing errors.
 //!
-//! Owns: the one error shape every command reports to an operator, and the process exit codes.
-//! Invariant: every `OperatorError` says what went wrong, what is safe to do next, and names a
+//! Owns: the one error shape every command reports to an operator, the process exit codes, and
+//! the wording of the lower layers' typed errors (`home::HomeError`, `queue::QueueError`,
+//! `db::OpenError` of store.db) for the command that met them.
+//! Invariants: every `OperatorError` says what went wrong, what is safe to do next, and names a
 //! `futurnal help runbook` topic that exists in the embedded book (checked by a unit test in
-//! `runbook::topics`).
+//! `runbook::topics`). The layers below return typed errors with no advice and no topic; the
+//! prose is chosen here, so a command that only reads the queue never says that the orchestrator
+//! did not start.
 
 use std::fmt;
+use std::path::Path;
+
+use crate::db::OpenError;
+use crate::home::{HomeError, display_path};
+use crate::queue::{QueueDb, QueueError};
+use crate::runbook::topics;
 
 /// Process exit codes. The Operator Guide's "Exit codes" table is checked against `ALL`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,5 +121,333 @@ pub enum CommandError {
 impl From<OperatorError> for CommandError {
     fn from(e: OperatorError) -> Self {
         CommandError::Operator(e)
+    }
+}
+
+impl From<HomeError> for CommandError {
+    fn from(e: HomeError) -> Self {
+        CommandError::Operator(e.into())
+    }
+}
+
+/// What the command that met an error was doing: the advice depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Doing {
+    /// Starting the orchestrator (`orchestrator start`, the daemon's own start).
+    Start,
+    /// Any other command: it reads the queue, or changes it through its rows.
+    Command,
+}
+
+impl Doing {
+    /// What the failure cost, first in every "safe to do".
+    fn outcome(self) -> &'static str {
+        match self {
+            Doing::Start => "the orchestrator did not start and nothing was changed",
+            Doing::Command => "the command could not read the queue and nothing was changed",
+        }
+    }
+}
+
+/// The operator's view of a queue.db that cannot be used, for the command that met it. A
+/// permission problem and damage get different advice: moving a merely unreadable queue aside
+/// would throw it away.
+pub fn queue_unusable(e: &QueueError, doing: Doing) -> OperatorError {
+    let shown = display_path(&e.path);
+    let outcome = doing.outcome();
+    let (what, safe, topic) = match &e.source {
+        OpenError::Newer { found, supported } => (
+            format!(
+                "the queue database {shown} has schema version {found}, newer than this \
+                 futurnal understands ({supported})"
+            ),
+            format!("{outcome}; run the futurnal version that wrote this database, or upgrade"),
+            topics::CORRUPT_DB,
+        ),
+        OpenError::NoAccess(files) => (
+            format!(
+                "the queue database {shown} cannot be opened: permission denied on {}",
+                files
+                    .iter()
+                    .map(|f| display_path(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!(
+                "{outcome}; the queue is not damaged, so do not move it aside; {}, then try again",
+                crate::db::access_advice(files)
+            ),
+            topics::DB_NOT_READABLE,
+        ),
+        other if other.is_corrupt() => (
+            format!("the queue database {shown} is unreadable or corrupt: {other}"),
+            match doing {
+                // The start's words are the troubleshooting chapter's.
+                Doing::Start => "the orchestrator did not start and nothing was written; move \
+                                 the file aside (keep it for inspection) and start again to \
+                                 create a fresh queue"
+                    .to_string(),
+                Doing::Command => format!(
+                    "{outcome}; stop the orchestrator, move the file aside (keep it for \
+                     inspection) and start again to create a fresh queue"
+                ),
+            },
+            topics::CORRUPT_DB,
+        ),
+        other => (
+            format!("the queue database {shown} could not be used: {other}"),
+            format!(
+                "{outcome}; try again, and if it persists check the file with \
+                 `sqlite3 {shown} \"PRAGMA integrity_check\"`"
+            ),
+            topics::CORRUPT_DB,
+        ),
+    };
+    OperatorError::new(ExitCode::Database, what, safe, topic)
+}
+
+/// `?` on a `QueueError` is the daemon's start path (opening, recovering, registering the
+/// instance); a command words its error with `queue_unusable(.., Doing::Command)`.
+impl From<QueueError> for OperatorError {
+    fn from(e: QueueError) -> Self {
+        queue_unusable(&e, Doing::Start)
+    }
+}
+
+/// `QueueDb::connect` with the error in a command's words. Defined here, in the layer that talks
+/// to operators, so that `queue` never depends on it.
+impl QueueDb {
+    pub fn open_existing(path: &Path) -> Result<Option<QueueDb>> {
+        QueueDb::connect(path).map_err(|e| queue_unusable(&e, Doing::Command))
+    }
+}
+
+/// The operator's view of a home that cannot be found or used. Only a start checks and writes
+/// the home (`ensure_layout`, `secure`); finding it (`resolve`) is every command's first step.
+impl From<HomeError> for OperatorError {
+    fn from(e: HomeError) -> Self {
+        let (safe, topic) = match &e {
+            HomeError::RelativeHome(_) => (
+                "set FUTURNAL_HOME to an absolute path",
+                topics::HOME_AND_FILES,
+            ),
+            HomeError::Unset => (
+                "set FUTURNAL_HOME to the directory futurnal should use (for example \
+                 ~/.futurnal)",
+                topics::HOME_AND_FILES,
+            ),
+            HomeError::NotWritable { .. } => (
+                "nothing was started or changed; give your user write access (chmod u+rwx) or \
+                 point FUTURNAL_HOME at a writable directory",
+                topics::HOME_AND_FILES,
+            ),
+            HomeError::CannotTighten { .. } => (
+                "nothing was started; run `chmod -R go-rwx` on the futurnal home yourself, then \
+                 start again",
+                topics::HOME_NOT_PRIVATE,
+            ),
+            HomeError::NotYours { .. } => (
+                "nothing was started or changed; if the home is yours, give it back \
+                 (`sudo chown -R \"$(id -un)\" ~/.futurnal`), otherwise set FUTURNAL_HOME to a \
+                 directory of your own",
+                topics::HOME_NOT_YOURS,
+            ),
+            HomeError::OddEntry { .. } => (
+                "nothing was started or changed, and nothing it points to was touched; find out \
+                 who put it there, then remove it (futurnal creates the file again)",
+                topics::HOME_ODD_ENTRY,
+            ),
+            HomeError::NotOwnDirectory(_) => (
+                "nothing was started or changed; set FUTURNAL_HOME to a directory of its own, \
+                 such as ~/.futurnal",
+                topics::HOME_AND_FILES,
+            ),
+        };
+        let what = match &e {
+            HomeError::OddEntry { .. } => {
+                format!("{e}; futurnal never writes through a link or into a special file")
+            }
+            _ => e.to_string(),
+        };
+        OperatorError::failure(what, safe, topic)
+    }
+}
+
+/// The operator's view of a store.db that a command could not read (`failure` is what the store
+/// returned). The diagnosis comes from the file itself (`db::diagnose_file`), not the message. A
+/// command that reads the store must fail with this, never show an empty store.
+pub fn store_unreadable(path: &Path, failure: &crate::failure::Failure) -> OperatorError {
+    let shown = display_path(path);
+    match crate::db::diagnose_file(path) {
+        Err(OpenError::NoAccess(files)) => OperatorError::new(
+            ExitCode::Database,
+            format!(
+                "the document store {shown} cannot be opened: {}",
+                OpenError::NoAccess(files.clone())
+            ),
+            format!(
+                "nothing was changed and the store is not damaged, so do not move it aside; {}, \
+                 then try again",
+                crate::db::access_advice(&files)
+            ),
+            topics::DB_NOT_READABLE,
+        ),
+        Err(e) if e.is_corrupt() => OperatorError::new(
+            ExitCode::Database,
+            format!("the document store {shown} is corrupt: {e}"),
+            "nothing was changed; the store is derived data: stop the orchestrator, move it \
+             aside and run the sources again to rebuild it",
+            topics::STORE_CORRUPT,
+        ),
+        _ => OperatorError::new(
+            ExitCode::Database,
+            format!(
+                "the document store {shown} could not be read: {}",
+                failure.message
+            ),
+            "nothing was changed; try again, and if it persists check the store with \
+             `sqlite3 ~/.futurnal/store.db \"PRAGMA integrity_check\"`",
+            topics::STORE_CORRUPT,
+        ),
+    }
+}
+
+/// A file of the home a start could not open (`what` says which and why). A link where futurnal
+/// writes (`home::LinkRefused`) has its own advice and topic; anything else gets `safe`.
+pub fn start_cannot_open(what: String, e: &std::io::Error, safe: &'static str) -> OperatorError {
+    if crate::home::LinkRefused::within(e).is_some() {
+        OperatorError::failure(
+            what,
+            "nothing was started or changed, and nothing it points to was touched; find out who \
+             put it there, then remove it (futurnal creates the file again)",
+            topics::HOME_ODD_ENTRY,
+        )
+    } else {
+        OperatorError::failure(what, safe, topics::START_REFUSED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+    use std::path::PathBuf;
+
+    fn sqlite(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    fn every_open_error() -> Vec<OpenError> {
+        let path = PathBuf::from("/nonexistent/queue.db");
+        vec![
+            OpenError::Sqlite(sqlite(rusqlite::ffi::SQLITE_BUSY), ""),
+            OpenError::Io(std::io::Error::other("no space")),
+            OpenError::Link(path.clone()),
+            OpenError::JournalMode {
+                wanted: "WAL",
+                applied: "delete".into(),
+            },
+            OpenError::Newer {
+                found: 999,
+                supported: 2,
+            },
+            OpenError::NoAccess(vec![path]),
+            OpenError::Corrupt(sqlite(rusqlite::ffi::SQLITE_NOTADB)),
+            OpenError::IntegrityCheck(vec!["page 2 is never used".into()]),
+        ]
+    }
+
+    /// Issue 8: the queue layer wrote the start's words, so `jobs list` on a bad queue.db said
+    /// "the orchestrator did not start". Each diagnosis is now worded for the command.
+    #[test]
+    fn a_queue_error_is_worded_for_the_command_that_met_it() {
+        for source in every_open_error() {
+            // Newer schema and permissions are worded whole here; the others quote the diagnosis.
+            let shown = match source {
+                OpenError::Newer { found, .. } => format!("schema version {found}"),
+                OpenError::NoAccess(_) => "permission denied on /nonexistent/queue.db".into(),
+                _ => source.to_string(),
+            };
+            let e = QueueError {
+                path: PathBuf::from("/nonexistent/queue.db"),
+                source,
+            };
+            let start = queue_unusable(&e, Doing::Start);
+            let command = queue_unusable(&e, Doing::Command);
+            for (op, doing) in [(&start, Doing::Start), (&command, Doing::Command)] {
+                assert_eq!(op.exit, ExitCode::Database, "{op}");
+                assert!(topics::ALL.contains(&op.topic), "{op}");
+                assert!(op.what.contains(&shown), "{op}");
+                let started = op.safe.contains("did not start");
+                assert_eq!(started, doing == Doing::Start, "{op}");
+                assert!(op.safe.contains("nothing was"), "{op}");
+            }
+            assert!(
+                command.safe.contains("could not read the queue"),
+                "{command}"
+            );
+            assert_eq!(start.topic, command.topic);
+        }
+    }
+
+    #[test]
+    fn wrapped_errors_keep_their_source() {
+        for e in every_open_error() {
+            let wraps = matches!(
+                e,
+                OpenError::Sqlite(..) | OpenError::Io(_) | OpenError::Corrupt(_)
+            );
+            assert_eq!(e.source().is_some(), wraps, "{e:?}");
+        }
+        let e = QueueError {
+            path: PathBuf::from("q.db"),
+            source: OpenError::Corrupt(sqlite(rusqlite::ffi::SQLITE_CORRUPT)),
+        };
+        let inner = e.source().and_then(|s| s.downcast_ref::<OpenError>());
+        assert!(inner.is_some_and(|i| i.source().is_some()), "{e:?}");
+        let home = HomeError::NotWritable {
+            path: PathBuf::from("/h"),
+            source: std::io::Error::other("read-only file system"),
+        };
+        assert!(home.source().is_some());
+    }
+
+    #[test]
+    fn every_home_error_says_what_is_safe_and_names_a_topic() {
+        let path = PathBuf::from("/h/x");
+        let io = || std::io::Error::other("denied");
+        for e in [
+            HomeError::RelativeHome(io()),
+            HomeError::Unset,
+            HomeError::NotWritable {
+                path: path.clone(),
+                source: io(),
+            },
+            HomeError::CannotTighten {
+                path: path.clone(),
+                from: 0o755,
+                source: io(),
+            },
+            HomeError::NotYours {
+                path: path.clone(),
+                is_root: false,
+                uid: 1,
+                me: 2,
+            },
+            HomeError::OddEntry {
+                path: path.clone(),
+                found: "a symbolic link",
+                expected: "a regular file",
+            },
+            HomeError::NotOwnDirectory(path.clone()),
+        ] {
+            let what = e.to_string();
+            let op = OperatorError::from(e);
+            assert!(op.what.starts_with(&what), "{op}");
+            assert!(
+                !op.safe.is_empty() && topics::ALL.contains(&op.topic),
+                "{op}"
+            );
+        }
     }
 }

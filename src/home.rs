@@ -15,10 +15,57 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::{OperatorError, Result};
-use crate::runbook::topics;
-
 pub const HOME_ENV: &str = "FUTURNAL_HOME";
+
+/// Why the home cannot be found or used: the facts, for `error` to word (what is safe to do and
+/// which runbook topic) for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    /// `FUTURNAL_HOME` is relative and the working directory cannot be read.
+    #[error("cannot resolve relative FUTURNAL_HOME: {0}")]
+    RelativeHome(#[source] io::Error),
+    /// Neither `FUTURNAL_HOME` nor `HOME` is set.
+    #[error("neither FUTURNAL_HOME nor HOME is set, so futurnal cannot find its home directory")]
+    Unset,
+    /// A directory of the home cannot be created, listed or written.
+    #[error("the futurnal home is not writable: {}: {source}", display_path(path))]
+    NotWritable { path: PathBuf, source: io::Error },
+    /// `secure` could not take group and other permissions away from a path.
+    #[error("cannot make {} private (mode {from:o}): {source}", display_path(path))]
+    CannotTighten {
+        path: PathBuf,
+        from: u32,
+        source: io::Error,
+    },
+    /// The home (`is_root`) or a path in it is owned by another user.
+    #[error(
+        "{}{} belongs to another user (uid {uid}; you are uid {me})",
+        if *is_root { "the futurnal home " } else { "" },
+        if *is_root { display_path(path) } else { format!("{} in the futurnal home", display_path(path)) }
+    )]
+    NotYours {
+        path: PathBuf,
+        is_root: bool,
+        uid: u32,
+        me: u32,
+    },
+    /// A link, special file or the wrong kind of file stands where futurnal writes.
+    #[error("{} is {found}, where futurnal keeps {expected}", display_path(path))]
+    OddEntry {
+        path: PathBuf,
+        found: &'static str,
+        expected: &'static str,
+    },
+    /// `FUTURNAL_HOME` names `/` or the user's own home, which `secure` would make private whole.
+    #[error(
+        "FUTURNAL_HOME is {}, a directory futurnal does not own: at start futurnal makes \
+         everything in its home private",
+        .0.display()
+    )]
+    NotOwnDirectory(PathBuf),
+}
+
+type Result<T, E = HomeError> = std::result::Result<T, E>;
 
 /// Paths inside one futurnal home.
 #[derive(Debug, Clone)]
@@ -35,13 +82,7 @@ impl Home {
                 dir
             } else {
                 std::env::current_dir()
-                    .map_err(|e| {
-                        OperatorError::failure(
-                            format!("cannot resolve relative FUTURNAL_HOME: {e}"),
-                            "set FUTURNAL_HOME to an absolute path",
-                            topics::HOME_AND_FILES,
-                        )
-                    })?
+                    .map_err(HomeError::RelativeHome)?
                     .join(dir)
             };
             return Ok(Home { root: dir });
@@ -50,11 +91,7 @@ impl Home {
             Some(h) => Ok(Home {
                 root: PathBuf::from(h).join(".futurnal"),
             }),
-            None => Err(OperatorError::failure(
-                "neither FUTURNAL_HOME nor HOME is set, so futurnal cannot find its home directory",
-                "set FUTURNAL_HOME to the directory futurnal should use (for example ~/.futurnal)",
-                topics::HOME_AND_FILES,
-            )),
+            None => Err(HomeError::Unset),
         }
     }
 
@@ -109,7 +146,7 @@ impl Home {
             self.logs_dir(),
             self.backups_dir(),
         ] {
-            create_private_dir(&dir).map_err(|e| not_writable(&dir, &e))?;
+            create_private_dir(&dir).map_err(|e| not_writable(&dir, e))?;
         }
         // A home we can list but not write into fails later in confusing ways; fail here instead.
         let probe = self
@@ -125,21 +162,16 @@ impl Home {
                 let _ = fs::remove_file(&probe);
                 Ok(())
             }
-            Err(e) => Err(not_writable(&self.root, &e)),
+            Err(e) => Err(not_writable(&self.root, e)),
         }
     }
 }
 
-fn not_writable(path: &Path, err: &io::Error) -> OperatorError {
-    OperatorError::failure(
-        format!(
-            "the futurnal home is not writable: {}: {err}",
-            display_path(path)
-        ),
-        "nothing was started or changed; give your user write access (chmod u+rwx) or point \
-         FUTURNAL_HOME at a writable directory",
-        topics::HOME_AND_FILES,
-    )
+fn not_writable(path: &Path, source: io::Error) -> HomeError {
+    HomeError::NotWritable {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// `mkdir -p` with mode 0700 for every directory it creates.
@@ -163,19 +195,28 @@ pub fn open_private_append(path: &Path) -> io::Result<File> {
 }
 
 /// ELOOP from an O_NOFOLLOW open means "this name is a link": say that, not "too many levels".
+/// The returned error wraps a `LinkRefused`, so the operator-facing layer can tell it apart
+/// (`LinkRefused::within`) and point to the runbook topic for it.
 pub fn explain_link(path: &Path, e: io::Error) -> io::Error {
     if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "{} is a symbolic link and futurnal never writes through one; remove it (see \
-                 `futurnal help runbook {}`)",
-                display_path(path),
-                topics::HOME_ODD_ENTRY
-            ),
-        )
+        io::Error::new(e.kind(), LinkRefused(path.to_path_buf()))
     } else {
         e
+    }
+}
+
+/// A symbolic link stood where futurnal writes a file, and the O_NOFOLLOW open refused it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} is a symbolic link and futurnal never writes through one",
+    display_path(.0)
+)]
+pub struct LinkRefused(pub PathBuf);
+
+impl LinkRefused {
+    /// The `LinkRefused` an `io::Error` from `explain_link` carries, if any.
+    pub fn within(e: &io::Error) -> Option<&LinkRefused> {
+        e.get_ref().and_then(|inner| inner.downcast_ref())
     }
 }
 
@@ -311,7 +352,7 @@ pub fn secure(home: &Home, audit_enabled: bool) -> Result<Vec<Tightened>> {
     let result = secure_quietly(home, audit_enabled);
     match &result {
         Ok(done) => log_tightened(done),
-        Err(e) => tracing::error!("{}", e.what),
+        Err(e) => tracing::error!("{e}"),
     }
     result
 }
@@ -324,9 +365,9 @@ fn secure_quietly(home: &Home, audit_enabled: bool) -> Result<Vec<Tightened>> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| not_writable(home.root(), &io::Error::from(e)))?;
+    .map_err(|e| not_writable(home.root(), e.into()))?;
     let mut plan = Vec::new();
-    let st = rustix::fs::fstat(&root).map_err(|e| not_writable(home.root(), &e.into()))?;
+    let st = rustix::fs::fstat(&root).map_err(|e| not_writable(home.root(), e.into()))?;
     check_owner(home, Path::new("."), st.st_uid)?;
     plan_mode(Path::new("."), &st, &mut plan);
     walk(home, &root, Path::new(""), 0, &mut plan)?;
@@ -345,17 +386,12 @@ fn secure_quietly(home: &Home, audit_enabled: bool) -> Result<Vec<Tightened>> {
                 from: p.from,
                 to: p.to,
             }),
-            Err(e) => {
-                return Err(OperatorError::failure(
-                    format!(
-                        "cannot make {} private (mode {:o}): {e}",
-                        display_path(&home.root().join(&p.rel)),
-                        p.from
-                    ),
-                    "nothing was started; run `chmod -R go-rwx` on the futurnal home yourself, \
-                     then start again",
-                    topics::HOME_NOT_PRIVATE,
-                ));
+            Err(source) => {
+                return Err(HomeError::CannotTighten {
+                    path: home.root().join(&p.rel),
+                    from: p.from,
+                    source,
+                });
             }
         }
     }
@@ -416,8 +452,7 @@ fn walk(
     use rustix::fs::{AtFlags, FileType, Mode, OFlags};
     // Far deeper than anything futurnal creates; stops a pathological tree from recursing forever.
     const MAX_DEPTH: usize = 64;
-    let listing_failed =
-        |e: rustix::io::Errno| not_writable(&home.root().join(rel), &io::Error::from(e));
+    let listing_failed = |e: rustix::io::Errno| not_writable(&home.root().join(rel), e.into());
     let entries = rustix::fs::Dir::read_from(dir).map_err(listing_failed)?;
     for entry in entries {
         let entry = entry.map_err(listing_failed)?;
@@ -429,7 +464,7 @@ fn walk(
         let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(rustix::io::Errno::NOENT) => continue,
-            Err(e) => return Err(not_writable(&home.root().join(&child), &e.into())),
+            Err(e) => return Err(not_writable(&home.root().join(&child), e.into())),
         };
         check_owner(home, &child, st.st_uid)?;
         let kind = FileType::from_raw_mode(st.st_mode);
@@ -453,7 +488,7 @@ fn walk(
                         // can be listed, but its own bits were still checked above.
                         Err(rustix::io::Errno::ACCESS) => {}
                         Err(e) => {
-                            return Err(not_writable(&home.root().join(&child), &e.into()));
+                            return Err(not_writable(&home.root().join(&child), e.into()));
                         }
                     }
                 }
@@ -551,27 +586,20 @@ fn check_owner(home: &Home, rel: &Path, uid: u32) -> Result<()> {
     if uid == me {
         return Ok(());
     }
-    let what = if rel == Path::new(".") {
-        format!(
-            "the futurnal home {} belongs to another user (uid {uid}; you are uid {me})",
-            display_path(home.root())
-        )
-    } else {
-        format!(
-            "{} in the futurnal home belongs to another user (uid {uid}; you are uid {me})",
-            display_path(&home.root().join(rel))
-        )
-    };
-    Err(OperatorError::failure(
-        what,
-        "nothing was started or changed; if the home is yours, give it back \
-         (`sudo chown -R \"$(id -un)\" ~/.futurnal`), otherwise set FUTURNAL_HOME to a directory \
-         of your own",
-        topics::HOME_NOT_YOURS,
-    ))
+    let is_root = rel == Path::new(".");
+    Err(HomeError::NotYours {
+        path: if is_root {
+            home.root().to_path_buf()
+        } else {
+            home.root().join(rel)
+        },
+        is_root,
+        uid,
+        me,
+    })
 }
 
-fn odd_entry(home: &Home, rel: &Path, kind: rustix::fs::FileType) -> OperatorError {
+fn odd_entry(home: &Home, rel: &Path, kind: rustix::fs::FileType) -> HomeError {
     use rustix::fs::FileType;
     let found = match kind {
         FileType::Symlink => "a symbolic link",
@@ -586,16 +614,11 @@ fn odd_entry(home: &Home, rel: &Path, kind: rustix::fs::FileType) -> OperatorErr
         Role::WrittenDir => "a directory",
         _ => "a regular file",
     };
-    OperatorError::failure(
-        format!(
-            "{} is {found}, where futurnal keeps {expected}; futurnal never writes through a link \
-             or into a special file",
-            display_path(&home.root().join(rel))
-        ),
-        "nothing was started or changed, and nothing it points to was touched; find out who put \
-         it there, then remove it (futurnal creates the file again)",
-        topics::HOME_ODD_ENTRY,
-    )
+    HomeError::OddEntry {
+        path: home.root().join(rel),
+        found,
+        expected,
+    }
 }
 
 /// `FUTURNAL_HOME` set to the user's own home (or `/`) would make `secure` chmod everything in
@@ -608,16 +631,7 @@ fn refuse_whole_home_dir(home: &Home) -> Result<()> {
         .filter(|h| !h.is_empty())
         .and_then(|h| fs::canonicalize(h).ok());
     if root == Path::new("/") || user_home.as_deref() == Some(root.as_path()) {
-        return Err(OperatorError::failure(
-            format!(
-                "FUTURNAL_HOME is {}, a directory futurnal does not own: at start futurnal makes \
-                 everything in its home private",
-                root.display()
-            ),
-            "nothing was started or changed; set FUTURNAL_HOME to a directory of its own, such \
-             as ~/.futurnal",
-            topics::HOME_AND_FILES,
-        ));
+        return Err(HomeError::NotOwnDirectory(root));
     }
     Ok(())
 }
@@ -700,11 +714,10 @@ mod tests {
         std::os::unix::fs::symlink(&victim, home.audit_log()).unwrap();
 
         let err = secure(&home, true).unwrap_err();
-        assert_eq!(err.topic, topics::HOME_ODD_ENTRY);
+        assert!(matches!(err, HomeError::OddEntry { .. }), "{err:?}");
         assert!(
-            err.what.contains("audit.log is a symbolic link"),
-            "{}",
-            err.what
+            err.to_string().contains("audit.log is a symbolic link"),
+            "{err}"
         );
         // The writers refuse the link too, whoever calls them.
         crate::security::audit(&home, true, "test", serde_json::json!({}));
@@ -739,8 +752,8 @@ mod tests {
         fs::set_permissions(home.queue_db(), fs::Permissions::from_mode(0o644)).unwrap();
         std::os::unix::fs::chown(home.queue_db(), Some(65534), Some(65534)).unwrap();
         let err = secure(&home, true).unwrap_err();
-        assert_eq!(err.topic, topics::HOME_NOT_YOURS);
-        assert!(err.what.contains("queue.db"), "{}", err.what);
+        assert!(matches!(err, HomeError::NotYours { .. }), "{err:?}");
+        assert!(err.to_string().contains("queue.db"), "{err}");
         // Refused means unchanged: nothing was tightened.
         assert_eq!(mode(&home.queue_db()), 0o644);
         // The book's scenario "The home belongs to another user" shows this message from a real
@@ -781,7 +794,7 @@ mod tests {
             return;
         };
         let err = refuse_whole_home_dir(&Home::at(PathBuf::from(&user_home))).unwrap_err();
-        assert!(err.what.contains("does not own"), "{}", err.what);
+        assert!(err.to_string().contains("does not own"), "{err}");
         assert!(refuse_whole_home_dir(&Home::at(dir.path())).is_ok());
     }
 }

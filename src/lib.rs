@@ -11,6 +11,7 @@
 //! - `display`: one format for times, durations and sizes
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod db;

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use crate::clock::now_ms;
 use crate::failure::Failure;
-use crate::queue::now_ms;
 use crate::sources::{Candidate, ParsedDoc, Skipped, chunk_boundaries};
 
 /// A document serialized for the store, prepared off the writer thread.
