@@ -30,6 +30,8 @@ pub(super) fn validate_sources(
     let mut out = Vec::new();
     for (i, s) in list.into_iter().enumerate() {
         let key = |k: &str| format!("sources[{i}].{k}");
+        // What an absent optional field is: one definition, `SourceConfig::new`.
+        let defaults = SourceConfig::new("", s.source_type.value, "");
         let name = s.name.value.trim().to_string();
         if name.is_empty()
             || !name
@@ -63,7 +65,7 @@ pub(super) fn validate_sources(
             .schedule
             .as_ref()
             .map(|v| v.value.trim().to_string())
-            .unwrap_or_else(|| "manual".to_string());
+            .unwrap_or_else(|| defaults.schedule.clone());
         if let Err(message) = check_schedule_shape(&schedule) {
             let loc = s
                 .schedule
@@ -91,10 +93,21 @@ pub(super) fn validate_sources(
                     v.value
                 }
             };
-        let max_item_mb = limit("max_item_mb", &s.max_item_mb, 64, 1, 4096);
-        let concurrency = limit("concurrency", &s.concurrency, 1, 1, 64) as u32;
-        let items_per_second =
-            limit("items_per_second", &s.items_per_second, 0, 0, 1_000_000) as u32;
+        let max_item_mb = limit("max_item_mb", &s.max_item_mb, defaults.max_item_mb, 1, 4096);
+        let concurrency = limit(
+            "concurrency",
+            &s.concurrency,
+            defaults.concurrency.into(),
+            1,
+            64,
+        ) as u32;
+        let items_per_second = limit(
+            "items_per_second",
+            &s.items_per_second,
+            defaults.items_per_second.into(),
+            0,
+            1_000_000,
+        ) as u32;
         let retry = match s.retry {
             None => global_retry.clone(),
             Some(over) => {
@@ -131,8 +144,8 @@ pub(super) fn validate_sources(
             source_type: s.source_type.value,
             path,
             schedule,
-            priority: s.priority.map(|p| p.value).unwrap_or_default(),
-            enabled: s.enabled.map(|e| e.value).unwrap_or(true),
+            priority: s.priority.map_or(defaults.priority, |p| p.value),
+            enabled: s.enabled.map_or(defaults.enabled, |e| e.value),
             include: s.include.map(|v| v.value).unwrap_or_default(),
             exclude: s.exclude.map(|v| v.value).unwrap_or_default(),
             max_item_mb,
@@ -160,6 +173,25 @@ pub fn expand_tilde(p: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_absent_field_takes_the_default_of_source_config_new() {
+        let text = "sources:\n  - name: n\n    type: mbox\n    path: /m\n";
+        let file = crate::config::load::parse_file(text, Path::new("/x/c.yaml")).unwrap();
+        let mut problems = Vec::new();
+        let global = Retry {
+            max_attempts: 7,
+            ..Retry::default()
+        };
+        let list = file.sources.unwrap().value;
+        let found = validate_sources(list, Path::new("/x/c.yaml"), &mut problems, &global);
+        assert_eq!(problems, []);
+        let expected = SourceConfig {
+            retry: global,
+            ..SourceConfig::new("n", crate::sources::SourceType::Mbox, "/m")
+        };
+        assert_eq!(found, [expected]);
+    }
 
     #[test]
     fn schedule_shapes() {
