@@ -413,4 +413,37 @@ mod tests {
         cfg.security.path_redaction = false;
         assert_eq!(fingerprint(&cfg).0["sources"][0]["path"], "/home/me/Other");
     }
+
+    /// The error types are `std::error::Error`s: the list says how many problems there are, and a
+    /// problem that wraps an I/O error gives it as its source.
+    #[test]
+    fn an_unreadable_file_is_a_problem_whose_source_is_the_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let layering = Layering {
+            path: dir
+                .path()
+                .join("absent.yaml")
+                .to_str()
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+            explicit: true,
+            ..Default::default()
+        };
+        let invalid = load_recorded(&layering).unwrap_err();
+        assert_eq!(
+            invalid.to_string(),
+            "the configuration is invalid (1 problem)"
+        );
+        assert!(std::error::Error::source(&invalid).is_none());
+        let io = std::error::Error::source(&invalid[0])
+            .and_then(|e| e.downcast_ref::<std::io::Error>())
+            .expect("the io error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            invalid[0]
+                .message
+                .starts_with("cannot read the configuration file: ")
+        );
+    }
 }
