@@ -118,6 +118,26 @@ pub enum CommandError {
     Reported(u8),
 }
 
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Operator(e) => e.fmt(f),
+            CommandError::Reported(code) => write!(f, "already reported (exit status {code})"),
+        }
+    }
+}
+
+/// Transparent: an `Operator` error displays as the `OperatorError` it holds, so it is not listed
+/// again as its own source.
+impl std::error::Error for CommandError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CommandError::Operator(e) => std::error::Error::source(e),
+            CommandError::Reported(_) => None,
+        }
+    }
+}
+
 impl From<OperatorError> for CommandError {
     fn from(e: OperatorError) -> Self {
         CommandError::Operator(e)
