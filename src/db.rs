@@ -6,7 +6,8 @@
 //! transaction per migration; a database newer than this binary is never migrated or written.
 //! Diagnosis comes from the file system and SQLite's result codes, never message text: a database
 //! (or one of its companion files) the user may not read and write is `NoAccess`, a damaged one is
-//! `Corrupt`; the two get different advice.
+//! `Corrupt` or `IntegrityCheck`; the two get different advice, worded by `error` (the one
+//! exception, until job failures carry a topic of their own, is `store_failure`'s message).
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -133,27 +134,14 @@ pub fn inaccessible(path: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// What gives the user access back to `files`: `chmod u+rw` for their own files, and first a
-/// `chown` for files another user owns (after `sudo futurnal ...`, say), which chmod cannot fix.
-pub fn access_advice(files: &[PathBuf]) -> String {
+/// Whether any of `files` belongs to a user other than this process's (after `sudo futurnal ...`,
+/// say): `chmod` alone cannot give such a file back.
+pub fn any_foreign(files: &[PathBuf]) -> bool {
     use std::os::unix::fs::MetadataExt;
     let me = rustix::process::geteuid().as_raw();
-    let names: Vec<String> = files.iter().map(|f| crate::home::display_path(f)).collect();
-    let foreign = files
+    files
         .iter()
-        .any(|f| f.symlink_metadata().is_ok_and(|m| m.uid() != me));
-    if foreign {
-        format!(
-            "give the files back to your user and make them readable and writable \
-             (`sudo chown \"$(id -un)\" {0}` then `chmod u+rw {0}`)",
-            names.join(" ")
-        )
-    } else {
-        format!(
-            "give your user read and write access (`chmod u+rw {}`)",
-            names.join(" ")
-        )
-    }
+        .any(|f| f.symlink_metadata().is_ok_and(|m| m.uid() != me))
 }
 
 /// Refuse, before SQLite touches anything, a database at a symlink or one the user may not use.

@@ -195,7 +195,7 @@ pub fn queue_unusable(e: &QueueError, doing: Doing) -> OperatorError {
             ),
             format!(
                 "{outcome}; the queue is not damaged, so do not move it aside; {}, then try again",
-                crate::db::access_advice(files)
+                access_advice(files)
             ),
             topics::DB_NOT_READABLE,
         ),
@@ -224,6 +224,24 @@ pub fn queue_unusable(e: &QueueError, doing: Doing) -> OperatorError {
         ),
     };
     OperatorError::new(ExitCode::Database, what, safe, topic)
+}
+
+/// What gives the user access back to `files`: `chmod u+rw` for their own files, and first a
+/// `chown` for files another user owns, which chmod cannot fix.
+fn access_advice(files: &[std::path::PathBuf]) -> String {
+    let names: Vec<String> = files.iter().map(|f| display_path(f)).collect();
+    if crate::db::any_foreign(files) {
+        format!(
+            "give the files back to your user and make them readable and writable \
+             (`sudo chown \"$(id -un)\" {0}` then `chmod u+rw {0}`)",
+            names.join(" ")
+        )
+    } else {
+        format!(
+            "give your user read and write access (`chmod u+rw {}`)",
+            names.join(" ")
+        )
+    }
 }
 
 /// `?` on a `QueueError` is the daemon's start path (opening, recovering, registering the
@@ -308,7 +326,7 @@ pub fn store_unreadable(path: &Path, failure: &crate::failure::Failure) -> Opera
             format!(
                 "nothing was changed and the store is not damaged, so do not move it aside; {}, \
                  then try again",
-                crate::db::access_advice(&files)
+                access_advice(&files)
             ),
             topics::DB_NOT_READABLE,
         ),
