@@ -6,8 +6,10 @@
 //! config, logs, lock, recovery marker) are created 0600 and opened without following a symlink
 //! (O_NOFOLLOW), so a link planted at one of those names is never written through. At every start
 //! `secure` makes the whole home private again: anything looser than 0700/0600 is tightened
-//! (audited, logged); anything owned by another user, or a link or odd file where futurnal writes,
-//! refuses the start. Nothing here deletes operator data, and no check follows a symlink.
+//! (logged here, audited by the start that called it); anything owned by another user, or a link
+//! or odd file where futurnal writes, refuses the start. Nothing here deletes operator data, and no
+//! check follows a symlink. Failures are `HomeError`s (and `LinkRefused`): facts only; what is
+//! safe to do and which runbook topic is the operator-facing layer's (`error`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -284,6 +286,17 @@ pub struct Tightened {
     pub to: u32,
 }
 
+impl Tightened {
+    /// The details of its `home.permissions_tightened` audit record (modes in octal).
+    pub fn audit_details(&self) -> serde_json::Value {
+        serde_json::json!({
+            "path": self.path,
+            "from": format!("{:o}", self.from),
+            "to": format!("{:o}", self.to),
+        })
+    }
+}
+
 impl std::fmt::Display for Tightened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -342,14 +355,15 @@ fn role(rel: &Path) -> Role {
 
 /// Make the home private, at every start, before anything in it is written. Walks the home
 /// without following a symlink: every directory must end up 0700 (or tighter) and every file 0600
-/// (or tighter); anything looser has its group and other bits removed, with an audit record
-/// (`home.permissions_tightened`) per path. A database's -wal/-shm/-journal that its owner cannot
+/// (or tighter); anything looser has its group and other bits removed (the caller records a
+/// `home.permissions_tightened` audit record per path). A database's -wal/-shm/-journal that its owner cannot
 /// read and write while the database itself can be (a leftover of a `chmod 400`, say) gets 0600
 /// back too, since SQLite cannot open the database without it. Refuses, changing nothing, when
 /// anything in the home belongs to another user, or a link or special file stands where futurnal
-/// writes. Logs what it changed (call it once the daemon's log is open) and returns it.
-pub fn secure(home: &Home, audit_enabled: bool) -> Result<Vec<Tightened>> {
-    let result = secure_quietly(home, audit_enabled);
+/// writes. Logs what it changed (call it once the daemon's log is open) and returns it; the caller
+/// audits each (`Tightened::audit_details`), so the home does not depend on the audit log.
+pub fn secure(home: &Home) -> Result<Vec<Tightened>> {
+    let result = secure_quietly(home);
     match &result {
         Ok(done) => log_tightened(done),
         Err(e) => tracing::error!("{e}"),
@@ -357,7 +371,7 @@ pub fn secure(home: &Home, audit_enabled: bool) -> Result<Vec<Tightened>> {
     result
 }
 
-fn secure_quietly(home: &Home, audit_enabled: bool) -> Result<Vec<Tightened>> {
+fn secure_quietly(home: &Home) -> Result<Vec<Tightened>> {
     use rustix::fs::{Mode, OFlags};
     refuse_whole_home_dir(home)?;
     let root = rustix::fs::open(
@@ -394,18 +408,6 @@ fn secure_quietly(home: &Home, audit_enabled: bool) -> Result<Vec<Tightened>> {
                 });
             }
         }
-    }
-    for t in &done {
-        crate::security::audit(
-            home,
-            audit_enabled,
-            "home.permissions_tightened",
-            serde_json::json!({
-                "path": t.path,
-                "from": format!("{:o}", t.from),
-                "to": format!("{:o}", t.to),
-            }),
-        );
     }
     Ok(done)
 }
@@ -644,16 +646,9 @@ mod tests {
         fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
     }
 
-    fn audit_lines(home: &Home) -> Vec<serde_json::Value> {
-        fs::read_to_string(home.audit_log())
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
+    /// The audit records of what was tightened are checked end to end in `tests/home_safety.rs`.
     #[test]
-    fn a_loose_home_is_tightened_and_audited() {
+    fn a_loose_home_is_tightened_and_reported() {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path().join("f"));
         // What `mkdir -p ~/.futurnal/config` and an ordinary umask leave behind.
@@ -673,7 +668,7 @@ mod tests {
         fs::write(&shm, "").unwrap();
         fs::set_permissions(&shm, fs::Permissions::from_mode(0o400)).unwrap();
 
-        let done = secure(&home, true).unwrap();
+        let done = secure(&home).unwrap();
         assert_eq!(mode(home.root()), 0o700);
         assert_eq!(mode(&home.config_dir()), 0o700);
         assert_eq!(mode(&home.default_config()), 0o600);
@@ -689,18 +684,13 @@ mod tests {
         ] {
             assert!(paths.contains(&p), "{p} not reported in {paths:?}");
         }
-        let audited = audit_lines(&home);
-        assert_eq!(audited.len(), done.len());
-        assert!(
-            audited
-                .iter()
-                .any(|r| r["event"] == "home.permissions_tightened"
-                    && r["path"] == "."
-                    && r["from"] == "755"
-                    && r["to"] == "700")
+        let root = done.iter().find(|t| t.path == ".").unwrap();
+        assert_eq!(
+            root.audit_details(),
+            serde_json::json!({"path": ".", "from": "755", "to": "700"})
         );
         // A private home is left alone.
-        assert_eq!(secure(&home, true).unwrap(), Vec::new());
+        assert_eq!(secure(&home).unwrap(), Vec::new());
     }
 
     #[test]
@@ -713,7 +703,7 @@ mod tests {
         fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
         std::os::unix::fs::symlink(&victim, home.audit_log()).unwrap();
 
-        let err = secure(&home, true).unwrap_err();
+        let err = secure(&home).unwrap_err();
         assert!(matches!(err, HomeError::OddEntry { .. }), "{err:?}");
         assert!(
             err.to_string().contains("audit.log is a symbolic link"),
@@ -735,7 +725,7 @@ mod tests {
         fs::write(&dotfile, "").unwrap();
         fs::set_permissions(&dotfile, fs::Permissions::from_mode(0o644)).unwrap();
         std::os::unix::fs::symlink(&dotfile, home.default_config()).unwrap();
-        secure(&home, false).unwrap();
+        secure(&home).unwrap();
         assert_eq!(mode(&dotfile), 0o644);
     }
 
@@ -751,7 +741,7 @@ mod tests {
         fs::write(home.queue_db(), "").unwrap();
         fs::set_permissions(home.queue_db(), fs::Permissions::from_mode(0o644)).unwrap();
         std::os::unix::fs::chown(home.queue_db(), Some(65534), Some(65534)).unwrap();
-        let err = secure(&home, true).unwrap_err();
+        let err = secure(&home).unwrap_err();
         assert!(matches!(err, HomeError::NotYours { .. }), "{err:?}");
         assert!(err.to_string().contains("queue.db"), "{err}");
         // Refused means unchanged: nothing was tightened.

@@ -251,7 +251,14 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
     })?;
     let stderr_sink = log.try_clone_file().ok();
     logging::init_daemon(log, !detached);
-    crate::home::secure(home, loaded.config.security.audit_logging)?;
+    for t in crate::home::secure(home)? {
+        audit(
+            home,
+            loaded.config.security.audit_logging,
+            "home.permissions_tightened",
+            t.audit_details(),
+        );
+    }
 
     let cfg = &loaded.config;
     let db = QueueDb::open_for_daemon(&home.queue_db(), &cfg.queue)
