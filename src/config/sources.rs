@@ -158,7 +158,7 @@ pub(super) fn validate_sources(
 }
 
 fn check_schedule_shape(s: &str) -> Result<(), String> {
-    crate::scheduler::Schedule::parse(s).map(|_| ())
+    crate::schedule::Schedule::parse(s).map(|_| ())
 }
 
 pub fn expand_tilde(p: &str) -> PathBuf {
