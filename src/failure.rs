@@ -117,13 +117,6 @@ pub struct Failure {
     pub paths: Vec<String>,
 }
 
-/// The fingerprint that stands for an absolute path under `security.path_redaction`: the same
-/// path always gets the same one, so errors can still be told apart and matched.
-pub fn path_fingerprint(path: &str) -> String {
-    let hash = blake3::hash(path.as_bytes()).to_hex();
-    format!("<path {}>", &hash[..8])
-}
-
 impl Failure {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Failure {
         Failure {
@@ -167,12 +160,12 @@ impl Failure {
 
     /// The message as `security.path_redaction` shows it: every declared path replaced by its
     /// fingerprint exactly (also in its `~/` form), then any other absolute path the message
-    /// names (see `security::redact_paths`, the one mechanism).
+    /// names (see `redact::redact_paths`, the one mechanism).
     pub fn redacted(&self) -> Failure {
         let paths: Vec<&std::path::Path> = self.paths.iter().map(std::path::Path::new).collect();
         Failure {
             class: self.class,
-            message: crate::security::redact_paths(&self.message, &paths),
+            message: crate::redact::redact_paths(&self.message, &paths),
             paths: Vec::new(),
         }
     }
@@ -223,7 +216,7 @@ mod tests {
             f.message,
             format!(
                 "source path {}: No such file or directory (os error 2)",
-                path_fingerprint("/home/ada/Folder With Spaces: x")
+                crate::redact::path_fingerprint("/home/ada/Folder With Spaces: x")
             )
         );
         // A message built elsewhere: the source's folder is named after the fact.
@@ -256,7 +249,7 @@ mod tests {
             f.message,
             format!(
                 "document store: {} is corrupt",
-                path_fingerprint(&store.to_string_lossy())
+                crate::redact::path_fingerprint(&store.to_string_lossy())
             )
         );
         let f = Failure::new(ErrorClass::IoError, "cannot open /srv/secret-place: gone").redacted();

@@ -136,7 +136,7 @@ pub fn fingerprint(config: &Config) -> (serde_json::Value, String) {
             .and_then(serde_json::Value::as_array_mut)
     {
         for (json, source) in sources.iter_mut().zip(&config.sources) {
-            json["path"] = crate::failure::path_fingerprint(&source.path.to_string_lossy()).into();
+            json["path"] = crate::redact::path_fingerprint(&source.path.to_string_lossy()).into();
         }
     }
     (value, hash.as_str().chars().take(16).collect())
