@@ -135,6 +135,28 @@ pub struct Counts {
     pub deleted: u64,
 }
 
+/// What the last scan recorded for a candidate (`scan_state.status`; the schema's CHECK lists
+/// the same three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanStatus {
+    /// Ingested; unchanged size and mtime mean it is not read again.
+    Ok,
+    /// Not ingested, with a reason (a link, a FIFO, ...).
+    Skipped,
+    /// Its ingestion failed; the next run tries again.
+    Failed,
+}
+
+impl ScanStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanStatus::Ok => "ok",
+            ScanStatus::Skipped => "skipped",
+            ScanStatus::Failed => "failed",
+        }
+    }
+}
+
 /// What the last run saw of a candidate. The content hash is not loaded here: a rescan only
 /// needs it for the few candidates whose size or mtime changed (`Store::hash_of`).
 #[derive(Debug, Clone)]
@@ -231,8 +253,8 @@ impl Store {
                 ScanRow {
                     size: r.get::<_, i64>(1).map_err(|e| store_err(&self.path, e))? as u64,
                     mtime_ns: r.get(2).map_err(|e| store_err(&self.path, e))?,
-                    ok: status == "ok",
-                    skipped: status == "skipped",
+                    ok: status == ScanStatus::Ok.as_str(),
+                    skipped: status == ScanStatus::Skipped.as_str(),
                     documents: r.get::<_, i64>(4).map_err(|e| store_err(&self.path, e))? as u64,
                 },
             );
@@ -391,7 +413,7 @@ impl StoreTx<'_> {
         size: u64,
         mtime_ns: i64,
         hash: Option<&str>,
-        status: &str,
+        status: ScanStatus,
         reason: Option<&str>,
         documents: Option<u64>,
     ) -> Result<(), Failure> {
@@ -417,7 +439,7 @@ impl StoreTx<'_> {
                     size as i64,
                     mtime_ns,
                     hash,
-                    status,
+                    status.as_str(),
                     reason,
                     documents.map(|d| d as i64)
                 ])
@@ -471,7 +493,7 @@ impl StoreTx<'_> {
             candidate.size,
             candidate.mtime_ns,
             Some(hash),
-            "ok",
+            ScanStatus::Ok,
             None,
             Some(docs.len() as u64),
         )
@@ -552,7 +574,7 @@ impl StoreTx<'_> {
             candidate.size,
             candidate.mtime_ns,
             Some(hash),
-            "ok",
+            ScanStatus::Ok,
             None,
             None,
         )
@@ -565,7 +587,7 @@ impl StoreTx<'_> {
             s.size,
             s.mtime_ns,
             None,
-            "skipped",
+            ScanStatus::Skipped,
             Some(&s.reason),
             Some(0),
         )
@@ -584,7 +606,7 @@ impl StoreTx<'_> {
             candidate.size,
             candidate.mtime_ns,
             None,
-            "failed",
+            ScanStatus::Failed,
             Some(reason),
             None,
         )
