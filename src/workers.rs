@@ -987,6 +987,39 @@ mod tests {
         assert_eq!(delay, source.retry.base_delay_seconds as i64 * 1000);
     }
 
+    /// A job `running` in queue.db that no worker here runs (its daemon died without this one
+    /// noticing at start) is rescued when its lease lapses, and handed back as after a crash;
+    /// an outcome waiting to be recorded keeps its job's lease.
+    #[test]
+    fn a_lapsed_lease_with_no_worker_is_rescued_as_an_orphan() {
+        let (_d, db, mut pool, source) = setup();
+        let t0 = 1_000_000_000;
+        jobs::enqueue_run(db.conn(), &source, "manual", "test", t0).unwrap();
+        let ghost = jobs::claim(db.conn(), t0, "ghost", 60_000, &pool.claimable)
+            .unwrap()
+            .unwrap();
+        pool.keep_leases(&db, t0 + 59_000);
+        assert_eq!(
+            jobs::get(db.conn(), ghost.id).unwrap().unwrap().state,
+            jobs::JobState::Running
+        );
+        pool.keep_leases(&db, t0 + 61_000);
+        let job = jobs::get(db.conn(), ghost.id).unwrap().unwrap();
+        assert_eq!((job.state, job.attempts), (jobs::JobState::Pending, 0));
+        let last = jobs::events(db.conn(), ghost.id).unwrap().pop().unwrap();
+        assert_eq!(last.actor, "recovery");
+
+        // Ours, finished but not recorded yet (a full disk): its lease is kept.
+        let id = running(&db, &mut pool, &source, t0 + 62_000);
+        let r = pool.running.remove(&id).unwrap();
+        pool.unrecorded.push((r, Ok(Report::default())));
+        pool.keep_leases(&db, t0 + 62_000 + 10 * 300_000);
+        assert_eq!(
+            jobs::get(db.conn(), id).unwrap().unwrap().state,
+            jobs::JobState::Running
+        );
+    }
+
     #[test]
     fn a_retry_is_claimed_exactly_when_due_not_a_millisecond_before() {
         let (_d, db, mut pool, source) = setup();
