@@ -52,3 +52,26 @@ fn a_crash_between_a_state_update_and_its_event_leaves_neither() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(s.job(1)["state"], "succeeded");
 }
+
+/// A job runs with the retry policy of the daemon that claims it, not of the command that
+/// queued it: the daemon started with `--set retry.max_attempts=5`; a trigger whose own
+/// configuration says 2 does not shorten the job's attempts.
+#[test]
+fn the_daemons_retry_policy_decides_a_jobs_attempts_not_the_triggering_command() {
+    let s = Sandbox::new();
+    s.write_notes("notes", 2);
+    s.write_config("sources:\n  - name: notes\n    type: local_files\n    path: ~/notes\n");
+    s.ok(&["--set", "retry.max_attempts=5", "orchestrator", "start"]);
+    s.ok(&[
+        "--set",
+        "retry.max_attempts=2",
+        "orchestrator",
+        "sources",
+        "trigger",
+        "notes",
+        "--wait",
+    ]);
+    let job = s.job(1);
+    assert_eq!(job["state"], "succeeded");
+    assert_eq!(job["max_attempts"], 5, "{job}");
+}
