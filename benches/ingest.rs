@@ -3,7 +3,10 @@
 //! Prints each figure beside a reference measured in the same run, on the same files:
 //! 1. fresh ingest of a generated corpus (~200 MB, 10,000 markdown files) against the raw copy
 //!    of the same files into SQLite with the sqlite3 shell's `fsdir()`;
-//! 2. a no-change rescan of 100,000 files against `find CORPUS -type f -printf '%s %T@\n'`.
+//! 2. a no-change rescan of 100,000 files against `find CORPUS -type f -printf '%s %T@\n'`;
+//! 3. four sources of 2,500 files ingested at once into one store, as the daemon's pool runs
+//!    them, with the most threads the process had meanwhile (parsing shares one pool sized to
+//!    the machine, so it stays near CPUs + sources, not CPUs × sources).
 //!
 //! Targets: ingest ≥ 1.0× the raw-copy reference (the spec's floor is 5 MB/s); rescan ≤ 2× find.
 //! Sizes can be scaled down for a quick look: `FUTURNAL_BENCH_SCALE=0.1 cargo bench --bench ingest`.
@@ -80,6 +83,18 @@ fn generate(dir: &Path, files: usize, size: usize) -> u64 {
         std::fs::write(sub.join(format!("note-{i:06}.md")), text).unwrap();
     }
     total
+}
+
+/// Threads of this process now (Linux), for the concurrency figure.
+fn threads_now() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn ingest(src: &SourceConfig, store: &Path) -> (Duration, futurnal::ingest::Report) {
@@ -180,5 +195,54 @@ fn main() {
         rescan.as_secs_f64(),
         find.as_secs_f64(),
         rescan.as_secs_f64() / find.as_secs_f64()
+    );
+
+    // 3. Several sources at once into one store, each run on its own thread as the daemon does.
+    let sources = 4;
+    let each = ((2_500.0 * scale) as usize).max(10);
+    let mut bytes = 0;
+    let srcs: Vec<SourceConfig> = (0..sources)
+        .map(|j| {
+            let dir = root.join(format!("jobs/j{j}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            bytes += generate(&dir, each, 20 * 1024);
+            source(&format!("j{j}"), &dir)
+        })
+        .collect();
+    let store = root.join("jobs.db");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let t = Instant::now();
+    let most = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(threads_now());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            most
+        });
+        let runs: Vec<_> = srcs
+            .iter()
+            .map(|src| scope.spawn(|| ingest(src, &store).1))
+            .collect();
+        for run in runs {
+            let report = run.join().expect("a run does not panic");
+            assert_eq!(
+                report.counts.new as usize, each,
+                "every note becomes a document"
+            );
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().unwrap()
+    });
+    let took = t.elapsed();
+    println!(
+        "concurrent ingest: {sources} sources x {each} files, {:.1} MB: futurnal {:.1} MB/s ({:.2}s); at most {most} threads in the process ({} CPUs)",
+        bytes as f64 / 1_048_576.0,
+        mbps(bytes, took),
+        took.as_secs_f64(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
 }

@@ -1,20 +1,24 @@
 //! Ingestion: one run of a source, or one item, from the filesystem into the document store.
 //!
-//! Owns: the incremental scan (size + mtime first, content hash to confirm), parallel parsing,
-//! batched store writes, deletions, progress and cooperative cancellation.
+//! Owns: the incremental scan (size + mtime first, content hash to confirm), parsing on the
+//! process's shared pool (`parse_pool`), batched store writes, deletions, progress and
+//! cooperative cancellation.
 //! Invariants: an item whose size and mtime are unchanged is not read; content whose hash is
 //! unchanged is not rewritten; a failure of one item is recorded for that item and the run goes
 //! on; items under a folder that could not be listed are never treated as deleted; cancellation
-//! is checked between items and keeps everything already committed. A panic outside per-item
-//! handling (the writer, the run's bookkeeping) unwinds the run, never hangs it, and leaves in
-//! `Committed` the exact numbers of what was committed before it.
+//! is checked between items and keeps everything already committed. The run's own thread is its
+//! only store writer; it hands the pool groups of items, never more than `IN_FLIGHT_PER_THREAD`
+//! × `threads` at once (what the run holds in memory), and the pool never waits for it. A panic
+//! outside per-item handling (the writer, the run's bookkeeping, a parse task) unwinds the run,
+//! never hangs it or the pool, and leaves in `Committed` the exact numbers of what was committed
+//! before it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -99,9 +103,12 @@ pub fn input_outcome(input: &str) -> (&'static str, &'static str) {
 /// Store writes are committed in batches of this many candidates (or every `BATCH_TIME`).
 const BATCH: usize = 512;
 const BATCH_TIME: Duration = Duration::from_millis(250);
-/// Items (or bytes) a worker thread parses before handing them to the writer.
+/// Items (or bytes) a parse task handles before handing them to the writer.
 const GROUP: usize = 16;
 const GROUP_BYTES: u64 = 4 * 1024 * 1024;
+/// Groups a run may have on the shared pool at once, per thread it asks for: enough that the
+/// pool keeps parsing for it while its writer commits.
+const IN_FLIGHT_PER_THREAD: usize = 4;
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -174,6 +181,8 @@ pub struct Run<'a> {
     pub store: &'a Path,
     pub cancel: &'a AtomicBool,
     pub progress: ProgressFn<'a>,
+    /// The run's share of the shared parse pool: up to `IN_FLIGHT_PER_THREAD` groups of items
+    /// per thread asked for (counted up to the pool's size) are queued or parsing at once.
     pub threads: usize,
 }
 
@@ -464,6 +473,9 @@ fn debug_panic(_: Point, _: &[u8]) {}
 const TEST_PANIC_MARKER: &[u8] = b"FUTURNAL-TEST-PANIC-7f3a";
 #[cfg(test)]
 pub(crate) const TEST_WRITER_PANIC_MARKER: &[u8] = b"FUTURNAL-TEST-WRITER-PANIC-7f3a";
+/// Tests: a parse task panics outside per-item handling when it reaches the item of this key.
+#[cfg(test)]
+const TEST_TASK_PANIC_KEY: &str = "task-panic.md";
 
 impl Run<'_> {
     /// One full run: scan the source, ingest what changed, tombstone what disappeared.
@@ -688,6 +700,12 @@ impl Run<'_> {
         }
     }
 
+    /// Parse `work` on the shared pool (`parse_pool`) and write it from this thread.
+    ///
+    /// This thread hands the pool small groups of items, at most `depth` at a time: that bounds
+    /// what the run holds in memory and its share of the pool, and the result channel has room
+    /// for every group in flight, so a pool thread never waits for this writer. The pool's FIFO
+    /// queue interleaves the groups of runs that go on at once.
     #[allow(clippy::too_many_arguments)]
     fn process_all(
         &self,
@@ -702,16 +720,24 @@ impl Run<'_> {
         if work.is_empty() {
             return Ok(());
         }
+        let pool = crate::parse_pool::get()?;
         let source = self.source;
-        let next = AtomicUsize::new(0);
-        let threads = self.threads.clamp(1, work.len());
-        // Workers hand items to the writer in small groups: one wake-up per group, not per item.
-        let (tx, rx) = mpsc::sync_channel::<Vec<Work>>(threads * 4);
-        let work = &work;
         let cancel = self.cancel;
-        let started = Instant::now();
+        let workers = self.threads.clamp(1, crate::parse_pool::size());
         let per_item = (source.items_per_second > 0)
             .then(|| Duration::from_secs_f64(1.0 / source.items_per_second as f64));
+        // Throttled, each item is its own group so that it is handed out at its time.
+        let groups = groups(
+            &work,
+            match per_item {
+                Some(_) => 1,
+                None => GROUP.min(work.len().div_ceil(workers)),
+            },
+        );
+        let depth = workers * IN_FLIGHT_PER_THREAD;
+        let (tx, rx) = mpsc::sync_channel::<Result<Vec<Work>, Option<String>>>(depth);
+        let work = &work;
+        let started = Instant::now();
         // Items are opened relative to the source's folder, so no symlink below it is followed.
         let root = rustix::fs::open(
             &source.path,
@@ -722,84 +748,117 @@ impl Run<'_> {
         )
         .ok();
         let root = root.as_ref();
-        std::thread::scope(|scope| -> Result<(), Failure> {
-            // The writer (this thread) owns the receiving end: if it panics, unwinding drops it,
-            // so workers blocked on a full channel see the send fail and stop, and the scope's
-            // join completes instead of waiting for them forever.
+        // Set once this run stops early (its writer failed or unwinds): groups still queued for
+        // it skip their items instead of parsing for nobody.
+        let abandon = AtomicBool::new(false);
+        let stopped = pool.in_place_scope(|scope| -> Option<Stop> {
+            // Unwinding drops the receiver and raises `abandon`; the scope then waits only for
+            // groups that no longer parse.
             let rx = rx;
-            for _ in 0..threads {
-                let tx = tx.clone();
-                let next = &next;
-                scope.spawn(move || {
-                    // A panic on this thread outside an item's handling: its message is
-                    // withheld too.
-                    let _scope = PanicScope::enter();
-                    let mut group = Vec::with_capacity(GROUP);
-                    let mut group_bytes = 0u64;
-                    loop {
-                        if cancel.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(todo) = work.get(i) else { break };
-                        if let Some(per_item) = per_item {
-                            // Throttled: item i may start at i × (1 / rate). Hand over what is
-                            // done first, and keep noticing a cancel while waiting.
-                            if !group.is_empty() && tx.send(std::mem::take(&mut group)).is_err() {
-                                return;
-                            }
-                            group_bytes = 0;
-                            let due = started + per_item.mul_f64(i as f64);
-                            while Instant::now() < due {
-                                if cancel.load(Ordering::Relaxed) {
-                                    return;
-                                }
-                                std::thread::sleep(
-                                    (due - Instant::now()).min(Duration::from_millis(50)),
-                                );
-                            }
-                        }
-                        group_bytes += todo.candidate.size;
-                        group.push(process_isolated(source, root, todo));
-                        if (group.len() >= GROUP || group_bytes >= GROUP_BYTES)
-                            && tx.send(std::mem::take(&mut group)).is_err()
-                        {
-                            return;
-                        }
-                        if group.is_empty() {
-                            group_bytes = 0;
-                        }
-                    }
-                    if !group.is_empty() {
-                        let _ = tx.send(group);
-                    }
-                });
-            }
-            drop(tx);
+            let _abandon = Raise(&abandon);
+            let mut next = 0;
+            let mut in_flight = 0;
             let mut pending: Vec<Work> = Vec::with_capacity(BATCH);
             let mut last_commit = Instant::now();
-            let mut first_error = None;
-            for group in rx.iter() {
-                pending.extend(group);
-                if pending.len() >= BATCH || last_commit.elapsed() >= BATCH_TIME {
-                    if let Err(e) =
-                        self.commit(store, &mut pending, report, counts, items_done, committed)
-                    {
-                        first_error = Some(e);
-                        cancel.store(true, Ordering::Relaxed);
-                        break;
+            let mut stop = None;
+            loop {
+                // Hand out groups up to the depth (throttled: those whose time has come).
+                let mut wait = None;
+                while stop.is_none()
+                    && in_flight < depth
+                    && next < groups.len()
+                    && !cancel.load(Ordering::Relaxed)
+                {
+                    let range = groups[next].clone();
+                    if let Some(per_item) = per_item {
+                        // Item i may start at i × (1 / rate).
+                        let due = started + per_item.mul_f64(range.start as f64);
+                        let now = Instant::now();
+                        if now < due {
+                            wait = Some((due - now).min(Duration::from_millis(50)));
+                            break;
+                        }
                     }
-                    (self.progress)(*items_done, total);
+                    next += 1;
+                    in_flight += 1;
+                    let (tx, abandon, items) = (tx.clone(), &abandon, &work[range]);
+                    scope.spawn(move |_| {
+                        let _worker = crate::parse_pool::Worker::enter();
+                        // Each item is isolated in `process_isolated`; this catches the rest, so
+                        // the writer always hears back and the pool thread lives on.
+                        let _scope = PanicScope::enter();
+                        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            let mut parsed = Vec::with_capacity(items.len());
+                            for todo in items {
+                                if cancel.load(Ordering::Relaxed) || abandon.load(Ordering::Relaxed)
+                                {
+                                    break;
+                                }
+                                #[cfg(test)]
+                                if todo.candidate.key == TEST_TASK_PANIC_KEY {
+                                    panic!("injected panic outside item handling");
+                                }
+                                parsed.push(process_isolated(source, root, todo));
+                            }
+                            parsed
+                        }))
+                        .map_err(|_| take_panic_location());
+                        // Never blocks: the channel has room for every group in flight.
+                        let _ = tx.send(parsed);
+                    });
+                }
+                if stop.is_none()
+                    && !pending.is_empty()
+                    && (pending.len() >= BATCH || last_commit.elapsed() >= BATCH_TIME)
+                {
+                    match self.commit(store, &mut pending, report, counts, items_done, committed) {
+                        Ok(()) => (self.progress)(*items_done, total),
+                        Err(e) => {
+                            stop = Some(Stop::Failed(e));
+                            abandon.store(true, Ordering::Relaxed);
+                        }
+                    }
                     last_commit = Instant::now();
                 }
+                if in_flight == 0 && wait.is_none() {
+                    break;
+                }
+                let parsed = match wait {
+                    // Waiting for the next item's time: notice a cancel meanwhile.
+                    Some(wait) => match rx.recv_timeout(wait) {
+                        Ok(parsed) => parsed,
+                        Err(_) => continue,
+                    },
+                    // This thread holds a sender, so the channel never closes under it.
+                    None => rx.recv().expect("a sender is held"),
+                };
+                in_flight -= 1;
+                match parsed {
+                    Ok(parsed) if stop.is_none() => pending.extend(parsed),
+                    Ok(_) => {}
+                    Err(at) => {
+                        stop.get_or_insert(Stop::Crashed(at));
+                        abandon.store(true, Ordering::Relaxed);
+                    }
+                }
             }
-            // Drain so worker threads can finish.
-            for _ in rx.iter() {}
-            if let Some(e) = first_error {
-                return Err(e);
+            if stop.is_none()
+                && let Err(e) =
+                    self.commit(store, &mut pending, report, counts, items_done, committed)
+            {
+                stop = Some(Stop::Failed(e));
             }
-            self.commit(store, &mut pending, report, counts, items_done, committed)
-        })?;
+            stop
+        });
+        match stopped {
+            None => {}
+            Some(Stop::Failed(e)) => return Err(e),
+            Some(Stop::Crashed(at)) => {
+                // As a panic on this thread would: the job fails as crashed, with where it was.
+                PANIC_AT.with(|p| *p.borrow_mut() = at);
+                std::panic::resume_unwind(Box::new("a parse task panicked"));
+            }
+        }
         if self.cancel.load(Ordering::Relaxed) && (*items_done as usize) < work.len() {
             report.cancelled = true;
         }
@@ -867,6 +926,40 @@ impl Run<'_> {
         committed.record(report, counts);
         Ok(())
     }
+}
+
+/// Why a run's parsing stopped early.
+enum Stop {
+    /// Writing to the store failed.
+    Failed(Failure),
+    /// A parse task panicked outside per-item handling, at this place if known.
+    Crashed(Option<String>),
+}
+
+/// Raises its flag when dropped, unwinding included.
+struct Raise<'a>(&'a AtomicBool);
+
+impl Drop for Raise<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `work` cut into consecutive groups of at most `max_items` items and about `GROUP_BYTES`.
+fn groups(work: &[Todo], max_items: usize) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, todo) in work.iter().enumerate() {
+        bytes += todo.candidate.size;
+        if i + 1 - start >= max_items || bytes >= GROUP_BYTES {
+            groups.push(start..i + 1);
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    if start < work.len() {
+        groups.push(start..work.len());
+    }
+    groups
 }
 
 /// The candidate that holds `item`. Only an mbox holds other items (`file#message-id`), and file
@@ -938,6 +1031,9 @@ mod tests {
             std::fs::write(self.file(key), text).unwrap();
         }
         fn run<T>(&self, f: impl FnOnce(&Run) -> T) -> T {
+            self.run_with(2, f)
+        }
+        fn run_with<T>(&self, threads: usize, f: impl FnOnce(&Run) -> T) -> T {
             let cancel = AtomicBool::new(false);
             let store = self.dir.path().join("store.db");
             let run = Run {
@@ -945,7 +1041,7 @@ mod tests {
                 store: &store,
                 cancel: &cancel,
                 progress: &|_, _| {},
-                threads: 2,
+                threads,
             };
             f(&run)
         }
@@ -978,6 +1074,134 @@ mod tests {
             };
             process_isolated(&self.source, Some(&root), &todo)
         }
+    }
+
+    /// Several runs at once, each asking for more threads than the machine has: parsing never
+    /// uses more threads than the one shared pool holds (one per CPU), in this whole process.
+    #[test]
+    fn concurrent_runs_share_one_parse_pool_sized_to_the_machine() {
+        let runs = 3;
+        let fixtures: Vec<Fixture> = (0..runs)
+            .map(|_| {
+                let fx = Fixture::new();
+                for i in 0..400 {
+                    fx.write(
+                        &format!("n{i:03}.md"),
+                        format!("# {i}\n\n{}", "word ".repeat(200)),
+                    );
+                }
+                fx
+            })
+            .collect();
+        let start = std::sync::Barrier::new(runs);
+        let threads = crate::parse_pool::size() * 2;
+        std::thread::scope(|scope| {
+            for fx in &fixtures {
+                let start = &start;
+                scope.spawn(move || {
+                    start.wait();
+                    let report = fx.run_with(threads, |r| r.source_run()).unwrap();
+                    assert_eq!(report.counts.new, 400);
+                });
+            }
+        });
+        let peak = crate::parse_pool::peak();
+        assert!(peak >= 1, "no parse worker was counted");
+        assert!(
+            peak <= crate::parse_pool::size(),
+            "{peak} parse workers alive at once; the pool has {}",
+            crate::parse_pool::size()
+        );
+    }
+
+    /// Items that panic, more of them than the pool has threads, in one run while another runs:
+    /// each is its own item's failure, the other run is untouched, and the pool still serves a
+    /// later run (a panic that took a pool thread down would leave it with none and hang).
+    #[test]
+    fn panics_in_one_run_do_not_poison_the_shared_pool() {
+        let marker = std::str::from_utf8(TEST_PANIC_MARKER).unwrap();
+        let bad = Fixture::new();
+        let crashes = crate::parse_pool::size() * 3 + 1;
+        for i in 0..crashes {
+            bad.write(&format!("crash{i}.md"), format!("secret {i}\n{marker}"));
+        }
+        bad.write("fine.md", "# fine");
+        let good = Fixture::new();
+        for i in 0..300 {
+            good.write(&format!("n{i:03}.md"), format!("# {i}"));
+        }
+        let start = std::sync::Barrier::new(2);
+        let (bad_report, good_report) = std::thread::scope(|scope| {
+            let b = scope.spawn(|| {
+                start.wait();
+                bad.run(|r| r.source_run()).unwrap()
+            });
+            let g = scope.spawn(|| {
+                start.wait();
+                good.run(|r| r.source_run()).unwrap()
+            });
+            (b.join().unwrap(), g.join().unwrap())
+        });
+        assert_eq!(bad_report.failed.len(), crashes, "{:?}", bad_report.failed);
+        assert!(
+            bad_report
+                .failed
+                .iter()
+                .all(|(_, f)| f.class == ErrorClass::Internal && !f.message.contains("secret"))
+        );
+        assert_eq!(bad_report.counts.new, 1);
+        assert!(good_report.failed.is_empty(), "{:?}", good_report.failed);
+        assert_eq!(good_report.counts.new, 300);
+
+        // Afterwards the pool still parses: a changed source is ingested in full, in time.
+        for i in 0..300 {
+            good.write(&format!("n{i:03}.md"), format!("# {i} again"));
+        }
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(good.run(|r| r.source_run()).map(|r| r.counts.changed));
+        });
+        let changed = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the pool still runs tasks");
+        assert_eq!(changed.unwrap(), 300);
+    }
+
+    /// A parse task that panics outside per-item handling (a bug in the pool's plumbing) fails
+    /// its run as crashed, with where it happened and an exact account of what was committed;
+    /// the run never waits for a group that will not come, and the pool serves the next run.
+    #[test]
+    fn a_parse_task_panic_fails_its_run_without_hanging_it_or_the_pool() {
+        let fx = Fixture::new();
+        for i in 0..BATCH * 2 {
+            fx.write(&format!("n{i:04}.md"), format!("# {i}"));
+        }
+        fx.write(TEST_TASK_PANIC_KEY, "# fine text, unlucky task");
+        // On a thread of its own, so that a hang fails this test instead of hanging it.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _scope = PanicScope::enter();
+            let committed = Committed::default();
+            let outcome = fx.run(|r| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    r.source_run_counted(&committed)
+                }))
+            });
+            let _ = tx.send((outcome.is_err(), take_panic_location(), committed.get(), fx));
+        });
+        let (panicked, at, tally, fx) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the run unwinds within a minute");
+        assert!(panicked, "the task's panic fails the run");
+        assert!(at.is_some_and(|at| at.contains("ingest.rs")));
+        assert_eq!(tally.counts.new, fx.live().len() as u64);
+
+        let other = Fixture::new();
+        for i in 0..100 {
+            other.write(&format!("n{i:03}.md"), format!("# {i}"));
+        }
+        let report = other.run(|r| r.source_run()).unwrap();
+        assert_eq!(report.counts.new, 100);
     }
 
     #[test]

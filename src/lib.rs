@@ -24,6 +24,7 @@ pub mod home;
 pub mod ingest;
 pub mod jobs;
 pub mod logging;
+mod parse_pool;
 pub mod queue;
 pub mod runbook;
 pub mod scheduler;

@@ -7,6 +7,11 @@
 //! is ready or has failed, and relays the daemon's own error; the recovery marker exists exactly
 //! while a daemon may be running; a clean stop marks the instance stopped, removes the marker and
 //! releases the lock, in that order.
+//! Threads: the main loop runs on the daemon's main thread, on a current-thread runtime that only
+//! waits for signals, timers and job messages. It owns queue.db and does its SQLite work
+//! synchronously, so while a statement waits for a lock (at most the busy timeout, `db`) nothing
+//! else is handled; a signal or message that arrives meanwhile is handled right after, not lost.
+//! Nothing long runs on it: each job has its own thread, and parsing runs on `parse_pool`.
 
 pub mod lock;
 pub mod recovery;
@@ -192,11 +197,11 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
         let _ = rustix::process::setsid();
     }
     home.ensure_layout()?;
+    // One thread, this one: the main loop owns queue.db and blocks on it (see the header).
     // Signal handlers exist before the lock is taken: once `status` can see this daemon, a
     // `stop` must find a handler, never the default action.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("futurnal-runtime")
         .build()
         .map_err(|e| {
             OperatorError::failure(
