@@ -489,7 +489,7 @@ fn trigger(home: &Home, loaded: &Loaded, name: &str, wait: bool) -> Result<(), C
     }
     let db = queue_for_write(home)?;
     let enqueued = jobs::enqueue_run(db.conn(), source, "manual", &actor(), now_ms())
-    .map_err(|e| sql(home, e))?;
+        .map_err(|e| sql(home, e))?;
     match enqueued {
         Enqueued::New(id) => println!("queued run job {id} for source {name}"),
         Enqueued::Coalesced(id) => {
@@ -546,7 +546,8 @@ pub fn wait_for(home: &Home, db: &QueueDb, id: i64) -> Result<(), CommandError> 
             bar.set_length(job.items_total.max(0) as u64);
             bar.set_position(job.items_done.max(0) as u64);
         }
-        let attempt_failed = job.state == jobs::JobState::Failed && job.finished_at.is_some_and(|t| t >= since);
+        let attempt_failed =
+            job.state == jobs::JobState::Failed && job.finished_at.is_some_and(|t| t >= since);
         if job.is_terminal() || attempt_failed {
             break job;
         }

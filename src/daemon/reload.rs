@@ -466,9 +466,9 @@ impl Live {
 /// stays). Returns (cancelled, stopping).
 fn cancel_jobs_of(conn: &Connection, source: &str, now: i64) -> (u64, u64) {
     let ids: Vec<i64> = crate::jobs::open_job_ids(conn, source).unwrap_or_else(|e| {
-            tracing::warn!(source, "cannot list the jobs of a removed source: {e}");
-            Vec::new()
-        });
+        tracing::warn!(source, "cannot list the jobs of a removed source: {e}");
+        Vec::new()
+    });
     let reason = format!("source {source} was removed from the configuration (reload)");
     let (mut cancelled, mut stopping) = (0, 0);
     for id in ids {

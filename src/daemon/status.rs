@@ -151,7 +151,12 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
         workers: Workers {
             // Every running job belongs to the live daemon (recovery requeues the others).
             busy: live
-                .map(|_| queue.get(JobState::Running.as_str()).and_then(Value::as_i64).unwrap_or(0))
+                .map(|_| {
+                    queue
+                        .get(JobState::Running.as_str())
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                })
                 .unwrap_or(0),
             max: live.map(|i| i.workers_max).unwrap_or(workers_max),
         },
@@ -182,7 +187,10 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
 }
 
 fn count(queue: &Map<String, Value>, state: JobState) -> i64 {
-    queue.get(state.as_str()).and_then(Value::as_i64).unwrap_or(0)
+    queue
+        .get(state.as_str())
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
 }
 
 /// The human-readable form.
