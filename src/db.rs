@@ -234,10 +234,6 @@ pub fn diagnose_file(path: &Path) -> Result<(), OpenError> {
     quick_check(&conn)
 }
 
-/// Transitional: the operator's message moved to the operator-facing layer; callers should name
-/// `crate::error::store_unreadable`.
-pub use crate::error::store_unreadable as store_operator_error;
-
 /// Open an existing database read-write for a short-lived reader (no create, no migration).
 pub fn open_existing_rw(path: &Path) -> Result<Connection, OpenError> {
     precheck(path)?;

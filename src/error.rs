@@ -311,6 +311,35 @@ impl From<HomeError> for OperatorError {
     }
 }
 
+/// A queue.db failure in a command: what is safe, and where to look.
+pub fn queue_error(home: &crate::home::Home, e: rusqlite::Error) -> OperatorError {
+    OperatorError::new(
+        ExitCode::Database,
+        format!("queue database {}: {e}", display_path(&home.queue_db())),
+        "nothing was changed; check it with `sqlite3 ~/.futurnal/queue.db \"PRAGMA integrity_check\"`",
+        topics::CORRUPT_DB,
+    )
+}
+
+/// A configuration that did not load or validate, as one operator error: every problem on its
+/// own line, nothing started or changed, the `configuration` topic.
+pub fn config_invalid(problems: &[crate::config::Problem]) -> OperatorError {
+    use std::fmt::Write as _;
+    let mut what = format!(
+        "the configuration is invalid ({})",
+        crate::display::plural(problems.len() as i64, "problem")
+    );
+    for p in problems {
+        let _ = write!(what, "\n  {p}");
+    }
+    OperatorError::new(
+        ExitCode::Config,
+        what,
+        "nothing was started or changed; fix the lines above, then run `futurnal config validate`",
+        topics::CONFIGURATION,
+    )
+}
+
 /// The operator's view of a store.db that a command could not read (`failure` is what the store
 /// returned). The diagnosis comes from the file itself (`db::diagnose_file`), not the message. A
 /// command that reads the store must fail with this, never show an empty store.

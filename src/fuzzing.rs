@@ -133,7 +133,7 @@ pub fn config(data: &[u8]) {
             let _ = loaded.to_json();
         }
         Err(problems) => {
-            let _ = config::Loaded::invalid(&problems, None);
+            let _ = crate::error::config_invalid(&problems);
         }
     }
 }

@@ -33,7 +33,7 @@ pub enum YamlOrJson {
 }
 
 fn load(home: &Home, overrides: &Overrides) -> Result<Loaded> {
-    config::load(home, overrides).map_err(|p| Loaded::invalid(&p, None))
+    config::load(home, overrides).map_err(|p| crate::error::config_invalid(&p))
 }
 
 pub fn run(home: &Home, overrides: &Overrides, cmd: ConfigCommand) -> Result<()> {

@@ -55,7 +55,7 @@ fn open(home: &Home) -> Result<Option<QueueDb>> {
 }
 
 fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
-    super::queue_error(home, e)
+    crate::error::queue_error(home, e)
 }
 
 fn no_such_job(home: &Home, db: Option<&QueueDb>, id: i64) -> OperatorError {

@@ -246,19 +246,6 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
     }
 }
 
-/// A queue.db failure in a command: what is safe, and where to look.
-pub fn queue_error(home: &Home, e: rusqlite::Error) -> OperatorError {
-    OperatorError::new(
-        ExitCode::Database,
-        format!(
-            "queue database {}: {e}",
-            crate::home::display_path(&home.queue_db())
-        ),
-        "nothing was changed; check it with `sqlite3 ~/.futurnal/queue.db \"PRAGMA integrity_check\"`",
-        topics::CORRUPT_DB,
-    )
-}
-
 /// Errors for things an operator typed that name nothing that exists.
 pub fn unknown(what: impl Into<String>, topic: &'static str) -> OperatorError {
     OperatorError::new(

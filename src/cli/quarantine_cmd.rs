@@ -66,7 +66,7 @@ pub enum QuarantineCommand {
 }
 
 fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
-    super::queue_error(home, e)
+    crate::error::queue_error(home, e)
 }
 
 fn check_reason(reason: &Option<String>) -> Result<()> {

@@ -55,7 +55,7 @@ pub fn effective_config(home: &Home, overrides: &crate::config::Overrides) -> Re
     let own_choice = overrides.config_path.is_some() || !overrides.set.is_empty();
     match daemon::reload::running(home) {
         Some(running) if !own_choice => crate::config::load_recorded(&running.layering)
-            .map_err(|problems| Loaded::invalid(&problems, None)),
+            .map_err(|problems| crate::error::config_invalid(&problems)),
         _ => daemon::load_config(home, overrides),
     }
 }
@@ -117,7 +117,7 @@ fn queue_for_write(home: &Home) -> Result<QueueDb> {
 }
 
 fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
-    super::queue_error(home, e)
+    crate::error::queue_error(home, e)
 }
 
 fn source_json(
@@ -184,7 +184,7 @@ fn source_json(
 /// ingested.
 fn open_store(home: &Home) -> Result<Option<Store>> {
     let path = home.store_db();
-    Store::open_existing(&path).map_err(|f| crate::db::store_operator_error(&path, &f))
+    Store::open_existing(&path).map_err(|f| crate::error::store_unreadable(&path, &f))
 }
 
 fn gather(home: &Home, loaded: &Loaded) -> Result<Vec<Value>> {
@@ -200,7 +200,7 @@ fn gather(home: &Home, loaded: &Loaded) -> Result<Vec<Value>> {
     let stats = match open_store(home)? {
         Some(store) => store
             .stats()
-            .map_err(|f| crate::db::store_operator_error(&home.store_db(), &f))?,
+            .map_err(|f| crate::error::store_unreadable(&home.store_db(), &f))?,
         None => Default::default(),
     };
     Ok(loaded
@@ -297,7 +297,7 @@ pub fn run(
                 .into_iter()
                 .find(|v| v["name"] == name.as_str())
                 .unwrap_or_default();
-            let store_error = |f| crate::db::store_operator_error(&home.store_db(), &f);
+            let store_error = |f| crate::error::store_unreadable(&home.store_db(), &f);
             let (docs, skipped) = match open_store(home)? {
                 Some(store) => (
                     store

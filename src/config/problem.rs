@@ -1,19 +1,15 @@
 //! Problems: what is wrong with a configuration, where, and how an operator is told.
 //!
 //! Owns: `Problem` (one finding, located), `Invalid` (all of a load's findings; the error type of
-//! `load`), the operator error built from them, and "did you mean" suggestions.
+//! `load`), and "did you mean" suggestions. (`error::config_invalid` words them for operators.)
 //! Invariants: a problem names where it is (`file:line:col`, `env VAR` or `flag --set`) and the
-//! key; the operator error names the `configuration` runbook topic.
+//! key.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::load::Loaded;
-use crate::display::plural;
-use crate::error::{ExitCode, OperatorError};
 use crate::home::display_path;
-use crate::runbook::topics;
 
 /// The typed error a problem wraps (an I/O error reading the file, the YAML parser's error).
 pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
@@ -104,7 +100,7 @@ impl std::error::Error for Problem {
 /// count, iterate and render the problems directly. It wraps several errors, not one, so
 /// `source()` is `None`; each `Problem` has its own.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("the configuration is invalid ({})", plural(self.0.len() as i64, "problem"))]
+#[error("the configuration is invalid ({})", crate::display::plural(self.0.len() as i64, "problem"))]
 pub struct Invalid(pub Vec<Problem>);
 
 impl std::ops::Deref for Invalid {
@@ -119,26 +115,6 @@ impl<'a> IntoIterator for &'a Invalid {
     type IntoIter = std::slice::Iter<'a, Problem>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
-    }
-}
-
-impl Loaded {
-    /// The problems as one operator error.
-    pub fn invalid(problems: &[Problem], file: Option<&Path>) -> OperatorError {
-        let mut what = format!(
-            "the configuration is invalid ({})",
-            plural(problems.len() as i64, "problem")
-        );
-        for p in problems {
-            let _ = write!(what, "\n  {p}");
-        }
-        let _ = file;
-        OperatorError::new(
-            ExitCode::Config,
-            what,
-            "nothing was started or changed; fix the lines above, then run `futurnal config validate`",
-            topics::CONFIGURATION,
-        )
     }
 }
 

@@ -62,7 +62,7 @@ fn already_running(info: Option<LockInfo>) -> OperatorError {
 }
 
 pub fn load_config(home: &Home, overrides: &Overrides) -> Result<Loaded> {
-    config::load(home, overrides).map_err(|problems| Loaded::invalid(&problems, None))
+    config::load(home, overrides).map_err(|problems| crate::error::config_invalid(&problems))
 }
 
 /// `futurnal orchestrator start`.

@@ -740,7 +740,7 @@ fn wait_for_answer(home: &Home, conn: &Connection, id: i64) -> Result<Answer> {
         match read_answer(conn, id) {
             Ok(Some(answer)) => return Ok(answer),
             Ok(None) => {}
-            Err(e) => return Err(crate::cli::queue_error(home, e)),
+            Err(e) => return Err(crate::error::queue_error(home, e)),
         }
         if last_alive_check.elapsed() > Duration::from_secs(1) {
             if lock::holder(home).is_none() {
