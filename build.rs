@@ -35,7 +35,7 @@ fn main() {
         let slug = file.trim_end_matches(".md").replace('/', "-");
         writeln!(
             code,
-            "    EmbeddedChapter {{ slug: {slug:?}, title: {title:?}, file: {file:?}, text: include_str!({path:?}) }},",
+            "    EmbeddedChapter {{ slug: {slug:?}, title: {title:?}, text: include_str!({path:?}) }},",
             path = path.display().to_string()
         )
         .unwrap();

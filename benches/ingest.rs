@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use futurnal::config::{SourceConfig, SourceType};
-use futurnal::ingest::Run;
+use futurnal::Run;
+use futurnal::{SourceConfig, SourceType};
 
 fn source(name: &str, path: &Path) -> SourceConfig {
     SourceConfig::new(name, SourceType::LocalFiles, path)
@@ -97,7 +97,7 @@ fn threads_now() -> usize {
         .unwrap_or(0)
 }
 
-fn ingest(src: &SourceConfig, store: &Path) -> (Duration, futurnal::ingest::Report) {
+fn ingest(src: &SourceConfig, store: &Path) -> (Duration, futurnal::Report) {
     let cancel = AtomicBool::new(false);
     let progress = |_: u64, _: u64| {};
     let run = Run {

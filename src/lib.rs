@@ -1,36 +1,49 @@
 //! futurnal: a local-first ingestion orchestrator and its executable operator book.
 //!
-//! See ARCHITECTURE.md for the bird's-eye view. One module per concern:
-//! - `home`: the futurnal home directory and its private files
-//! - `config`: orchestrator.yaml, layering, validation, provenance
-//! - `queue`: queue.db (SQLite), schema migrations
-//! - `daemon`: start / run / stop, the instance lock, crash recovery, status
-//! - `logging`: the daemon log; `security`: the audit log
-//! - `runbook`: the embedded book, topic lookup, terminal rendering
-//! - `cli`: the command line; `error`: operator-facing errors and exit codes
-//! - `display`: one format for times, durations and sizes
+//! See ARCHITECTURE.md for the bird's-eye view and the code map. Every module is private; the
+//! library's public surface is what the binary (`main`), the tests, the benches and the fuzz
+//! targets use, re-exported below, so the compiler reports anything else that goes unused.
+//! Layers, bottom up (no module imports one above it; `tests/layout.rs` checks there is no
+//! import cycle):
+//! - leaves: `clock`, `display`, `schedule`, `runbook` (the embedded book and its topics),
+//!   `home` (the home's paths and private files), `redact`;
+//! - ingestion: `failure`, `sources`, `parse_pool`, `db`, `store`, `ingest`;
+//! - configuration: `config`;
+//! - the queue: `jobs`, `queue`, `scheduler`;
+//! - the daemon: `logging`, `security` (the audit log), `workers`, `daemon`;
+//! - talking to operators: `error` (operator errors, worded for the command), `cli`.
 
-pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod daemon;
-pub mod db;
-pub mod display;
-pub mod error;
-pub mod failure;
+mod cli;
+mod clock;
+mod config;
+mod daemon;
+mod db;
+mod display;
+mod error;
+mod failure;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod home;
-pub mod ingest;
-pub mod jobs;
-pub mod logging;
+mod home;
+mod ingest;
+mod jobs;
+mod logging;
 mod parse_pool;
-pub mod queue;
-pub mod redact;
-pub mod runbook;
-pub mod schedule;
-pub mod scheduler;
-pub mod security;
+mod queue;
+mod redact;
+mod runbook;
+mod schedule;
+mod scheduler;
+mod security;
 pub mod sources;
-pub mod store;
-pub mod workers;
+mod store;
+mod workers;
+
+pub use cli::main;
+pub use config::{KEYS, SourceConfig, SourceType};
+pub use daemon::reload::{Running, running};
+pub use error::ExitCode;
+pub use failure::ErrorClass;
+pub use home::{Home, free_bytes};
+pub use ingest::{INPUT_OUTCOMES, Report, Run, input_outcome};
+pub use jobs::{JobState, history_violations};
+pub use store::Store;

@@ -1,5 +1,5 @@
 //! The `futurnal` binary; everything lives in the library.
 
 fn main() -> std::process::ExitCode {
-    futurnal::cli::main()
+    futurnal::main()
 }

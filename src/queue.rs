@@ -279,38 +279,6 @@ impl QueueDb {
             .map_err(|e| db_error(&self.path, e))
     }
 
-    /// Record a recovery from an unclean shutdown and close out the crashed instance.
-    pub fn record_recovery(&self, rec: &RecoveryRow) -> Result<()> {
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(|e| db_error(&self.path, e))?;
-        tx.execute(
-            "INSERT INTO recoveries (recovered_at, instance_id, crashed_instance_id, crashed_pid,
-                crashed_started_at, jobs_requeued, jobs_poisoned)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                rec.recovered_at,
-                rec.instance_id,
-                rec.crashed_instance_id,
-                rec.crashed_pid,
-                rec.crashed_started_at,
-                rec.jobs_requeued,
-                rec.jobs_poisoned
-            ],
-        )
-        .and_then(|_| {
-            tx.execute(
-                "UPDATE daemon_instances SET stop_kind = 'crashed', workers_busy = 0,
-                    stopped_at = COALESCE(stopped_at, heartbeat_at)
-                 WHERE stopped_at IS NULL AND instance_id != ?1",
-                params![rec.instance_id],
-            )
-        })
-        .and_then(|_| tx.commit())
-        .map_err(|e| db_error(&self.path, e))
-    }
-
     /// The most recently started daemon instance, if any.
     pub fn latest_instance(&self) -> Result<Option<InstanceRow>> {
         if self.user_version()? == 0 {

@@ -440,11 +440,6 @@ impl Pool {
         }
     }
 
-    /// Outcomes that could not be written yet (see `handle`).
-    pub fn unrecorded(&self) -> usize {
-        self.unrecorded.len()
-    }
-
     /// Try again to write the outcomes that could not be written, oldest first; stop at the first
     /// that still fails.
     fn record_unrecorded(&mut self, db: &QueueDb, now: Instant) {

@@ -1,5 +1,5 @@
 //! The bad-input matrix (issue 7): sources holding every awkward input futurnal documents, run by
-//! a real daemon. Each case must end exactly as `futurnal::ingest::INPUT_OUTCOMES` says (the book's
+//! a real daemon. Each case must end exactly as `futurnal::INPUT_OUTCOMES` says (the book's
 //! outcome table equals that list, see tests/book_tables.rs); no run fails because of one item, and
 //! the daemon is still running at the end. The rows only a run caught mid-way can show are checked
 //! at the function level in `ingest`'s unit tests.
@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{Sandbox, describe, unprivileged_prefix, wait_until, write_file};
-use futurnal::ingest::{INPUT_OUTCOMES, input_outcome};
+use futurnal::{INPUT_OUTCOMES, input_outcome};
 
 /// Rows checked in `ingest`'s unit tests instead (a file changed between scan and read).
 const MID_RUN: &[&str] = &[
@@ -45,7 +45,7 @@ fn actual(s: &Sandbox, jobs: &[serde_json::Value], source: &str, key: &str) -> (
             other => (format!("item job {other}"), class),
         };
     }
-    let store = futurnal::store::Store::open_existing(&s.futurnal_home().join("store.db"))
+    let store = futurnal::Store::open_existing(&s.futurnal_home().join("store.db"))
         .unwrap()
         .unwrap();
     if let Some(row) = store
@@ -252,7 +252,7 @@ fn every_bad_input_ends_as_documented_and_the_daemon_keeps_running() {
 
     if perms_skipped.is_none() {
         // Nothing under a folder that could not be listed is taken for deleted.
-        let store = futurnal::store::Store::open_existing(&s.futurnal_home().join("store.db"))
+        let store = futurnal::Store::open_existing(&s.futurnal_home().join("store.db"))
             .unwrap()
             .unwrap();
         let live = store.recent_documents("s", 100_000).unwrap();

@@ -56,7 +56,7 @@ fn exit_code_table_matches_the_code() {
         .into_iter()
         .map(|r| (r[0].clone(), r[1].clone()))
         .collect();
-    let code: Vec<(String, String)> = futurnal::error::ExitCode::ALL
+    let code: Vec<(String, String)> = futurnal::ExitCode::ALL
         .iter()
         .map(|c| (c.code().to_string(), c.meaning().to_string()))
         .collect();
@@ -67,7 +67,7 @@ fn exit_code_table_matches_the_code() {
 fn configuration_reference_matches_the_schema() {
     let rows = table_after(&chapter("configuration.md"), "## Reference", "key");
     let book: Vec<Vec<String>> = rows;
-    let code: Vec<Vec<String>> = futurnal::config::KEYS
+    let code: Vec<Vec<String>> = futurnal::KEYS
         .iter()
         .map(|k| {
             vec![
@@ -135,7 +135,7 @@ fn directive_table_lists_every_directive() {
 fn job_state_table_matches_the_queue() {
     let rows = table_after(&chapter("managing-jobs.md"), "## Job states", "state");
     let book: Vec<String> = rows.into_iter().map(|r| r[0].clone()).collect();
-    let code: Vec<String> = futurnal::jobs::JobState::ALL
+    let code: Vec<String> = futurnal::JobState::ALL
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -149,7 +149,7 @@ fn error_class_table_matches_the_classes() {
         .iter()
         .map(|r| (r[0].clone(), r[1].starts_with("yes")))
         .collect();
-    let code: Vec<(String, bool)> = futurnal::failure::ErrorClass::ALL
+    let code: Vec<(String, bool)> = futurnal::ErrorClass::ALL
         .iter()
         .map(|c| (c.as_str().to_string(), c.is_transient()))
         .collect();
@@ -163,7 +163,7 @@ fn bad_input_outcome_table_matches_the_catalogue() {
         "## What happens to awkward input",
         "input",
     );
-    let code: Vec<Vec<String>> = futurnal::ingest::INPUT_OUTCOMES
+    let code: Vec<Vec<String>> = futurnal::INPUT_OUTCOMES
         .iter()
         .map(|(input, outcome, detail)| {
             vec![input.to_string(), outcome.to_string(), detail.to_string()]

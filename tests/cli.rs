@@ -706,7 +706,7 @@ fn a_full_disk_fails_the_run_resource_exhausted_recorded_and_the_daemon_stays_up
     });
 
     // Fill the disk, leaving room for the trigger but not for the run's 2 MB of notes.
-    let free = || futurnal::home::free_bytes(&s.futurnal_home()).unwrap();
+    let free = || futurnal::free_bytes(&s.futurnal_home()).unwrap();
     {
         use std::io::Write;
         let mut filler = std::fs::File::create(s.futurnal_home().join("filler")).unwrap();

@@ -10,8 +10,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use futurnal::config::{SourceConfig, SourceType};
 use futurnal::sources;
+use futurnal::{SourceConfig, SourceType};
 use serde_json::{Value, json};
 
 fn fixture() -> PathBuf {

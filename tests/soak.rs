@@ -34,8 +34,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use futurnal::config::{SourceConfig, SourceType};
 use futurnal::sources;
+use futurnal::{SourceConfig, SourceType};
 
 const BIN: &str = env!("CARGO_BIN_EXE_futurnal");
 

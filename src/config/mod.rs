@@ -27,14 +27,7 @@ mod yaml_errors;
 
 /// The kinds of source live with the code that reads them; re-exported for `config::SourceType`.
 pub use crate::sources::SourceType;
-pub use load::{
-    CONFIG_ENV, ConfigFile, Layering, Loaded, Overrides, config_file, fingerprint, load,
-    load_recorded,
-};
-pub use problem::{Cause, Invalid, Problem, closest, did_you_mean};
+pub use load::{Layering, Loaded, Overrides, config_file, fingerprint, load, load_recorded};
+pub use problem::{Invalid, Problem, closest};
 pub use render::template;
-pub use schema::{
-    Config, KEYS, KeySpec, Origin, Priority, Queue, Retry, Security, SourceConfig, Telemetry,
-    Workers,
-};
-pub use sources::expand_tilde;
+pub use schema::{Config, KEYS, Priority, Queue, Retry, SourceConfig};

@@ -39,7 +39,8 @@ pub struct LockInfo {
 #[derive(Debug)]
 pub struct InstanceLock {
     _dir: File,
-    file: Arc<Mutex<File>>,
+    /// The lock file, shared with the watcher (which may replace it).
+    _file: Arc<Mutex<File>>,
     stop: Arc<AtomicBool>,
     watcher: Option<JoinHandle<()>>,
 }
@@ -118,7 +119,7 @@ pub fn acquire(home: &Home, info: &LockInfo) -> Result<InstanceLock, AcquireErro
     };
     Ok(InstanceLock {
         _dir: dir,
-        file,
+        _file: file,
         stop,
         watcher: Some(watcher),
     })
@@ -219,10 +220,11 @@ fn recreate(home: &Home, info: &LockInfo) -> std::io::Result<File> {
     Ok(file)
 }
 
+#[cfg(test)]
 impl InstanceLock {
     /// The inode currently held, for tests of the watcher.
     pub fn held_inode(&self) -> Option<u64> {
-        let held = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let held = self._file.lock().unwrap_or_else(|p| p.into_inner());
         held.metadata().ok().map(|m| m.ino())
     }
 }

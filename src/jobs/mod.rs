@@ -27,24 +27,25 @@ mod source_state;
 mod transitions;
 
 pub use claim::{
-    AGING_MS, Enqueued, Orphans, POISON_AFTER_CRASHES, any_due, claim, claimable, enqueue_item,
-    enqueue_run, expired_leases, progress, renew_leases, rescue_orphans,
+    Enqueued, Orphans, any_due, claim, claimable, enqueue_item, enqueue_run, expired_leases,
+    progress, renew_leases, rescue_orphans,
 };
-pub use model::{Event, ItemError, Job, JobKind, JobState, RunNumbers, priority_value};
+pub use model::{Event, ItemError, Job, JobKind, JobState, RunNumbers};
 pub use queries::{
     LastRuns, ListFilter, QuarantineFilter, cancel_requests, events, get, history_violations,
     item_errors, last_runs, list, open_counts, open_job_ids, quarantined,
 };
-pub use retry::{BUSY_RETRY_MS, Decision, decide, item_key};
+pub use retry::{Decision, decide, item_key};
 pub use source_state::{SourceState, pause, resume, set_schedule_marks, source_states};
 pub use transitions::{
-    CancelOutcome, Change, Outcome, failpoint, finish, hand_back, immediate, note,
-    purge_quarantined, record_item_error, request_cancel, resolve_items, resolve_runs, retry_later,
-    retry_quarantined,
+    CancelOutcome, Outcome, finish, hand_back, immediate, purge_quarantined, record_item_error,
+    request_cancel, resolve_items, resolve_runs, retry_later, retry_quarantined,
 };
 
 #[cfg(test)]
 mod tests {
+    use super::claim::POISON_AFTER_CRASHES;
+    use super::transitions::{Change, failpoint};
     use super::*;
     use crate::config::{Priority, SourceConfig, SourceType};
 

@@ -476,7 +476,8 @@ pub mod failpoint {
         })
     }
 
-    /// Make `change` fail on this thread (an error, not an abort) until `clear`.
+    /// Make `change` fail on this thread (an error, not an abort) until set to `None`.
+    #[cfg(test)]
     pub fn set_on_this_thread(change: Option<Change>) {
         ON_THIS_THREAD.with(|c| c.set(change));
     }

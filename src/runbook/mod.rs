@@ -18,7 +18,6 @@ use std::collections::HashSet;
 pub struct EmbeddedChapter {
     pub slug: &'static str,
     pub title: &'static str,
-    pub file: &'static str,
     pub text: &'static str,
 }
 

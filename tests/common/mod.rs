@@ -195,8 +195,8 @@ impl Sandbox {
         .unwrap_or_default()
     }
     /// What the daemon records as running.
-    pub fn running(&self) -> futurnal::daemon::reload::Running {
-        futurnal::daemon::reload::running(&futurnal::home::Home::at(self.futurnal_home()))
+    pub fn running(&self) -> futurnal::Running {
+        futurnal::running(&futurnal::Home::at(self.futurnal_home()))
             .expect("a daemon with a recorded configuration")
     }
     /// The audit log's records of `event` (a line being written is not one yet).
@@ -246,7 +246,7 @@ pub fn history_violations(queue_db: &Path) -> Vec<(i64, String)> {
         return Vec::new();
     };
     // A queue.db a test damaged on purpose, or one never migrated, has no history to check.
-    futurnal::jobs::history_violations(&conn).unwrap_or_default()
+    futurnal::history_violations(&conn).unwrap_or_default()
 }
 
 /// Whether process `pid` runs with HOME set to `home`; true when that cannot be read (a process
