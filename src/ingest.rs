@@ -27,6 +27,34 @@ use crate::failure::{ErrorClass, Failure};
 use crate::sources::{self, Candidate, Enumeration, Parsed, Skipped};
 use crate::store::{Counts, Prepared, ScanRow, Store};
 
+/// How an input ends, as the book's outcome table says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputOutcome {
+    /// Its documents are in the store.
+    Ingested,
+    /// Its item job ends quarantined at once (a permanent class: an operator must act); the
+    /// word is the job state's (tests/book_tables.rs checks they agree).
+    Quarantined,
+    /// Its item job retries by itself (a transient class).
+    Retried,
+    /// Recorded as skipped, with its reason; not an error.
+    Skipped,
+    /// Its documents are tombstoned.
+    Deleted,
+}
+
+impl InputOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputOutcome::Ingested => "ingested",
+            InputOutcome::Quarantined => "quarantined",
+            InputOutcome::Retried => "retried",
+            InputOutcome::Skipped => "skipped",
+            InputOutcome::Deleted => "deleted",
+        }
+    }
+}
+
 /// What a run does with each kind of awkward input: (input, outcome, class or reason).
 ///
 /// Outcomes: `ingested` (its documents are stored); `skipped` (recorded with the reason, listed by
@@ -37,58 +65,102 @@ use crate::store::{Counts, Prepared, ScanRow, Store};
 /// fails its source's run or stops the daemon. The book's outcome table
 /// (book/src/troubleshooting-input.md) equals this list (tests/book_tables.rs), and
 /// tests/bad_input.rs and this module's tests check every row against real runs.
-pub const INPUT_OUTCOMES: &[(&str, &str, &str)] = &[
-    ("empty file", "ingested", "-"),
+pub const INPUT_OUTCOMES: &[(&str, InputOutcome, &str)] = &[
+    ("empty file", InputOutcome::Ingested, "-"),
     (
         "names with #, %, ?, quotes or leading spaces",
-        "ingested",
+        InputOutcome::Ingested,
         "-",
     ),
-    ("a file name that is not UTF-8", "ingested", "-"),
-    ("NUL bytes in UTF-8 text", "ingested", "-"),
-    ("folders nested 200 deep", "ingested", "-"),
-    ("email without the usual headers", "ingested", "-"),
-    ("mbox with text before its first message", "ingested", "-"),
-    ("text that is not UTF-8", "quarantined", "parse_error"),
-    ("binary data named like text", "quarantined", "parse_error"),
-    ("malformed frontmatter", "quarantined", "parse_error"),
-    ("file over max_item_mb", "quarantined", "too_large"),
+    ("a file name that is not UTF-8", InputOutcome::Ingested, "-"),
+    ("NUL bytes in UTF-8 text", InputOutcome::Ingested, "-"),
+    ("folders nested 200 deep", InputOutcome::Ingested, "-"),
     (
-        "file that grows over max_item_mb during a run",
-        "quarantined",
+        "email without the usual headers",
+        InputOutcome::Ingested,
+        "-",
+    ),
+    (
+        "mbox with text before its first message",
+        InputOutcome::Ingested,
+        "-",
+    ),
+    (
+        "text that is not UTF-8",
+        InputOutcome::Quarantined,
+        "parse_error",
+    ),
+    (
+        "binary data named like text",
+        InputOutcome::Quarantined,
+        "parse_error",
+    ),
+    (
+        "malformed frontmatter",
+        InputOutcome::Quarantined,
+        "parse_error",
+    ),
+    (
+        "file over max_item_mb",
+        InputOutcome::Quarantined,
         "too_large",
     ),
-    ("path longer than PATH_MAX", "quarantined", "too_large"),
-    ("item that crashes a parser", "quarantined", "internal"),
-    ("unreadable file", "retried", "permission_denied"),
-    ("unreadable folder", "retried", "permission_denied"),
+    (
+        "file that grows over max_item_mb during a run",
+        InputOutcome::Quarantined,
+        "too_large",
+    ),
+    (
+        "path longer than PATH_MAX",
+        InputOutcome::Quarantined,
+        "too_large",
+    ),
+    (
+        "item that crashes a parser",
+        InputOutcome::Quarantined,
+        "internal",
+    ),
+    (
+        "unreadable file",
+        InputOutcome::Retried,
+        "permission_denied",
+    ),
+    (
+        "unreadable folder",
+        InputOutcome::Retried,
+        "permission_denied",
+    ),
     (
         "binary file of another type",
-        "skipped",
+        InputOutcome::Skipped,
         "unsupported file type .png",
     ),
-    ("named pipe (FIFO)", "skipped", "named pipe (FIFO)"),
+    (
+        "named pipe (FIFO)",
+        InputOutcome::Skipped,
+        "named pipe (FIFO)",
+    ),
     (
         "symbolic link, inside or out of the source",
-        "skipped",
+        InputOutcome::Skipped,
         "symbolic link (futurnal does not follow links)",
     ),
     (
         "symbolic link loop",
-        "skipped",
+        InputOutcome::Skipped,
         "symbolic link (futurnal does not follow links)",
     ),
     (
         "file replaced by a symbolic link during a run",
-        "skipped",
+        InputOutcome::Skipped,
         "symbolic link (futurnal does not follow links)",
     ),
     (
         "file replaced by a named pipe during a run",
-        "skipped",
+        InputOutcome::Skipped,
         "named pipe (FIFO)",
     ),
-    ("file deleted during a run", "deleted", "-"),
+    ("file deleted during a run", InputOutcome::Deleted, "-"),
 ];
 
 /// The catalogue row of `input` (tests use it to check behaviour against what is documented).
@@ -97,7 +169,7 @@ pub fn input_outcome(input: &str) -> (&'static str, &'static str) {
         .iter()
         .find(|(case, _, _)| *case == input)
         .unwrap_or_else(|| panic!("{input:?} is not in INPUT_OUTCOMES"));
-    (outcome, detail)
+    (outcome.as_str(), detail)
 }
 
 /// Store writes are committed in batches of this many candidates (or every `BATCH_TIME`).
@@ -600,25 +672,18 @@ impl Run<'_> {
         let source = self.source;
         let mut store = Store::open(self.store)?;
         let mut report = Report::default();
-        let found =
-            match source.source_type {
-                SourceType::LocalFiles | SourceType::Obsidian => self.find_file(item)?,
-                SourceType::Maildir | SourceType::Mbox => {
-                    let enumeration = sources::enumerate(source)?;
-                    let key = candidate_of(&store, source, &enumeration, item)?;
-                    if let Some((_, failure)) = enumeration.errors.iter().find(|(k, _)| {
-                        k.is_empty() || *k == key || key.starts_with(&format!("{k}/"))
-                    }) {
-                        // Still unreadable (a folder that cannot be listed, say): never "deleted".
-                        return Err(failure.clone());
-                    }
-                    enumeration
-                        .candidates
-                        .into_iter()
-                        .find(|c| c.key == key)
-                        .ok_or(key)
+        let found = match source.source_type {
+            SourceType::LocalFiles | SourceType::Obsidian => self.find_file(item)?,
+            SourceType::Maildir => self.find_message(item)?,
+            // A message's mbox is known from the store: only that file is read again.
+            SourceType::Mbox if source.path.is_dir() => {
+                match store.container_of(&source.name, item)? {
+                    Some(container) => self.find_file(&container)?,
+                    None => self.find_by_enumeration(&store, item)?,
                 }
-            };
+            }
+            SourceType::Mbox => self.find_by_enumeration(&store, item)?,
+        };
         let c = match found {
             Ok(c) => c,
             Err(key) => {
@@ -654,10 +719,50 @@ impl Run<'_> {
         Ok(report)
     }
 
-    /// The file of a folder source's item, found from its key (keys of folder sources are
-    /// lossless relative paths) without walking the source. `Ok(Err(key))` when it is no longer
-    /// part of the source: gone, hidden or excluded by the rules.
-    fn find_file(&self, item: &str) -> Result<Result<Candidate, String>, Failure> {
+    /// The candidate holding `item`, found by enumerating the source (an mbox message the store
+    /// has never seen). `Ok(Err(key))` when it is no longer part of the source.
+    fn find_by_enumeration(
+        &self,
+        store: &Store,
+        item: &str,
+    ) -> Result<Result<Candidate, String>, Failure> {
+        let source = self.source;
+        let enumeration = sources::enumerate(source)?;
+        let key = candidate_of(store, source, &enumeration, item)?;
+        if let Some((_, failure)) = enumeration
+            .errors
+            .iter()
+            .find(|(k, _)| k.is_empty() || *k == key || key.starts_with(&format!("{k}/")))
+        {
+            // Still unreadable (a folder that cannot be listed, say): never "deleted".
+            return Err(failure.clone());
+        }
+        Ok(enumeration
+            .candidates
+            .into_iter()
+            .find(|c| c.key == key)
+            .ok_or(key))
+    }
+
+    /// The file of maildir message `item`, found by listing only its folder's `cur/` and `new/`.
+    /// `Ok(Err(key))` when it is no longer part of the source.
+    fn find_message(&self, item: &str) -> Result<Result<Candidate, String>, Failure> {
+        let source = self.source;
+        self.source_root()?;
+        if !sources::Rules::new(source)?.allows(item) {
+            return Ok(Err(item.to_string()));
+        }
+        match sources::mail::find_maildir_message(&source.path, item) {
+            Ok(Some(c)) => Ok(Ok(c)),
+            Ok(None) => Ok(Err(item.to_string())),
+            // A folder that cannot be listed: the message may well still be there.
+            Err(e) => Err(Failure::io(format!("cannot read {item}"), &e)),
+        }
+    }
+
+    /// The source's folder, checked: a missing or odd root is a failure, never "everything
+    /// was deleted".
+    fn source_root(&self) -> Result<(), Failure> {
         let source = self.source;
         let root = std::fs::metadata(&source.path)
             .map_err(|e| Failure::io_at("source path", &source.path, &e))?;
@@ -668,6 +773,15 @@ impl Run<'_> {
                 "not a folder",
             ));
         }
+        Ok(())
+    }
+
+    /// The file of a folder source's item, found from its key (keys of folder sources are
+    /// lossless relative paths) without walking the source. `Ok(Err(key))` when it is no longer
+    /// part of the source: gone, hidden or excluded by the rules.
+    fn find_file(&self, item: &str) -> Result<Result<Candidate, String>, Failure> {
+        let source = self.source;
+        self.source_root()?;
         let gone = Ok(Err(item.to_string()));
         let hidden = item.split('/').any(|part| part.starts_with('.'));
         if hidden || !sources::Rules::new(source)?.allows(item) {
@@ -1373,6 +1487,48 @@ mod tests {
         fx.write("x#2.md", "changed");
         let report = fx.run(|r| r.item_run("x#2.md")).unwrap();
         assert_eq!(report.counts.changed, 1);
+    }
+
+    /// A maildir item retry finds its message by listing only its folder's `cur/` and `new/`:
+    /// after a flag change moved it from `new/` to `cur/`, it is re-read; once deleted, its
+    /// document alone is tombstoned; a missing source folder is a failure, never a deletion.
+    #[test]
+    fn a_maildir_item_retry_finds_its_own_message() {
+        let mut fx = Fixture::new();
+        fx.source.source_type = SourceType::Maildir;
+        let mail = |subject: &str| {
+            format!(
+                "From: a@example.org\r\nSubject: {subject}\r\nMessage-ID: <{subject}@x>\r\n\r\nbody\r\n"
+            )
+        };
+        for dir in ["cur", "new", "tmp", ".Work/cur", ".Work/new"] {
+            std::fs::create_dir_all(fx.file(dir)).unwrap();
+        }
+        fx.write("new/1700000000.a.host", mail("one"));
+        fx.write(".Work/cur/1700000001.b.host:2,S", mail("two"));
+        fx.run(|r| r.source_run()).unwrap();
+        assert_eq!(fx.live(), [".Work/1700000001.b.host", "1700000000.a.host"]);
+
+        std::fs::rename(
+            fx.file("new/1700000000.a.host"),
+            fx.file("cur/1700000000.a.host:2,RS"),
+        )
+        .unwrap();
+        fx.write("cur/1700000000.a.host:2,RS", mail("one, edited"));
+        let report = fx.run(|r| r.item_run("1700000000.a.host")).unwrap();
+        assert_eq!((report.items_seen, report.counts.changed), (1, 1));
+
+        std::fs::remove_file(fx.file(".Work/cur/1700000001.b.host:2,S")).unwrap();
+        let report = fx.run(|r| r.item_run(".Work/1700000001.b.host")).unwrap();
+        assert_eq!(report.counts.deleted, 1);
+        assert_eq!(fx.live(), ["1700000000.a.host"]);
+
+        let moved = fx.dir.path().join("elsewhere");
+        std::fs::rename(&fx.source.path, &moved).unwrap();
+        let failure = fx.run(|r| r.item_run("1700000000.a.host")).unwrap_err();
+        assert_eq!(failure.class, ErrorClass::NotFound);
+        std::fs::rename(&moved, &fx.source.path).unwrap();
+        assert_eq!(fx.live(), ["1700000000.a.host"]);
     }
 
     #[test]

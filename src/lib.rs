@@ -44,6 +44,6 @@ pub use daemon::reload::{Running, running};
 pub use error::ExitCode;
 pub use failure::ErrorClass;
 pub use home::{Home, free_bytes};
-pub use ingest::{INPUT_OUTCOMES, Report, Run, input_outcome};
+pub use ingest::{INPUT_OUTCOMES, InputOutcome, Report, Run, input_outcome};
 pub use jobs::{JobState, history_violations};
 pub use store::Store;

@@ -166,8 +166,21 @@ fn bad_input_outcome_table_matches_the_catalogue() {
     let code: Vec<Vec<String>> = futurnal::INPUT_OUTCOMES
         .iter()
         .map(|(input, outcome, detail)| {
-            vec![input.to_string(), outcome.to_string(), detail.to_string()]
+            vec![
+                input.to_string(),
+                outcome.as_str().to_string(),
+                detail.to_string(),
+            ]
         })
         .collect();
     assert_eq!(rows, code);
+}
+
+/// The outcome table's "quarantined" is the job state an item job ends in: the same word.
+#[test]
+fn the_quarantined_outcome_is_the_job_state() {
+    assert_eq!(
+        futurnal::InputOutcome::Quarantined.as_str(),
+        futurnal::JobState::Quarantined.as_str()
+    );
 }

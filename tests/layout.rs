@@ -171,6 +171,9 @@ const NOT_A_STATE: &[(&str, &str)] = &[
     // A candidate's scan status in store.db (`store::ScanStatus`), not a job state.
     ("store.rs", "status IN ('ok', 'skipped', 'failed')"),
     ("store.rs", "ScanStatus::Failed => \"failed\""),
+    // How an input ends in the book's outcome table (tests/book_tables.rs checks it is the job
+    // state's word).
+    ("ingest.rs", "InputOutcome::Quarantined => \"quarantined\""),
     // The English noun, in counts such as "3 items".
     ("", "\"item\")"),
     // A JSON field holding an item's key.

@@ -75,6 +75,47 @@ pub fn enumerate_maildir(root: &Path, rules: &Rules) -> Enumeration {
     }
 }
 
+/// The file of maildir message `key` (`[folder/]unique`, as `enumerate_maildir` keys it), found
+/// by listing only its folder's `cur/` and `new/` (an item retry reads nothing else). `Ok(None)`
+/// when it is in neither (moved away or deleted).
+pub fn find_maildir_message(root: &Path, key: &str) -> std::io::Result<Option<Candidate>> {
+    let (folder, unique) = match key.rsplit_once('/') {
+        Some((folder, unique)) => (Some(folder), unique),
+        None => (None, key),
+    };
+    let base = match folder {
+        Some(folder) => match super::path_from_key(root, folder) {
+            Some(path) => path,
+            None => return Ok(None),
+        },
+        None => root.to_path_buf(),
+    };
+    for box_dir in ["cur", "new"] {
+        let entries = match std::fs::read_dir(base.join(box_dir)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = key_from_os(&entry.file_name());
+            let stem = name.split(':').next().unwrap_or(&name);
+            if stem == unique && !name.starts_with('.') {
+                // Not followed: whatever it is, the item's processing opens it safely and
+                // records what it found.
+                let (size, mtime_ns) = stat(&entry.metadata()?);
+                return Ok(Some(Candidate {
+                    key: key.to_string(),
+                    path: entry.path(),
+                    size,
+                    mtime_ns,
+                }));
+            }
+        }
+    }
+    Ok(None)
+}
+
 pub fn enumerate_mbox(root: &Path, is_dir: bool, rules: &Rules) -> Enumeration {
     if !is_dir {
         let mut out = Enumeration::default();
