@@ -6,8 +6,7 @@
 //! transaction per migration; a database newer than this binary is never migrated or written.
 //! Diagnosis comes from the file system and SQLite's result codes, never message text: a database
 //! (or one of its companion files) the user may not read and write is `NoAccess`, a damaged one is
-//! `Corrupt` or `IntegrityCheck`; the two get different advice, worded by `error` (the one
-//! exception, until job failures carry a topic of their own, is `store_failure`'s message).
+//! `Corrupt` or `IntegrityCheck`; the two get different advice, worded by `error`.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -194,29 +193,6 @@ pub fn create_private(path: &Path) -> Result<(), OpenError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(OpenError::Io(e)),
     }
-}
-
-/// A store.db that cannot be opened, as a classified failure whose message carries the advice its
-/// diagnosis calls for (used by `Store::open` and `Store::open_existing`).
-pub fn store_failure(path: &Path, e: OpenError) -> crate::failure::Failure {
-    use crate::runbook::topics;
-    let shown = crate::home::display_path(path);
-    let message = if e.is_corrupt() {
-        format!(
-            "document store: {shown} is corrupt ({e}); it is derived data, rebuilt by moving it \
-             aside and running the sources again: see `futurnal help runbook {}`",
-            topics::STORE_CORRUPT
-        )
-    } else if let OpenError::NoAccess(_) = e {
-        format!(
-            "document store: {shown} cannot be opened: {e}; see `futurnal help runbook {}`",
-            topics::DB_NOT_READABLE
-        )
-    } else {
-        format!("document store: {e}")
-    };
-    // The path is declared so that `security.path_redaction` replaces it exactly.
-    crate::failure::Failure::new(e.class(), message).naming(path)
 }
 
 /// Why a database a command could not read is unusable, from the file itself rather than the
@@ -436,16 +412,8 @@ mod tests {
         std::fs::write(&garbage, vec![0x5au8; 8192]).unwrap();
         let e = open_existing_rw(&garbage).err().unwrap();
         assert!(e.is_corrupt(), "{e:?}");
-        let failure = store_failure(&garbage, e);
         // Damage is not "a bug in futurnal".
-        assert_eq!(failure.class, crate::failure::ErrorClass::IoError);
-        assert!(
-            failure
-                .message
-                .contains("futurnal help runbook the-document-store-is-corrupt"),
-            "{}",
-            failure.message
-        );
+        assert_eq!(e.class(), crate::failure::ErrorClass::IoError);
         assert!(matches!(precheck(&dir.path().join("missing.db")), Ok(())));
         // A database at a link is refused before SQLite follows it.
         let link = dir.path().join("link.db");

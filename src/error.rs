@@ -340,6 +340,26 @@ pub fn config_invalid(problems: &[crate::config::Problem]) -> OperatorError {
     )
 }
 
+/// A job's failure as an operator reads it (in `jobs show`, the log): its message, then what to
+/// do and the runbook topic when the failure knows its remedy.
+pub fn failure_text(failure: &crate::failure::Failure) -> String {
+    use crate::failure::Remedy;
+    match failure.remedy {
+        None => failure.message.clone(),
+        Some(Remedy::RebuildStore) => format!(
+            "{}; it is derived data, rebuilt by moving it aside and running the sources again: \
+             see `futurnal help runbook {}`",
+            failure.message,
+            topics::STORE_CORRUPT
+        ),
+        Some(Remedy::StoreAccess) => format!(
+            "{}; see `futurnal help runbook {}`",
+            failure.message,
+            topics::DB_NOT_READABLE
+        ),
+    }
+}
+
 /// The operator's view of a store.db that a command could not read (`failure` is what the store
 /// returned). The diagnosis comes from the file itself (`db::diagnose_file`), not the message. A
 /// command that reads the store must fail with this, never show an empty store.

@@ -106,7 +106,7 @@ impl fmt::Display for ErrorClass {
     }
 }
 
-/// A classified failure with an operator-readable message.
+/// A classified failure with a factual message (what happened, to what).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     pub class: ErrorClass,
@@ -115,6 +115,18 @@ pub struct Failure {
     /// strings, so a path with spaces or `:` is redacted whole (guessing where a path ends in free
     /// text cannot be right for every name).
     pub paths: Vec<String>,
+    /// What an operator can do about it, when this layer knows (the words and the runbook topic
+    /// are chosen where operators are talked to: `error::failure_text`).
+    pub remedy: Option<Remedy>,
+}
+
+/// A failure's known remedy, named by what is wrong rather than worded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// store.db is damaged; it is derived data and can be rebuilt.
+    RebuildStore,
+    /// store.db (or a file beside it) may not be read or written by this user.
+    StoreAccess,
 }
 
 impl Failure {
@@ -123,7 +135,13 @@ impl Failure {
             class,
             message: message.into(),
             paths: Vec::new(),
+            remedy: None,
         }
+    }
+
+    pub fn with_remedy(mut self, remedy: Remedy) -> Failure {
+        self.remedy = Some(remedy);
+        self
     }
 
     pub fn io(context: impl fmt::Display, err: &std::io::Error) -> Failure {
@@ -167,6 +185,7 @@ impl Failure {
             class: self.class,
             message: crate::redact::redact_paths(&self.message, &paths),
             paths: Vec::new(),
+            remedy: self.remedy,
         }
     }
 

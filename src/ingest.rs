@@ -1432,7 +1432,8 @@ mod tests {
     }
 
     /// A store damaged after the open check (a page the run reads later): the run fails with
-    /// the corrupt-store diagnosis, naming the runbook topic, not a bare "malformed".
+    /// the corrupt-store diagnosis with its remedy (worded with the runbook topic), not a bare
+    /// "malformed".
     #[test]
     fn a_store_page_damaged_mid_run_names_the_corrupt_store_topic() {
         use std::io::{Seek, SeekFrom, Write};
@@ -1459,8 +1460,15 @@ mod tests {
         drop(file);
         let f = fx.run(|r| r.source_run()).unwrap_err();
         assert_eq!(f.class, ErrorClass::IoError, "{}", f.message);
-        assert!(
+        assert_eq!(
+            f.remedy,
+            Some(crate::failure::Remedy::RebuildStore),
+            "{}",
             f.message
+        );
+        // As an operator reads it: the corrupt-store topic.
+        assert!(
+            crate::error::failure_text(&f)
                 .contains("futurnal help runbook the-document-store-is-corrupt"),
             "{}",
             f.message

@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::clock::now_ms;
-use crate::failure::Failure;
+use crate::failure::{Failure, Remedy};
 use crate::sources::{Candidate, ParsedDoc, Skipped, chunk_boundaries};
 
 /// A document serialized for the store, prepared off the writer thread.
@@ -123,7 +123,32 @@ pub const CHUNK_TARGET: usize = 1500;
 /// naming the store and the runbook topic; a store made unreadable meanwhile names the permission
 /// topic. The store's path is declared, so it is redacted by policy.
 fn store_err(path: &Path, e: rusqlite::Error) -> Failure {
-    crate::db::store_failure(path, crate::db::diagnose(path, e, ""))
+    store_failure(path, crate::db::diagnose(path, e, ""))
+}
+
+/// A store.db that cannot be used, as a classified failure naming the store, with the remedy its
+/// diagnosis calls for (damage: rebuild; permissions: fix access).
+fn store_failure(path: &Path, e: crate::db::OpenError) -> Failure {
+    let shown = crate::home::display_path(path);
+    let (message, remedy) = if e.is_corrupt() {
+        (
+            format!("document store: {shown} is corrupt ({e})"),
+            Some(Remedy::RebuildStore),
+        )
+    } else if let crate::db::OpenError::NoAccess(_) = e {
+        (
+            format!("document store: {shown} cannot be opened: {e}"),
+            Some(Remedy::StoreAccess),
+        )
+    } else {
+        (format!("document store: {e}"), None)
+    };
+    // The path is declared so that `security.path_redaction` replaces it exactly.
+    let failure = Failure::new(e.class(), message).naming(path);
+    match remedy {
+        Some(r) => failure.with_remedy(r),
+        None => failure,
+    }
 }
 
 /// What a source run did to the store, per document.
@@ -207,7 +232,7 @@ impl Store {
         // kilobytes: fewer overflow pages per body.
         let conn =
             crate::db::open_migrated(path, false, "NORMAL", MIGRATIONS, false, Some(PAGE_SIZE))
-                .map_err(|e| crate::db::store_failure(path, e))?;
+                .map_err(|e| store_failure(path, e))?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -220,8 +245,7 @@ impl Store {
         if !path.exists() {
             return Ok(None);
         }
-        let conn =
-            crate::db::open_existing_rw(path).map_err(|e| crate::db::store_failure(path, e))?;
+        let conn = crate::db::open_existing_rw(path).map_err(|e| store_failure(path, e))?;
         Ok(Some(Store {
             conn,
             path: path.to_path_buf(),
@@ -894,14 +918,7 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let f = store.scan_rows("s").unwrap_err();
         assert_eq!(f.class, ErrorClass::IoError, "{}", f.message);
-        assert!(
-            f.message.contains(&format!(
-                "futurnal help runbook {}",
-                crate::runbook::topics::STORE_CORRUPT
-            )),
-            "{}",
-            f.message
-        );
+        assert_eq!(f.remedy, Some(Remedy::RebuildStore), "{}", f.message);
         let shown = crate::home::display_path(&path);
         assert!(f.message.contains(&shown), "{}", f.message);
         // The store's path is declared, so it is redacted by policy.

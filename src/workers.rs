@@ -418,13 +418,15 @@ impl Pool {
                     return;
                 };
                 // Error texts are stored in queue.db and shown to anyone who can read it: with
-                // security.path_redaction, absolute paths in them become fingerprints.
-                let mut result = if self.config.security.path_redaction {
+                // security.path_redaction, absolute paths in them become fingerprints. Then each
+                // failure gets the words of its remedy (`error::failure_text`).
+                let result = if self.config.security.path_redaction {
                     let root = self.sources.iter().find(|s| s.name == r.job.source);
                     redact(result, root.map(|s| s.path.as_path()))
                 } else {
                     result
                 };
+                let mut result = worded(result);
                 if let Err(e) = self.finish_or_make_room(db, &r, &mut result) {
                     // A full disk, say: the outcome is kept and written once queue.db accepts
                     // writes again; the job stays `running` until then.
@@ -741,6 +743,26 @@ fn redact(
             Ok(report)
         }
         Err(f) => Err(scrub(f)),
+    }
+}
+
+/// Failures with their remedies worded for operators, as queue.db keeps them.
+fn worded(result: Result<Report, Failure>) -> Result<Report, Failure> {
+    let word = |f: Failure| Failure {
+        message: crate::error::failure_text(&f),
+        remedy: None,
+        ..f
+    };
+    match result {
+        Ok(mut report) => {
+            report.failed = report
+                .failed
+                .into_iter()
+                .map(|(item, f)| (item, word(f)))
+                .collect();
+            Ok(report)
+        }
+        Err(f) => Err(word(f)),
     }
 }
 

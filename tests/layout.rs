@@ -215,3 +215,42 @@ fn job_states_and_kinds_are_spelled_only_by_their_enums() {
         found.join("\n")
     );
 }
+
+/// Every test ARCHITECTURE.md names as an invariant's guard exists (a renamed or deleted test
+/// would leave the invariant unguarded while the document still claims it).
+#[test]
+fn every_test_architecture_names_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let mut code = String::new();
+    for (_, text) in sources() {
+        code.push_str(&text);
+    }
+    for entry in std::fs::read_dir(root.join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            code.push_str(&std::fs::read_to_string(path).unwrap());
+        }
+    }
+    // `module::tests::name`, `tests/file.rs::name`, `…::name`: the last segment, when it reads
+    // like a test's name (three words or more).
+    let named = regex::Regex::new(r"`[^`\s]*::([a-z0-9]+(?:_[a-z0-9]+){2,})`").unwrap();
+    let mut missing = Vec::new();
+    let mut found = 0;
+    for c in named.captures_iter(&doc) {
+        let name = &c[1];
+        if code.contains(&format!("fn {name}(")) {
+            found += 1;
+        } else {
+            missing.push(name.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names tests that do not exist: {missing:?}"
+    );
+    assert!(
+        found >= 30,
+        "only {found} tests named: did the pattern stop matching?"
+    );
+}
