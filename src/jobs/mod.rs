@@ -77,6 +77,18 @@ mod tests {
         );
     }
 
+    /// The book's "one priority level for every N minutes" is `AGING_MS`.
+    #[test]
+    fn the_book_states_the_aging_the_claim_uses() {
+        let chapter = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/managing-jobs.md"),
+        )
+        .unwrap();
+        let re = regex::Regex::new(r"one priority level for every (\d+) minutes").unwrap();
+        let minutes: i64 = re.captures(&chapter).expect("the sentence")[1].parse().unwrap();
+        assert_eq!(minutes * 60_000, super::claim::AGING_MS);
+    }
+
     #[test]
     fn priority_wins_until_waiting_outweighs_it() {
         let (_d, db) = fresh_db();
