@@ -222,9 +222,9 @@ impl Pool {
                     grace.as_secs()
                 );
                 let numbers = committed_numbers(&r.committed.get());
-                let result = jobs::immediate(db.conn()).and_then(|tx| {
+                let result = jobs::in_transaction(db.conn(), |tx| {
                     jobs::finish(
-                        &tx,
+                        tx,
                         id,
                         Outcome::Cancelled,
                         now,
@@ -232,8 +232,7 @@ impl Pool {
                         &text,
                         &numbers,
                         None,
-                    )?;
-                    tx.commit()
+                    )
                 });
                 if let Err(e) = result {
                     tracing::warn!(job = id, "cannot record the cancellation: {e}");
@@ -287,20 +286,17 @@ impl Pool {
                     stall / 1000
                 ),
             );
-            let result = jobs::immediate(db.conn()).and_then(|tx| {
+            let result = jobs::in_transaction(db.conn(), |tx| {
                 let n = committed_numbers(&r.committed.get());
-                self.failed(&tx, &r.job, &failure, now, &n)?;
-                tx.commit()
+                self.failed(tx, &r.job, &failure, now, &n)
             });
             if let Err(e) = result {
                 tracing::error!(job = id, "cannot reclaim a stalled job: {e}");
             }
         }
         if !orphans.is_empty() {
-            let result = jobs::immediate(db.conn()).and_then(|tx| {
-                let rescued = jobs::rescue_orphans(&tx, &self.instance_id, Some(&orphans), now)?;
-                tx.commit()?;
-                Ok(rescued)
+            let result = jobs::in_transaction(db.conn(), |tx| {
+                jobs::rescue_orphans(tx, &self.instance_id, Some(&orphans), now)
             });
             match result {
                 Ok(r) => tracing::warn!(
@@ -380,16 +376,15 @@ impl Pool {
             Err(e) => {
                 tracing::error!(job = id, "cannot start a worker thread: {e}");
                 let now = now_ms();
-                let result = jobs::immediate(db.conn()).and_then(|tx| {
+                let result = jobs::in_transaction(db.conn(), |tx| {
                     jobs::hand_back(
-                        &tx,
+                        tx,
                         id,
                         now,
                         now,
                         "daemon",
                         &format!("no worker thread could be started: {e}"),
-                    )?;
-                    tx.commit()
+                    )
                 });
                 if let Err(e) = result {
                     tracing::warn!(job = id, "cannot hand the job back: {e}");
@@ -704,21 +699,38 @@ impl Pool {
             );
         }
         for (id, _) in self.running.drain() {
-            let result = jobs::immediate(db.conn()).and_then(|tx| {
+            let result = jobs::in_transaction(db.conn(), |tx| {
                 jobs::hand_back(
-                    &tx,
+                    tx,
                     id,
                     now,
                     now,
                     "daemon",
                     "interrupted by shutdown; resumes at next start",
-                )?;
-                tx.commit()
+                )
             });
             if let Err(e) = result {
                 tracing::warn!(job = id, "cannot hand the job back: {e}");
             }
         }
+    }
+}
+
+/// `change` applied to every failure of a result: the job's, or each failed item's.
+fn each_failure(
+    result: Result<Report, Failure>,
+    change: impl Fn(Failure) -> Failure,
+) -> Result<Report, Failure> {
+    match result {
+        Ok(mut report) => {
+            report.failed = report
+                .failed
+                .into_iter()
+                .map(|(item, f)| (item, change(f)))
+                .collect();
+            Ok(report)
+        }
+        Err(f) => Err(change(f)),
     }
 }
 
@@ -729,41 +741,19 @@ fn redact(
     result: Result<Report, Failure>,
     root: Option<&std::path::Path>,
 ) -> Result<Report, Failure> {
-    let scrub = |f: Failure| match root {
+    each_failure(result, |f| match root {
         Some(root) => f.naming(root).redacted(),
         None => f.redacted(),
-    };
-    match result {
-        Ok(mut report) => {
-            report.failed = report
-                .failed
-                .into_iter()
-                .map(|(item, f)| (item, scrub(f)))
-                .collect();
-            Ok(report)
-        }
-        Err(f) => Err(scrub(f)),
-    }
+    })
 }
 
 /// Failures with their remedies worded for operators, as queue.db keeps them.
 fn worded(result: Result<Report, Failure>) -> Result<Report, Failure> {
-    let word = |f: Failure| Failure {
+    each_failure(result, |f| Failure {
         message: crate::error::failure_text(&f),
         remedy: None,
         ..f
-    };
-    match result {
-        Ok(mut report) => {
-            report.failed = report
-                .failed
-                .into_iter()
-                .map(|(item, f)| (item, word(f)))
-                .collect();
-            Ok(report)
-        }
-        Err(f) => Err(word(f)),
-    }
+    })
 }
 
 /// The failure text of a job whose thread panicked outside per-item handling (`at`: " at

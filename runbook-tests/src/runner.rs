@@ -41,6 +41,9 @@ pub struct Options {
     pub bless_hint: String,
     /// What the machine offers, for `needs=` preconditions.
     pub host: Host,
+    /// Run on each chapter's sandbox once its processes are gone: each string returned is a
+    /// failure of the chapter (the book test checks the queue's history with it).
+    pub chapter_check: Option<fn(&Path) -> Vec<String>>,
 }
 
 /// Facts about the machine that decide `needs=` preconditions.
@@ -95,6 +98,7 @@ impl Default for Options {
             keep_temp: false,
             bless_hint: "futurnal runbook check --bless FILE".into(),
             host: Host::detect(),
+            chapter_check: None,
         }
     }
 }
@@ -420,6 +424,11 @@ pub fn run_chapter(file: &Path, opts: &Options) -> ChapterResult {
     sandbox.kill_session_processes();
     for problem in sandbox.unmount_all() {
         result.failures.push(doc_failure(file, 0, problem));
+    }
+    if let Some(check) = opts.chapter_check {
+        for problem in check(&sandbox.root) {
+            result.failures.push(doc_failure(file, 0, problem));
+        }
     }
     if !edits.is_empty() {
         let mut text = doc.text.clone();

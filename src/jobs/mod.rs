@@ -38,8 +38,8 @@ pub use queries::{
 pub use retry::{Decision, decide, item_key};
 pub use source_state::{SourceState, pause, resume, set_schedule_marks, source_states};
 pub use transitions::{
-    CancelOutcome, Outcome, finish, hand_back, immediate, purge_quarantined, record_item_error,
-    request_cancel, resolve_items, resolve_runs, retry_later, retry_quarantined,
+    CancelOutcome, Outcome, finish, hand_back, immediate, in_transaction, purge_quarantined,
+    record_item_error, request_cancel, resolve_items, resolve_runs, retry_later, retry_quarantined,
 };
 
 #[cfg(test)]
@@ -85,7 +85,9 @@ mod tests {
         )
         .unwrap();
         let re = regex::Regex::new(r"one priority level for every (\d+) minutes").unwrap();
-        let minutes: i64 = re.captures(&chapter).expect("the sentence")[1].parse().unwrap();
+        let minutes: i64 = re.captures(&chapter).expect("the sentence")[1]
+            .parse()
+            .unwrap();
         assert_eq!(minutes * 60_000, super::claim::AGING_MS);
     }
 

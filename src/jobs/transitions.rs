@@ -76,6 +76,17 @@ pub fn immediate(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
     Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
 }
 
+/// Run `write` in an IMMEDIATE transaction and commit it if it succeeds (rolled back if not).
+pub fn in_transaction<T>(
+    conn: &Connection,
+    write: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let tx = immediate(conn)?;
+    let out = write(&tx)?;
+    tx.commit()?;
+    Ok(out)
+}
+
 fn illegal(from: JobState, change: Change) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(
         format!("a {from} job cannot be {change:?} (a bug in futurnal)").into(),
