@@ -108,6 +108,14 @@ pub struct DocError {
     pub message: String,
 }
 
+impl std::fmt::Display for DocError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for DocError {}
+
 #[derive(Debug, Clone)]
 pub struct Document {
     pub path: PathBuf,

@@ -55,10 +55,13 @@ impl Drop for InstanceLock {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
 pub enum AcquireError {
     /// Another live process holds the lock (its record, when readable).
+    #[error("the home is locked by a running orchestrator{}", .0.as_ref().map(|i| format!(" (pid {})", i.pid)).unwrap_or_default())]
     Held(Option<LockInfo>),
-    Io(std::io::Error),
+    #[error("cannot take the home's lock: {0}")]
+    Io(#[source] std::io::Error),
 }
 
 fn open_file(path: &std::path::Path) -> std::io::Result<File> {
