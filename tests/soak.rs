@@ -24,7 +24,8 @@
 //!   hash of the file's bytes and exactly the body, title and kind the parser gives for them;
 //! - no live document exists for a file that is gone or does not parse (`duplicated` counts those:
 //!   ghosts of deleted files and second copies under another key);
-//! - both databases pass `PRAGMA integrity_check`, and no job is left `running`.
+//! - both databases pass `PRAGMA integrity_check`, every job's history accounts for its state,
+//!   and no job is left `running`.
 //!
 //! Synchronization is by polling with deadlines; the only sleeps are the random pre-kill delays.
 
@@ -636,6 +637,10 @@ fn verify(soak: &Soak, corpus: &Corpus) -> Verdict {
         if let Err(e) = integrity(&fh.join(db)) {
             v.integrity.push(format!("{db}: {e}"));
         }
+    }
+    // Every state change was written with its event, whatever instant the kills hit.
+    for (job, what) in futurnal::history_violations(&soak.queue()).expect("read the history") {
+        v.integrity.push(format!("queue.db: job {job}: {what}"));
     }
     v.running_jobs = soak.count_jobs("state = 'running'");
     v.quarantined = soak.count_jobs("state = 'quarantined'");
