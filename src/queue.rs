@@ -129,6 +129,55 @@ const MIGRATIONS: &[&str] = &[
         report TEXT
     );
     CREATE INDEX config_reloads_open ON config_reloads (instance_id, handled_at);",
+    // 3: job counts per state kept by triggers, so `status` and `health` read six rows instead
+    // of counting the whole table; and telemetry (telemetry.rs): one row per finished attempt,
+    // kept when its job is pruned, and the daemon's periodic samples.
+    "CREATE TABLE job_state_counts (
+        state TEXT PRIMARY KEY,
+        n INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO job_state_counts (state, n)
+        SELECT column1, (SELECT COUNT(*) FROM jobs WHERE state = column1)
+        FROM (VALUES ('pending'), ('running'), ('succeeded'), ('failed'), ('quarantined'),
+                     ('cancelled'));
+    CREATE TRIGGER job_state_counts_insert AFTER INSERT ON jobs BEGIN
+        UPDATE job_state_counts SET n = n + 1 WHERE state = NEW.state;
+    END;
+    CREATE TRIGGER job_state_counts_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_state_counts SET n = n - 1 WHERE state = OLD.state;
+    END;
+    CREATE TRIGGER job_state_counts_update AFTER UPDATE OF state ON jobs
+        WHEN OLD.state IS NOT NEW.state BEGIN
+        UPDATE job_state_counts SET n = n - 1 WHERE state = OLD.state;
+        UPDATE job_state_counts SET n = n + 1 WHERE state = NEW.state;
+    END;
+    CREATE TABLE telemetry_attempts (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        error_class TEXT,
+        error TEXT,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        items INTEGER NOT NULL DEFAULT 0,
+        documents INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX telemetry_attempts_by_time ON telemetry_attempts (finished_at);
+    CREATE TABLE telemetry_samples (
+        at INTEGER PRIMARY KEY,
+        pending INTEGER NOT NULL,
+        running INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        quarantined INTEGER NOT NULL,
+        oldest_pending_ms INTEGER,
+        oldest_running_ms INTEGER,
+        workers_busy INTEGER NOT NULL,
+        wal_bytes INTEGER NOT NULL,
+        free_disk_bytes INTEGER
+    );",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -221,9 +270,16 @@ impl QueueDb {
         if self.user_version()? == 0 {
             return Ok(counts);
         }
+        // From migration 3 on, triggers keep the counts; an older queue.db (a command run before
+        // the daemon migrated it) is counted.
+        let sql = if self.user_version()? >= 3 {
+            "SELECT state, n FROM job_state_counts"
+        } else {
+            "SELECT state, COUNT(*) FROM jobs GROUP BY state"
+        };
         let mut stmt = self
             .conn
-            .prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+            .prepare(sql)
             .map_err(|e| db_error(&self.path, e))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, JobState>(0)?, r.get::<_, i64>(1)?)))
@@ -433,6 +489,68 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    /// The counts the triggers keep equal a full count after inserts, state changes and
+    /// deletes, and a queue.db migrated with jobs in it starts from the right numbers.
+    #[test]
+    fn state_counts_kept_by_triggers_equal_a_full_count() {
+        use crate::jobs::JobKind;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        let db = QueueDb::open_for_daemon(&path, &QueueConfig::default()).unwrap();
+        // Back to schema 2, with jobs in it.
+        db.conn()
+            .execute_batch(
+                "DROP TRIGGER job_state_counts_insert; DROP TRIGGER job_state_counts_delete;
+                 DROP TRIGGER job_state_counts_update; DROP TABLE job_state_counts;
+                 DROP TABLE telemetry_attempts; DROP TABLE telemetry_samples;
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+        let insert = |db: &QueueDb, kind: JobKind, state: JobState| {
+            db.conn()
+                .execute(
+                    "INSERT INTO jobs (source, kind, state, trigger, scheduled_for, max_attempts,
+                        created_at, updated_at) VALUES ('s', ?1, ?2, 't', 0, 1, 0, 0)",
+                    rusqlite::params![kind, state],
+                )
+                .unwrap();
+        };
+        for state in [JobState::Pending, JobState::Pending, JobState::Quarantined] {
+            insert(&db, JobKind::SourceRun, state);
+        }
+        drop(db);
+        let db = QueueDb::open_for_daemon(&path, &QueueConfig::default()).unwrap();
+        let full = |db: &QueueDb| -> Vec<(JobState, i64)> {
+            JobState::ALL
+                .iter()
+                .map(|s| {
+                    let n = db
+                        .conn()
+                        .query_row("SELECT COUNT(*) FROM jobs WHERE state = ?1", [s], |r| {
+                            r.get(0)
+                        })
+                        .unwrap();
+                    (*s, n)
+                })
+                .collect()
+        };
+        assert_eq!(db.job_counts().unwrap(), full(&db));
+        let conn = db.conn();
+        for _ in 0..2 {
+            conn.execute(
+                "UPDATE jobs SET state = ?1 WHERE id = 1",
+                [JobState::Running],
+            )
+            .unwrap();
+        }
+        conn.execute("UPDATE jobs SET attempts = 2 WHERE id = 2", [])
+            .unwrap();
+        conn.execute("DELETE FROM jobs WHERE id = 3", []).unwrap();
+        insert(&db, JobKind::Item, JobState::Failed);
+        assert_eq!(db.job_counts().unwrap(), full(&db));
+        assert_eq!(db.job_counts().unwrap()[1], (JobState::Running, 1));
     }
 
     #[test]

@@ -159,15 +159,9 @@ fn the_cycle_finder_finds_a_cycle() {
     assert!(cycles(&g).is_empty());
 }
 
-/// Where a state's or kind's word may appear in quotes outside the enums, and why it is not a
-/// state or kind there.
+/// Where a state's or kind's word may appear in quotes outside the enums and the schema, and why
+/// it is not a state or kind there.
 const NOT_A_STATE: &[(&str, &str)] = &[
-    // The SQL schema: the CHECK lists, checked against the enums by a unit test.
-    ("queue.rs", "CHECK (kind IN"),
-    (
-        "queue.rs",
-        "('pending', 'running', 'succeeded', 'failed', 'quarantined', 'cancelled')",
-    ),
     // A candidate's scan status in store.db (`store::ScanStatus`), not a job state.
     ("store.rs", "status IN ('ok', 'skipped', 'failed')"),
     ("store.rs", "ScanStatus::Failed => \"failed\""),
@@ -199,7 +193,22 @@ fn job_states_and_kinds_are_spelled_only_by_their_enums() {
             continue;
         }
         let file = path.to_string_lossy().to_string();
-        for (n, line) in without_tests(&text).lines().enumerate() {
+        let code = without_tests(&text);
+        // queue.db's schema, `MIGRATIONS` in queue.rs (its CHECK lists are checked against the
+        // enums by a unit test).
+        let schema = match code.find("const MIGRATIONS") {
+            Some(start) if path == Path::new("queue.rs") => {
+                start..start + code[start..].find("\n];").unwrap()
+            }
+            _ => 0..0,
+        };
+        let mut offset = 0;
+        for (n, line) in code.lines().enumerate() {
+            let at = offset;
+            offset += line.len() + 1;
+            if schema.contains(&at) {
+                continue;
+            }
             if quoted.is_match(line)
                 && !NOT_A_STATE
                     .iter()
