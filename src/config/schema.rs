@@ -82,6 +82,25 @@ impl Finite for f64 {
 impl Finite for u32 {}
 impl Finite for u64 {}
 impl Finite for bool {}
+impl Finite for String {}
+
+/// Empty (off), or an address on this machine's loopback: metrics never listen on a network.
+#[allow(clippy::ptr_arg)] // the schema passes every check a reference to its value type
+fn loopback_or_empty(v: &String) -> Result<(), String> {
+    if v.is_empty() {
+        return Ok(());
+    }
+    match v.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_loopback() => Ok(()),
+        Ok(addr) => Err(format!(
+            "{} is not a loopback address: metrics are served on this machine only (use 127.0.0.1:PORT)",
+            addr.ip()
+        )),
+        Err(_) => Err(format!(
+            "`{v}` is not an address: use 127.0.0.1:PORT, or \"\" for off"
+        )),
+    }
+}
 
 fn any_bool(_: &bool) -> Result<(), String> {
     Ok(())
@@ -258,7 +277,37 @@ schema! {
         retention_days: u32 = 90;
             env "FUTURNAL_TELEMETRY_RETENTION_DAYS"; kind "integer"; default_doc "90";
             check |v| in_range(*v, 1, 3650);
-            doc "Days of job telemetry kept.";
+            doc "Days of telemetry and of finished jobs kept; older ones are pruned (never a waiting, running or quarantined job).";
+        sample_interval_seconds: u64 = 60;
+            env "FUTURNAL_TELEMETRY_SAMPLE_INTERVAL_SECONDS"; kind "integer"; default_doc "60";
+            check |v| in_range(*v, 1, 3600);
+            doc "How often the daemon records the queue's depth, oldest waiting job, workers busy, WAL size and free disk.";
+        metrics_listen: String = String::new();
+            env "FUTURNAL_TELEMETRY_METRICS_LISTEN"; kind "string"; default_doc "\"\" (off)";
+            check loopback_or_empty;
+            doc "Loopback address where the daemon serves Prometheus metrics at /metrics, such as 127.0.0.1:9464; empty turns it off.";
+    }
+    health: Health / FileHealth {
+        min_free_mb: u64 = 1024;
+            env "FUTURNAL_HEALTH_MIN_FREE_MB"; kind "integer"; default_doc "1024";
+            check |v| in_range(*v, 0, 10_000_000);
+            doc "Health warns when the home's disk has less free space than this (MiB); it fails below queue.min_free_mb.";
+        max_pending_age_minutes: u64 = 60;
+            env "FUTURNAL_HEALTH_MAX_PENDING_AGE_MINUTES"; kind "integer"; default_doc "60";
+            check |v| in_range(*v, 1, 525_600);
+            doc "Health warns when a job has been due for longer than this without being claimed.";
+        min_throughput_mbps: f64 = 5.0;
+            env "FUTURNAL_HEALTH_MIN_THROUGHPUT_MBPS"; kind "number"; default_doc "5.0";
+            check |v| in_range(*v, 0.0, 100_000.0);
+            doc "Health warns when the last hour's jobs read their sources slower than this (MB/s); 0 turns the check off.";
+        max_quarantined: u64 = 0;
+            env "FUTURNAL_HEALTH_MAX_QUARANTINED"; kind "integer"; default_doc "0";
+            check |v| in_range(*v, 0, 1_000_000);
+            doc "Health warns when more jobs than this wait in quarantine for an operator.";
+        max_wal_mb: u64 = 256;
+            env "FUTURNAL_HEALTH_MAX_WAL_MB"; kind "integer"; default_doc "256";
+            check |v| in_range(*v, 1, 1_000_000);
+            doc "Health warns when queue.db's write-ahead log is larger than this (MiB).";
     }
     security: Security / FileSecurity {
         audit_logging: bool = true;
