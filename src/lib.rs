@@ -27,6 +27,7 @@ mod home;
 mod ingest;
 mod jobs;
 mod logging;
+mod metrics;
 mod parse_pool;
 mod queue;
 mod redact;

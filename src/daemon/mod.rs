@@ -337,6 +337,9 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
         println!("orchestrator running in the foreground (pid {pid}); press Ctrl-C to stop");
     }
 
+    // Prometheus metrics at /metrics when `telemetry.metrics_listen` is set: its own thread and
+    // read-only connections; stopped when this guard drops at the end of `run`.
+    let _metrics = crate::metrics::serve(home, &cfg.telemetry.metrics_listen);
     let (pool, messages) = Pool::new(home, cfg, &instance_id, workers_max as usize);
     let mut live = reload::Live {
         loaded: loaded.clone(),

@@ -1,0 +1,757 @@
+//! Prometheus metrics: the text exposition format (0.0.4) computed from queue.db and store.db, and
+//! the daemon's opt-in loopback listener that serves it at `/metrics`.
+//!
+//! Owns: `render_prometheus` (what `telemetry export --format prometheus` prints and the listener
+//! serves: the same text), and `serve`, the listener thread.
+//! Invariants: metrics only read (queue.db through a `query_only` connection, store.db through
+//! `Store::stats`); a database that cannot be read is `futurnal_database_readable 0`, never a
+//! healthy-looking zero; labels are source names, states, kinds, outcomes and error classes,
+//! never a path or an item; counters count attempts finished since the latest daemon instance
+//! started, so they reset exactly when the daemon restarts (as a process's own counters do).
+//! The listener binds loopback only (the configuration refuses anything else), runs on its own
+//! thread with its own connections (queue.db is WAL: its readers never block the daemon), reads
+//! at most `MAX_REQUEST` bytes for at most `CLIENT_DEADLINE`, and stops when its `Listener` is
+//! dropped. Tested by `metrics::tests::*` and `tests/prometheus.rs` (a real Prometheus scrapes it).
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::clock::now_ms;
+use crate::home::Home;
+use crate::jobs::JobState;
+use crate::queue::QueueDb;
+use crate::store::Store;
+
+/// Upper bounds of the job duration histogram, in seconds.
+const DURATION_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0];
+
+/// The request head a client may send (a scraper sends a few hundred bytes).
+const MAX_REQUEST: usize = 8 * 1024;
+/// How long one client may take to send its request and read the answer, in all.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// One metric family being written: HELP and TYPE once, then its samples.
+struct Out {
+    text: String,
+}
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.text.push(',');
+                }
+                let _ = write!(self.text, "{k}=\"{}\"", escape_label(v));
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {}", number(value));
+    }
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn number(v: f64) -> String {
+    if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else if v.is_nan() {
+        "NaN".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn seconds(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// The metrics of this home, in Prometheus text exposition format 0.0.4. Reads only; a database
+/// that cannot be read leaves its metrics out and says so in `futurnal_database_readable`.
+pub fn render_prometheus(home: &Home) -> String {
+    let now = now_ms();
+    let mut out = Out {
+        text: String::new(),
+    };
+    let queue = QueueDb::connect(&home.queue_db())
+        .map_err(|e| e.to_string())
+        .and_then(|db| {
+            let db = db.ok_or_else(|| "no queue.db yet".to_string())?;
+            // Belt and braces: nothing here writes, and SQLite now refuses it if it ever did.
+            db.conn()
+                .pragma_update(None, "query_only", true)
+                .map_err(|e| e.to_string())?;
+            Ok(db)
+        });
+    let queue_ok = match &queue {
+        Ok(db) => queue_metrics(&mut out, db, now),
+        Err(e) => Err(e.clone()),
+    };
+    drop(queue);
+    if let Err(e) = &queue_ok {
+        tracing::debug!("metrics: queue.db not read: {e}");
+    }
+
+    let store_ok = match Store::open_existing(&home.store_db()) {
+        Ok(Some(store)) => match store.stats() {
+            Ok(stats) => {
+                let mut rows: Vec<_> = stats.into_iter().collect();
+                rows.sort_by(|a, b| a.0.cmp(&b.0));
+                out.family(
+                    "futurnal_source_documents",
+                    "gauge",
+                    "Documents in store.db per source (deleted ones excluded).",
+                );
+                for (source, s) in &rows {
+                    out.sample(
+                        "futurnal_source_documents",
+                        &[("source", source)],
+                        s.documents as f64,
+                    );
+                }
+                out.family(
+                    "futurnal_source_bytes",
+                    "gauge",
+                    "Bytes of the items behind the documents in store.db, per source.",
+                );
+                for (source, s) in &rows {
+                    out.sample(
+                        "futurnal_source_bytes",
+                        &[("source", source)],
+                        s.bytes as f64,
+                    );
+                }
+                true
+            }
+            Err(_) => false,
+        },
+        // Nothing ingested yet: readable, and empty.
+        Ok(None) => true,
+        Err(_) => false,
+    };
+
+    out.family(
+        "futurnal_home_free_bytes",
+        "gauge",
+        "Free disk space on the filesystem of the futurnal home, in bytes.",
+    );
+    if let Ok(free) = crate::home::free_bytes(home.root()) {
+        out.sample("futurnal_home_free_bytes", &[], free as f64);
+    }
+
+    out.family(
+        "futurnal_database_readable",
+        "gauge",
+        "1 when the database could be read for these metrics, 0 when it could not (missing, damaged, or not permitted).",
+    );
+    out.sample(
+        "futurnal_database_readable",
+        &[("database", "queue")],
+        f64::from(u8::from(queue_ok.is_ok())),
+    );
+    out.sample(
+        "futurnal_database_readable",
+        &[("database", "store")],
+        f64::from(u8::from(store_ok)),
+    );
+    health_metrics(&mut out);
+    out.text
+}
+
+/// Health check states. `src/health.rs` (another part of issue 9) did not exist when this was
+/// written; its checks become `futurnal_health_check{check, status}` here once it lands.
+fn health_metrics(_out: &mut Out) {}
+
+fn queue_metrics(out: &mut Out, db: &QueueDb, now: i64) -> Result<(), String> {
+    let conn = db.conn();
+    let counts = db.job_counts().map_err(|e| e.to_string())?;
+    out.family("futurnal_jobs", "gauge", "Jobs in queue.db by state.");
+    for (state, n) in &counts {
+        out.sample("futurnal_jobs", &[("state", state.as_str())], *n as f64);
+    }
+
+    let instance = db.latest_instance().map_err(|e| e.to_string())?;
+    // Counters count what finished since this instance started (see the header).
+    let since = instance.as_ref().map_or(0, |i| i.started_at);
+    if let Some(i) = &instance {
+        out.family(
+            "futurnal_daemon_start_time_seconds",
+            "gauge",
+            "When the latest daemon instance started (Unix time); the counters start there.",
+        );
+        out.sample(
+            "futurnal_daemon_start_time_seconds",
+            &[],
+            seconds(i.started_at),
+        );
+        out.family(
+            "futurnal_daemon_heartbeat_timestamp_seconds",
+            "gauge",
+            "The latest daemon instance's last heartbeat (Unix time; every 5 s while it runs).",
+        );
+        out.sample(
+            "futurnal_daemon_heartbeat_timestamp_seconds",
+            &[],
+            seconds(i.heartbeat_at),
+        );
+        let running = i.stopped_at.is_none();
+        out.family(
+            "futurnal_workers_busy",
+            "gauge",
+            "Jobs the daemon is running now (as of its last heartbeat).",
+        );
+        out.sample(
+            "futurnal_workers_busy",
+            &[],
+            if running { i.workers_busy as f64 } else { 0.0 },
+        );
+        out.family(
+            "futurnal_workers_max",
+            "gauge",
+            "Jobs the daemon may run at once.",
+        );
+        out.sample("futurnal_workers_max", &[], i.workers_max as f64);
+    }
+
+    let oldest_due: Option<i64> = conn
+        .query_row(
+            "SELECT MIN(scheduled_for) FROM jobs WHERE state = ?1 AND scheduled_for <= ?2",
+            rusqlite::params![JobState::Pending, now],
+            |r| r.get(0),
+        )
+        .map_err(|e| e.to_string())?;
+    out.family(
+        "futurnal_oldest_pending_job_age_seconds",
+        "gauge",
+        "How long the longest-waiting due job has waited to be claimed (0 when none waits).",
+    );
+    out.sample(
+        "futurnal_oldest_pending_job_age_seconds",
+        &[],
+        oldest_due.map_or(0.0, |t| seconds(now.saturating_sub(t).max(0))),
+    );
+    let oldest_running: Option<i64> = conn
+        .query_row(
+            "SELECT MIN(started_at) FROM jobs WHERE state = ?1",
+            [JobState::Running],
+            |r| r.get(0),
+        )
+        .map_err(|e| e.to_string())?;
+    out.family(
+        "futurnal_oldest_running_job_age_seconds",
+        "gauge",
+        "How long the longest-running job has run (0 when none runs).",
+    );
+    out.sample(
+        "futurnal_oldest_running_job_age_seconds",
+        &[],
+        oldest_running.map_or(0.0, |t| seconds(now.saturating_sub(t).max(0))),
+    );
+
+    if db.user_version().map_err(|e| e.to_string())? >= 3 {
+        attempt_metrics(out, conn, since).map_err(|e| e.to_string())?;
+    }
+    if let Ok(facts) = db.file_facts() {
+        out.family(
+            "futurnal_queue_wal_bytes",
+            "gauge",
+            "Size of queue.db's write-ahead log, in bytes.",
+        );
+        out.sample("futurnal_queue_wal_bytes", &[], facts.wal_bytes as f64);
+    }
+    Ok(())
+}
+
+/// Counters and the duration histogram, from `telemetry_attempts` rows finished since `since`.
+fn attempt_metrics(out: &mut Out, conn: &rusqlite::Connection, since: i64) -> rusqlite::Result<()> {
+    // (source, kind, outcome) -> attempts, bytes, items, documents
+    let mut stmt = conn.prepare(
+        "SELECT source, kind, outcome, COUNT(*), COALESCE(SUM(bytes), 0),
+                COALESCE(SUM(items), 0), COALESCE(SUM(documents), 0)
+         FROM telemetry_attempts WHERE finished_at >= ?1
+         GROUP BY source, kind, outcome ORDER BY source, kind, outcome",
+    )?;
+    let rows = stmt
+        .query_map([since], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                [
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                ],
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    out.family(
+        "futurnal_job_attempts_total",
+        "counter",
+        "Job attempts finished since the daemon started, by source, kind and outcome.",
+    );
+    for (source, kind, outcome, n) in &rows {
+        out.sample(
+            "futurnal_job_attempts_total",
+            &[("source", source), ("kind", kind), ("outcome", outcome)],
+            n[0] as f64,
+        );
+    }
+    // Per source, whatever the kind and outcome.
+    let mut per_source: Vec<(&str, [i64; 3])> = Vec::new();
+    for (source, _, _, n) in &rows {
+        match per_source.last_mut() {
+            Some((s, sums)) if *s == source.as_str() => {
+                for k in 0..3 {
+                    sums[k] += n[k + 1];
+                }
+            }
+            _ => per_source.push((source, [n[1], n[2], n[3]])),
+        }
+    }
+    for (i, (name, help)) in [
+        (
+            "futurnal_ingested_bytes_total",
+            "Bytes read by jobs finished since the daemon started, per source.",
+        ),
+        (
+            "futurnal_ingested_items_total",
+            "Items processed by jobs finished since the daemon started, per source.",
+        ),
+        (
+            "futurnal_ingested_documents_total",
+            "Documents written by jobs finished since the daemon started, per source.",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out.family(name, "counter", help);
+        for (source, sums) in &per_source {
+            out.sample(name, &[("source", source)], sums[i] as f64);
+        }
+    }
+
+    let mut stmt = conn.prepare(
+        "SELECT source, error_class, COUNT(*) FROM telemetry_attempts
+         WHERE finished_at >= ?1 AND error_class IS NOT NULL
+         GROUP BY source, error_class ORDER BY source, error_class",
+    )?;
+    let failures = stmt
+        .query_map([since], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    out.family(
+        "futurnal_job_failures_total",
+        "counter",
+        "Failed job attempts since the daemon started, by source and error class.",
+    );
+    for (source, class, n) in &failures {
+        out.sample(
+            "futurnal_job_failures_total",
+            &[("source", source), ("class", class)],
+            *n as f64,
+        );
+    }
+
+    // One pass: each bucket is a SUM over the same rows.
+    let buckets: String = DURATION_BUCKETS
+        .iter()
+        .map(|b| format!(", SUM(finished_at - started_at <= {})", (b * 1000.0) as i64))
+        .collect();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT kind, COUNT(*), COALESCE(SUM(finished_at - started_at), 0){buckets}
+         FROM telemetry_attempts WHERE finished_at >= ?1 GROUP BY kind ORDER BY kind"
+    ))?;
+    let hist = stmt
+        .query_map([since], |r| {
+            let mut le = Vec::with_capacity(DURATION_BUCKETS.len());
+            for i in 0..DURATION_BUCKETS.len() {
+                le.push(r.get::<_, Option<i64>>(3 + i)?.unwrap_or(0));
+            }
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                le,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let name = "futurnal_job_duration_seconds";
+    out.family(
+        name,
+        "histogram",
+        "Duration of job attempts finished since the daemon started, by kind.",
+    );
+    for (kind, count, sum_ms, le) in &hist {
+        for (bound, n) in DURATION_BUCKETS.iter().zip(le) {
+            let bound = number(*bound);
+            out.sample(
+                &format!("{name}_bucket"),
+                &[("kind", kind), ("le", &bound)],
+                *n as f64,
+            );
+        }
+        out.sample(
+            &format!("{name}_bucket"),
+            &[("kind", kind), ("le", "+Inf")],
+            *count as f64,
+        );
+        out.sample(&format!("{name}_sum"), &[("kind", kind)], seconds(*sum_ms));
+        out.sample(&format!("{name}_count"), &[("kind", kind)], *count as f64);
+    }
+    Ok(())
+}
+
+/// The running listener; dropping it stops the thread.
+pub struct Listener {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept; it sees the flag and returns.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Start the `/metrics` listener when `telemetry.metrics_listen` is set (loopback only; the
+/// configuration refuses anything else). A listener that cannot bind is logged and the daemon
+/// runs without it: metrics are an add-on, never a reason to stop ingesting.
+pub fn serve(home: &Home, listen: &str) -> Option<Listener> {
+    if listen.is_empty() {
+        return None;
+    }
+    let addr: SocketAddr = match listen.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("metrics not served: telemetry.metrics_listen = {listen}: {e}");
+            return None;
+        }
+    };
+    if !addr.ip().is_loopback() {
+        tracing::error!(
+            "metrics not served: telemetry.metrics_listen = {listen} is not a loopback address"
+        );
+        return None;
+    }
+    let socket = match TcpListener::bind(addr) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(
+                "metrics not served: cannot listen on {addr}: {e}; the orchestrator runs without them (choose another telemetry.metrics_listen and restart)"
+            );
+            return None;
+        }
+    };
+    let addr = socket.local_addr().unwrap_or(addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let home = home.clone();
+    let flag = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for conn in socket.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = conn {
+                    answer(stream, &home);
+                }
+            }
+        });
+    match thread {
+        Ok(t) => {
+            tracing::info!("metrics served at http://{addr}/metrics");
+            Some(Listener {
+                addr,
+                stop,
+                thread: Some(t),
+            })
+        }
+        Err(e) => {
+            tracing::error!("metrics not served: cannot start their thread: {e}");
+            None
+        }
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, PartialEq)]
+enum Request {
+    Metrics,
+    NotFound,
+    Bad,
+}
+
+/// Parse a request head: only `GET /metrics` (with any query string) is served.
+fn route(head: &[u8]) -> Request {
+    let Some(line) = head.split(|b| *b == b'\n').next() else {
+        return Request::Bad;
+    };
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.trim_end_matches('\r').split(' ');
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Request::Bad;
+    };
+    if !version.starts_with("HTTP/1.") || parts.next().is_some() {
+        return Request::Bad;
+    }
+    let path = target.split('?').next().unwrap_or(target);
+    if method == "GET" && path == "/metrics" {
+        Request::Metrics
+    } else {
+        Request::NotFound
+    }
+}
+
+/// Answer one client within `CLIENT_DEADLINE`, reading at most `MAX_REQUEST` bytes.
+fn answer(mut stream: TcpStream, home: &Home) {
+    let deadline = Instant::now() + CLIENT_DEADLINE;
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let request = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.windows(4).any(|w| w == b"\r\n\r\n") {
+            break route(&head);
+        }
+        if head.len() > MAX_REQUEST {
+            break Request::Bad;
+        }
+    };
+    let (status, body) = match request {
+        Request::Metrics => ("200 OK", render_prometheus(home)),
+        Request::NotFound => (
+            "404 Not Found",
+            "not found: metrics are at /metrics\n".into(),
+        ),
+        Request::Bad => ("400 Bad Request", "bad request\n".into()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+        return;
+    }
+    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_other_than_get_metrics_are_not_found_or_bad() {
+        assert_eq!(route(b"GET /metrics HTTP/1.1\r\n\r\n"), Request::Metrics);
+        assert_eq!(
+            route(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
+            Request::Metrics
+        );
+        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Request::NotFound);
+        assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Request::NotFound);
+        assert_eq!(
+            route(b"GET /metrics/../x HTTP/1.1\r\n\r\n"),
+            Request::NotFound
+        );
+        assert_eq!(route(b"GET /metrics\r\n\r\n"), Request::Bad);
+        assert_eq!(route(b"\xff\xfe HTTP/9\r\n\r\n"), Request::Bad);
+    }
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        let mut out = Out {
+            text: String::new(),
+        };
+        out.family("futurnal_x", "gauge", "a \\ b\nc");
+        out.sample("futurnal_x", &[("source", "a\"b\\c\nd")], 1.5);
+        out.sample("futurnal_x", &[], f64::INFINITY);
+        assert_eq!(
+            out.text,
+            "# HELP futurnal_x a \\\\ b\\nc\n# TYPE futurnal_x gauge\n\
+             futurnal_x{source=\"a\\\"b\\\\c\\nd\"} 1.5\nfuturnal_x +Inf\n"
+        );
+    }
+
+    /// Every family is declared once with HELP and TYPE before its samples, names follow the
+    /// conventions, and the figures equal what queue.db holds; no label carries a path or item.
+    #[test]
+    fn the_exposition_is_well_formed_and_counts_what_queue_db_holds() {
+        use crate::config::Queue as QueueConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let db = QueueDb::open_for_daemon(&home.queue_db(), &QueueConfig::default()).unwrap();
+        let now = now_ms();
+        let conn = db.conn();
+        for (state, due) in [
+            (JobState::Pending, now - 90_000),
+            (JobState::Pending, now + 60_000),
+            (JobState::Quarantined, now),
+        ] {
+            conn.execute(
+                "INSERT INTO jobs (source, kind, item, state, trigger, scheduled_for, max_attempts,
+                    created_at, updated_at)
+                 VALUES ('notes', ?1, '/secret/path/item.md', ?2, 't', ?3, 1, 0, 0)",
+                rusqlite::params![crate::jobs::JobKind::Item, state, due],
+            )
+            .unwrap();
+        }
+        let (run, ok, failed) = (
+            crate::jobs::JobKind::SourceRun,
+            JobState::Succeeded,
+            JobState::Failed,
+        );
+        for (dur_ms, outcome, class) in [
+            (50, ok, None),
+            (2_000, failed, Some("io_error")),
+            (7_000, failed, Some("io_error")),
+        ] {
+            conn.execute(
+                "INSERT INTO telemetry_attempts (job_id, source, kind, outcome, error_class,
+                    started_at, finished_at, bytes, items, documents)
+                 VALUES (1, 'notes', ?1, ?2, ?3, ?4, ?5, 1000, 2, 1)",
+                rusqlite::params![run, outcome, class, now - dur_ms, now],
+            )
+            .unwrap();
+        }
+        let text = render_prometheus(&home);
+        assert!(!text.contains("/secret"), "{text}");
+        let mut declared = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(!declared.contains(&name.to_string()), "{name} twice");
+                declared.push(name.to_string());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert!(name.starts_with("futurnal_"), "{line}");
+                let family = declared.last().expect("a sample before any TYPE");
+                assert!(name.starts_with(family.as_str()), "{line} under {family}");
+            }
+        }
+        // States and kinds by their enums (tests/layout.rs): P pending, Q quarantined, R running,
+        // F failed, K source_run.
+        for expected in [
+            "futurnal_jobs{state=\"P\"} 2",
+            "futurnal_jobs{state=\"Q\"} 1",
+            "futurnal_jobs{state=\"R\"} 0",
+            "futurnal_job_attempts_total{source=\"notes\",kind=\"K\",outcome=\"F\"} 2",
+            "futurnal_job_failures_total{source=\"notes\",class=\"io_error\"} 2",
+            "futurnal_ingested_bytes_total{source=\"notes\"} 3000",
+            "futurnal_job_duration_seconds_bucket{kind=\"K\",le=\"0.1\"} 1",
+            "futurnal_job_duration_seconds_bucket{kind=\"K\",le=\"5\"} 2",
+            "futurnal_job_duration_seconds_bucket{kind=\"K\",le=\"15\"} 3",
+            "futurnal_job_duration_seconds_bucket{kind=\"K\",le=\"+Inf\"} 3",
+            "futurnal_job_duration_seconds_sum{kind=\"K\"} 9.05",
+            "futurnal_job_duration_seconds_count{kind=\"K\"} 3",
+            "futurnal_database_readable{database=\"queue\"} 1",
+            "futurnal_database_readable{database=\"store\"} 1",
+        ] {
+            let expected = expected
+                .replace("\"P\"", &format!("\"{}\"", JobState::Pending))
+                .replace("\"Q\"", &format!("\"{}\"", JobState::Quarantined))
+                .replace("\"R\"", &format!("\"{}\"", JobState::Running))
+                .replace("\"F\"", &format!("\"{failed}\""))
+                .replace("\"K\"", &format!("\"{run}\""));
+            assert!(text.lines().any(|l| l == expected), "{expected} in\n{text}");
+        }
+        // Only the job due 90 s ago counts as waiting, not the one due in a minute.
+        let age: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("futurnal_oldest_pending_job_age_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((90.0..120.0).contains(&age), "{age}");
+    }
+
+    /// A damaged queue.db reads as unreadable, never as an empty, healthy queue.
+    #[test]
+    fn a_corrupt_queue_is_unreadable_not_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        std::fs::write(home.queue_db(), vec![0x5a; 8192]).unwrap();
+        let text = render_prometheus(&home);
+        assert!(
+            text.lines()
+                .any(|l| l == "futurnal_database_readable{database=\"queue\"} 0"),
+            "{text}"
+        );
+        assert!(!text.contains("futurnal_jobs{"), "{text}");
+        assert_eq!(std::fs::read(home.queue_db()).unwrap(), vec![0x5a; 8192]);
+    }
+
+    /// The listener answers /metrics and 404 otherwise, a client that sends nothing does not
+    /// keep it from the next one past the deadline, and dropping it frees the port.
+    #[test]
+    fn the_listener_serves_metrics_and_stops_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let listener = serve(&home, "127.0.0.1:0").expect("listening");
+        let addr = listener.addr;
+        let get = |path: &str| -> String {
+            let mut s = TcpStream::connect(addr).unwrap();
+            write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut text = String::new();
+            s.read_to_string(&mut text).unwrap();
+            text
+        };
+        let ok = get("/metrics");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
+        assert!(
+            ok.contains("# TYPE futurnal_database_readable gauge"),
+            "{ok}"
+        );
+        assert!(get("/").starts_with("HTTP/1.1 404 "));
+        // An oversized head is refused, not buffered.
+        let mut s = TcpStream::connect(addr).unwrap();
+        let _ = s.write_all(&vec![b'a'; MAX_REQUEST + 2048]);
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+        drop(listener);
+        // The port is free again: the thread is gone.
+        TcpListener::bind(addr).expect("the port is released");
+    }
+}
