@@ -32,6 +32,10 @@ pub enum ExitCode {
     AlreadyRunning = 4,
     /// The queue database is unreadable, corrupt or from a newer futurnal.
     Database = 5,
+    /// `health`: at least one check warns, none fails.
+    HealthWarn = 6,
+    /// `health`: at least one check fails.
+    HealthFail = 7,
 }
 
 impl ExitCode {
@@ -42,6 +46,8 @@ impl ExitCode {
         ExitCode::Config,
         ExitCode::AlreadyRunning,
         ExitCode::Database,
+        ExitCode::HealthWarn,
+        ExitCode::HealthFail,
     ];
 
     pub fn code(self) -> u8 {
@@ -61,6 +67,8 @@ impl ExitCode {
             ExitCode::Database => {
                 "the queue database is unreadable, corrupt or from a newer futurnal"
             }
+            ExitCode::HealthWarn => "`health`: at least one check warns, none fails",
+            ExitCode::HealthFail => "`health`: at least one check fails",
         }
     }
 }

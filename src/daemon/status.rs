@@ -2,7 +2,10 @@
 //!
 //! Invariants: status never starts, stops or migrates anything and works with the daemon down
 //! (it reads the lock and queue.db); its JSON keys are stable (`.running`, `.pid`,
-//! `.queue.pending`, ...) because operators script against them.
+//! `.queue.pending`, ...) because operators script against them. When queue.db cannot be read,
+//! `.queue` is null and `.queue_error` says why (no count that reads as an empty, healthy queue),
+//! and the command exits `ExitCode::Database` (`tests/health.rs::status_*`). It reads a few rows
+//! (`job_state_counts`, the latest instance and recovery), never the whole job table.
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -30,7 +33,13 @@ pub struct Status {
     pub config_present: bool,
     pub config_error: Option<String>,
     pub workers: Workers,
-    pub queue: Map<String, Value>,
+    /// Jobs per state; `None` when queue.db cannot be read.
+    pub queue: Option<Map<String, Value>>,
+    /// Why queue.db cannot be read.
+    pub queue_error: Option<QueueProblem>,
+    /// The same, for the command's exit status and stderr.
+    #[serde(skip)]
+    pub queue_unreadable: Option<crate::error::OperatorError>,
     pub last_stop: Option<LastStop>,
     pub last_recovery: Option<Recovery>,
     pub database: Option<DbFacts>,
@@ -46,6 +55,14 @@ pub struct Disk {
     pub min_free_bytes: u64,
     /// Below the minimum: job outcomes and new jobs may not be recorded until space is freed.
     pub low: bool,
+}
+
+/// queue.db cannot be read: what, what is safe, which topic.
+#[derive(Debug, Serialize)]
+pub struct QueueProblem {
+    pub what: String,
+    pub safe: String,
+    pub runbook: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,8 +105,10 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
                     }
                 }
                 Err(e) => {
-                    let e = crate::error::queue_unusable(&e, crate::error::Doing::Command);
-                    db_error = Some(e.what);
+                    db_error = Some(crate::error::queue_unusable(
+                        &e,
+                        crate::error::Doing::Command,
+                    ));
                 }
             }
             instance = db.latest_instance().ok().flatten();
@@ -99,15 +118,13 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
             }
         }
         Ok(None) => {}
-        Err(e) => db_error = Some(e.what.clone()),
+        Err(e) => db_error = Some(e.clone()),
     }
-    if queue.is_empty() {
+    // No queue.db yet: nothing was ever queued, so zeros are true.
+    if queue.is_empty() && db_error.is_none() {
         for state in JobState::ALL {
             queue.insert(state.to_string(), json!(0));
         }
-    }
-    if let Some(e) = db_error {
-        queue.insert("error".into(), json!(e));
     }
     let running = holder.is_some();
     let lock_info = holder.flatten();
@@ -150,17 +167,16 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
         config_error: if live.is_some() { None } else { config_error },
         workers: Workers {
             // Every running job belongs to the live daemon (recovery requeues the others).
-            busy: live
-                .map(|_| {
-                    queue
-                        .get(JobState::Running.as_str())
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0)
-                })
-                .unwrap_or(0),
+            busy: live.map(|_| count(&queue, JobState::Running)).unwrap_or(0),
             max: live.map(|i| i.workers_max).unwrap_or(workers_max),
         },
-        queue,
+        queue_error: db_error.as_ref().map(|e| QueueProblem {
+            what: e.what.clone(),
+            safe: e.safe.clone(),
+            runbook: e.topic,
+        }),
+        queue: db_error.is_none().then_some(queue),
+        queue_unreadable: db_error,
         last_stop: instance.as_ref().filter(|_| !running).map(|i| LastStop {
             at: display::timestamp(i.stopped_at.unwrap_or(i.heartbeat_at)),
             kind: i.stop_kind.clone().unwrap_or_else(|| "unclean".into()),
@@ -227,26 +243,28 @@ pub fn render_table(s: &Status, home: &Home, verbose: bool) -> String {
         "workers",
         format!("{} busy / {} max", s.workers.busy, s.workers.max),
     ));
-    rows.push((
-        "queue",
-        format!(
-            "{} pending, {} running, {} failed, {} quarantined",
-            count(&s.queue, JobState::Pending),
-            count(&s.queue, JobState::Running),
-            count(&s.queue, JobState::Failed),
-            count(&s.queue, JobState::Quarantined)
-        ),
-    ));
-    rows.push((
-        "finished",
-        format!(
-            "{} succeeded, {} cancelled",
-            count(&s.queue, JobState::Succeeded),
-            count(&s.queue, JobState::Cancelled)
-        ),
-    ));
-    if let Some(e) = s.queue.get("error").and_then(Value::as_str) {
-        rows.push(("queue error", e.to_string()));
+    match &s.queue {
+        Some(q) => {
+            rows.push((
+                "queue",
+                format!(
+                    "{} pending, {} running, {} failed, {} quarantined",
+                    count(q, JobState::Pending),
+                    count(q, JobState::Running),
+                    count(q, JobState::Failed),
+                    count(q, JobState::Quarantined)
+                ),
+            ));
+            rows.push((
+                "finished",
+                format!(
+                    "{} succeeded, {} cancelled",
+                    count(q, JobState::Succeeded),
+                    count(q, JobState::Cancelled)
+                ),
+            ));
+        }
+        None => rows.push(("queue", "unknown: queue.db cannot be read".into())),
     }
     if let Some(d) = s.disk.as_ref().filter(|d| d.low) {
         rows.push((

@@ -21,6 +21,20 @@ pub const STORE_CORRUPT: &str = "the-document-store-is-corrupt";
 pub const RUNBOOK_HARNESS: &str = "writing-runbooks";
 pub const READING_THE_BOOK: &str = "reading-the-book-in-the-terminal";
 pub const CONFIG_RELOAD: &str = "reloading-the-configuration";
+// Monitoring (telemetry.rs, cli/telemetry_cmd.rs).
+pub const TELEMETRY: &str = "telemetry-and-retention";
+// Monitoring (health.rs): the list of checks, and one section per check.
+pub const HEALTH_CHECKS: &str = "health-checks";
+pub const ABSENT_SINKS: &str = "neo4j-and-chroma";
+pub const CHECK_DAEMON: &str = "check-daemon";
+pub const CHECK_SCHEDULER: &str = "check-scheduler";
+pub const CHECK_QUEUE: &str = "check-queue";
+pub const CHECK_STORE: &str = "check-store";
+pub const CHECK_WAL: &str = "check-wal";
+pub const CHECK_DISK: &str = "check-disk";
+pub const CHECK_CONFIG: &str = "check-config";
+pub const CHECK_PENDING: &str = "check-pending";
+pub const CHECK_THROUGHPUT: &str = "check-throughput";
 
 /// Every topic (the test below checks each resolves).
 #[cfg(test)]
@@ -43,6 +57,18 @@ pub(crate) const ALL: &[&str] = &[
     RUNBOOK_HARNESS,
     READING_THE_BOOK,
     CONFIG_RELOAD,
+    TELEMETRY,
+    HEALTH_CHECKS,
+    ABSENT_SINKS,
+    CHECK_DAEMON,
+    CHECK_SCHEDULER,
+    CHECK_QUEUE,
+    CHECK_STORE,
+    CHECK_WAL,
+    CHECK_DISK,
+    CHECK_CONFIG,
+    CHECK_PENDING,
+    CHECK_THROUGHPUT,
 ];
 
 #[cfg(test)]
