@@ -10,7 +10,7 @@
 //! - ingestion: `failure`, `sources`, `parse_pool`, `db`, `store`, `ingest`;
 //! - configuration: `config`;
 //! - the queue: `jobs`, `queue`, `scheduler`;
-//! - the daemon: `logging`, `security` (the audit log), `workers`, `daemon`;
+//! - the daemon: `logging`, `security` (the audit log), `workers`, `daemon`, `health` (the checks);
 //! - talking to operators: `error` (operator errors, worded for the command), `cli`.
 
 mod cli;
@@ -21,6 +21,7 @@ mod db;
 mod display;
 mod error;
 mod failure;
+mod health;
 #[doc(hidden)]
 pub mod fuzzing;
 mod home;

@@ -6,6 +6,7 @@
 //! bad input.
 
 mod config_cmd;
+mod health_cmd;
 mod help;
 mod jobs_cmd;
 mod quarantine_cmd;
@@ -65,6 +66,9 @@ pub enum Command {
         #[command(subcommand)]
         command: runbook_cmd::RunbookCommand,
     },
+    /// The specification's spelling of `orchestrator health`
+    #[command(hide = true)]
+    Health(health_cmd::HealthArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +105,8 @@ pub enum OrchestratorCommand {
         #[command(subcommand)]
         command: quarantine_cmd::QuarantineCommand,
     },
+    /// Check that ingestion is healthy: daemon, queue, disk, quarantine, throughput...
+    Health(health_cmd::HealthArgs),
     /// Show whether the orchestrator runs, and what is queued
     Status {
         /// Also show instance, heartbeat, database and file details
@@ -179,6 +185,7 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Help { args } => help::run(&args).map_err(Into::into),
         Command::Runbook { command } => runbook_cmd::run(command),
+        Command::Health(args) => health_cmd::run(&Home::resolve()?, &overrides, args),
         Command::Config { command } => {
             let home = Home::resolve()?;
             config_cmd::run(&home, &overrides, command).map_err(Into::into)
@@ -205,6 +212,7 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
                 OrchestratorCommand::Quarantine { command } => {
                     quarantine_cmd::run(&home, &overrides, command)
                 }
+                OrchestratorCommand::Health(args) => health_cmd::run(&home, &overrides, args),
                 OrchestratorCommand::Status { verbose, format } => {
                     let stale = daemon::reload::stale(&home);
                     let loaded = daemon::load_config(&home, &overrides);
@@ -239,7 +247,11 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
                             print!("{}", daemon::status::render_table(&status, &home, verbose))
                         }
                     }
-                    Ok(())
+                    // A queue that cannot be read is an error, not an empty queue: scripts see it.
+                    match status.queue_unreadable {
+                        Some(e) => Err(e.into()),
+                        None => Ok(()),
+                    }
                 }
             }
         }
