@@ -13,6 +13,7 @@
 //! at most `MAX_REQUEST` bytes for at most `CLIENT_DEADLINE`, and stops when its `Listener` is
 //! dropped. Tested by `metrics::tests::*` and `tests/prometheus.rs` (a real Prometheus scrapes it).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -86,6 +87,11 @@ fn seconds(ms: i64) -> f64 {
 /// The metrics of this home, in Prometheus text exposition format 0.0.4. Reads only; a database
 /// that cannot be read leaves its metrics out and says so in `futurnal_database_readable`.
 pub fn render_prometheus(home: &Home) -> String {
+    render(home, &mut Totals::default())
+}
+
+/// `render_prometheus`, adding to counters kept from earlier calls (the listener's).
+fn render(home: &Home, totals: &mut Totals) -> String {
     let now = now_ms();
     let mut out = Out {
         text: String::new(),
@@ -101,7 +107,7 @@ pub fn render_prometheus(home: &Home) -> String {
             Ok(db)
         });
     let queue_ok = match &queue {
-        Ok(db) => queue_metrics(&mut out, db, now),
+        Ok(db) => queue_metrics(&mut out, db, totals, now),
         Err(e) => Err(e.clone()),
     };
     drop(queue);
@@ -179,7 +185,7 @@ pub fn render_prometheus(home: &Home) -> String {
 /// written; its checks become `futurnal_health_check{check, status}` here once it lands.
 fn health_metrics(_out: &mut Out) {}
 
-fn queue_metrics(out: &mut Out, db: &QueueDb, now: i64) -> Result<(), String> {
+fn queue_metrics(out: &mut Out, db: &QueueDb, totals: &mut Totals, now: i64) -> Result<(), String> {
     let conn = db.conn();
     let counts = db.job_counts().map_err(|e| e.to_string())?;
     out.family("futurnal_jobs", "gauge", "Jobs in queue.db by state.");
@@ -266,7 +272,14 @@ fn queue_metrics(out: &mut Out, db: &QueueDb, now: i64) -> Result<(), String> {
     );
 
     if db.user_version().map_err(|e| e.to_string())? >= 3 {
-        attempt_metrics(out, conn, since).map_err(|e| e.to_string())?;
+        totals
+            .advance(
+                conn,
+                instance.as_ref().map(|i| i.instance_id.as_str()),
+                since,
+            )
+            .map_err(|e| e.to_string())?;
+        totals.write(out);
     }
     if let Ok(facts) = db.file_facts() {
         out.family(
@@ -279,151 +292,180 @@ fn queue_metrics(out: &mut Out, db: &QueueDb, now: i64) -> Result<(), String> {
     Ok(())
 }
 
-/// Counters and the duration histogram, from `telemetry_attempts` rows finished since `since`.
-fn attempt_metrics(out: &mut Out, conn: &rusqlite::Connection, since: i64) -> rusqlite::Result<()> {
-    // (source, kind, outcome) -> attempts, bytes, items, documents
-    let mut stmt = conn.prepare(
-        "SELECT source, kind, outcome, COUNT(*), COALESCE(SUM(bytes), 0),
-                COALESCE(SUM(items), 0), COALESCE(SUM(documents), 0)
-         FROM telemetry_attempts WHERE finished_at >= ?1
-         GROUP BY source, kind, outcome ORDER BY source, kind, outcome",
-    )?;
-    let rows = stmt
-        .query_map([since], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                [
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, i64>(6)?,
-                ],
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    out.family(
-        "futurnal_job_attempts_total",
-        "counter",
-        "Job attempts finished since the daemon started, by source, kind and outcome.",
-    );
-    for (source, kind, outcome, n) in &rows {
-        out.sample(
-            "futurnal_job_attempts_total",
-            &[("source", source), ("kind", kind), ("outcome", outcome)],
-            n[0] as f64,
-        );
-    }
-    // Per source, whatever the kind and outcome.
-    let mut per_source: Vec<(&str, [i64; 3])> = Vec::new();
-    for (source, _, _, n) in &rows {
-        match per_source.last_mut() {
-            Some((s, sums)) if *s == source.as_str() => {
-                for k in 0..3 {
-                    sums[k] += n[k + 1];
+/// The counters and the duration histogram, summed from `telemetry_attempts`. The listener keeps
+/// one for its lifetime and adds only the rows it has not seen (by id), so retention pruning old
+/// rows never makes a counter go down; `render_prometheus` starts from an empty one.
+#[derive(Default)]
+struct Totals {
+    /// The daemon instance these count for; another one starts them again.
+    instance: Option<String>,
+    /// The highest `telemetry_attempts.id` counted.
+    cursor: i64,
+    /// (source, kind, outcome) -> attempts.
+    attempts: BTreeMap<(String, String, String), i64>,
+    /// source -> bytes, items, documents.
+    per_source: BTreeMap<String, [i64; 3]>,
+    /// (source, class) -> failed attempts.
+    failures: BTreeMap<(String, String), i64>,
+    /// kind -> count, sum of milliseconds, count at or under each of `DURATION_BUCKETS`.
+    durations: BTreeMap<String, (i64, i64, Vec<i64>)>,
+}
+
+impl Totals {
+    /// Add the attempts finished since `since` (the instance's start) that are not counted yet,
+    /// read in one snapshot.
+    fn advance(
+        &mut self,
+        conn: &rusqlite::Connection,
+        instance: Option<&str>,
+        since: i64,
+    ) -> rusqlite::Result<()> {
+        if self.instance.as_deref() != instance {
+            *self = Totals {
+                instance: instance.map(str::to_string),
+                ..Totals::default()
+            };
+        }
+        let tx = conn.unchecked_transaction()?;
+        let max: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(id), 0) FROM telemetry_attempts",
+            [],
+            |r| r.get(0),
+        )?;
+        if max < self.cursor {
+            // Emptied by retention and written again: every row there is new.
+            self.cursor = 0;
+        }
+        let range = rusqlite::params![self.cursor, max, since];
+        {
+            let mut stmt = tx.prepare(
+                "SELECT source, kind, outcome, COUNT(*), COALESCE(SUM(bytes), 0),
+                    COALESCE(SUM(items), 0), COALESCE(SUM(documents), 0)
+             FROM telemetry_attempts WHERE id > ?1 AND id <= ?2 AND finished_at >= ?3
+             GROUP BY source, kind, outcome",
+            )?;
+            let mut rows = stmt.query(range)?;
+            while let Some(r) = rows.next()? {
+                let (source, kind, outcome): (String, String, String) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?);
+                let sums = self.per_source.entry(source.clone()).or_default();
+                for (k, sum) in sums.iter_mut().enumerate() {
+                    *sum += r.get::<_, i64>(4 + k)?;
+                }
+                *self.attempts.entry((source, kind, outcome)).or_default() += r.get::<_, i64>(3)?;
+            }
+        }
+        {
+            let mut stmt = tx.prepare(
+                "SELECT source, error_class, COUNT(*) FROM telemetry_attempts
+             WHERE id > ?1 AND id <= ?2 AND finished_at >= ?3 AND error_class IS NOT NULL
+             GROUP BY source, error_class",
+            )?;
+            let mut rows = stmt.query(range)?;
+            while let Some(r) = rows.next()? {
+                *self.failures.entry((r.get(0)?, r.get(1)?)).or_default() += r.get::<_, i64>(2)?;
+            }
+        }
+        // One pass: each bucket is a SUM over the same rows.
+        let buckets: String = DURATION_BUCKETS
+            .iter()
+            .map(|b| format!(", SUM(finished_at - started_at <= {})", (b * 1000.0) as i64))
+            .collect();
+        {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT kind, COUNT(*), COALESCE(SUM(finished_at - started_at), 0){buckets}
+             FROM telemetry_attempts WHERE id > ?1 AND id <= ?2 AND finished_at >= ?3
+             GROUP BY kind"
+            ))?;
+            let mut rows = stmt.query(range)?;
+            while let Some(r) = rows.next()? {
+                let entry = self
+                    .durations
+                    .entry(r.get(0)?)
+                    .or_insert_with(|| (0, 0, vec![0; DURATION_BUCKETS.len()]));
+                entry.0 += r.get::<_, i64>(1)?;
+                entry.1 += r.get::<_, i64>(2)?;
+                for (i, n) in entry.2.iter_mut().enumerate() {
+                    *n += r.get::<_, Option<i64>>(3 + i)?.unwrap_or(0);
                 }
             }
-            _ => per_source.push((source, [n[1], n[2], n[3]])),
         }
-    }
-    for (i, (name, help)) in [
-        (
-            "futurnal_ingested_bytes_total",
-            "Bytes read by jobs finished since the daemon started, per source.",
-        ),
-        (
-            "futurnal_ingested_items_total",
-            "Items processed by jobs finished since the daemon started, per source.",
-        ),
-        (
-            "futurnal_ingested_documents_total",
-            "Documents written by jobs finished since the daemon started, per source.",
-        ),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        out.family(name, "counter", help);
-        for (source, sums) in &per_source {
-            out.sample(name, &[("source", source)], sums[i] as f64);
-        }
+        tx.finish()?;
+        self.cursor = max;
+        Ok(())
     }
 
-    let mut stmt = conn.prepare(
-        "SELECT source, error_class, COUNT(*) FROM telemetry_attempts
-         WHERE finished_at >= ?1 AND error_class IS NOT NULL
-         GROUP BY source, error_class ORDER BY source, error_class",
-    )?;
-    let failures = stmt
-        .query_map([since], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    out.family(
-        "futurnal_job_failures_total",
-        "counter",
-        "Failed job attempts since the daemon started, by source and error class.",
-    );
-    for (source, class, n) in &failures {
-        out.sample(
-            "futurnal_job_failures_total",
-            &[("source", source), ("class", class)],
-            *n as f64,
+    fn write(&self, out: &mut Out) {
+        out.family(
+            "futurnal_job_attempts_total",
+            "counter",
+            "Job attempts finished since the daemon started, by source, kind and outcome.",
         );
-    }
-
-    // One pass: each bucket is a SUM over the same rows.
-    let buckets: String = DURATION_BUCKETS
-        .iter()
-        .map(|b| format!(", SUM(finished_at - started_at <= {})", (b * 1000.0) as i64))
-        .collect();
-    let mut stmt = conn.prepare(&format!(
-        "SELECT kind, COUNT(*), COALESCE(SUM(finished_at - started_at), 0){buckets}
-         FROM telemetry_attempts WHERE finished_at >= ?1 GROUP BY kind ORDER BY kind"
-    ))?;
-    let hist = stmt
-        .query_map([since], |r| {
-            let mut le = Vec::with_capacity(DURATION_BUCKETS.len());
-            for i in 0..DURATION_BUCKETS.len() {
-                le.push(r.get::<_, Option<i64>>(3 + i)?.unwrap_or(0));
-            }
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                le,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let name = "futurnal_job_duration_seconds";
-    out.family(
-        name,
-        "histogram",
-        "Duration of job attempts finished since the daemon started, by kind.",
-    );
-    for (kind, count, sum_ms, le) in &hist {
-        for (bound, n) in DURATION_BUCKETS.iter().zip(le) {
-            let bound = number(*bound);
+        for ((source, kind, outcome), n) in &self.attempts {
             out.sample(
-                &format!("{name}_bucket"),
-                &[("kind", kind), ("le", &bound)],
+                "futurnal_job_attempts_total",
+                &[("source", source), ("kind", kind), ("outcome", outcome)],
                 *n as f64,
             );
         }
-        out.sample(
-            &format!("{name}_bucket"),
-            &[("kind", kind), ("le", "+Inf")],
-            *count as f64,
+        for (i, (name, help)) in [
+            (
+                "futurnal_ingested_bytes_total",
+                "Bytes read by jobs finished since the daemon started, per source.",
+            ),
+            (
+                "futurnal_ingested_items_total",
+                "Items processed by jobs finished since the daemon started, per source.",
+            ),
+            (
+                "futurnal_ingested_documents_total",
+                "Documents written by jobs finished since the daemon started, per source.",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            out.family(name, "counter", help);
+            for (source, sums) in &self.per_source {
+                out.sample(name, &[("source", source)], sums[i] as f64);
+            }
+        }
+        out.family(
+            "futurnal_job_failures_total",
+            "counter",
+            "Failed job attempts since the daemon started, by source and error class.",
         );
-        out.sample(&format!("{name}_sum"), &[("kind", kind)], seconds(*sum_ms));
-        out.sample(&format!("{name}_count"), &[("kind", kind)], *count as f64);
+        for ((source, class), n) in &self.failures {
+            out.sample(
+                "futurnal_job_failures_total",
+                &[("source", source), ("class", class)],
+                *n as f64,
+            );
+        }
+        let name = "futurnal_job_duration_seconds";
+        out.family(
+            name,
+            "histogram",
+            "Duration of job attempts finished since the daemon started, by kind.",
+        );
+        for (kind, (count, sum_ms, le)) in &self.durations {
+            for (bound, n) in DURATION_BUCKETS.iter().zip(le) {
+                let bound = number(*bound);
+                out.sample(
+                    &format!("{name}_bucket"),
+                    &[("kind", kind), ("le", &bound)],
+                    *n as f64,
+                );
+            }
+            out.sample(
+                &format!("{name}_bucket"),
+                &[("kind", kind), ("le", "+Inf")],
+                *count as f64,
+            );
+            out.sample(&format!("{name}_sum"), &[("kind", kind)], seconds(*sum_ms));
+            out.sample(&format!("{name}_count"), &[("kind", kind)], *count as f64);
+        }
     }
-    Ok(())
 }
 
 /// The running listener; dropping it stops the thread.
@@ -480,12 +522,13 @@ pub fn serve(home: &Home, listen: &str) -> Option<Listener> {
     let thread = std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
+            let mut totals = Totals::default();
             for conn in socket.incoming() {
                 if flag.load(Ordering::SeqCst) {
                     break;
                 }
                 if let Ok(stream) = conn {
-                    answer(stream, &home);
+                    answer(stream, &home, &mut totals);
                 }
             }
         });
@@ -536,7 +579,7 @@ fn route(head: &[u8]) -> Request {
 }
 
 /// Answer one client within `CLIENT_DEADLINE`, reading at most `MAX_REQUEST` bytes.
-fn answer(mut stream: TcpStream, home: &Home) {
+fn answer(mut stream: TcpStream, home: &Home, totals: &mut Totals) {
     let deadline = Instant::now() + CLIENT_DEADLINE;
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
@@ -557,7 +600,7 @@ fn answer(mut stream: TcpStream, home: &Home) {
         }
     };
     let (status, body) = match request {
-        Request::Metrics => ("200 OK", render_prometheus(home)),
+        Request::Metrics => ("200 OK", render(home, totals)),
         Request::NotFound => (
             "404 Not Found",
             "not found: metrics are at /metrics\n".into(),
@@ -753,5 +796,71 @@ mod tests {
         drop(listener);
         // The port is free again: the thread is gone.
         TcpListener::bind(addr).expect("the port is released");
+    }
+
+    /// The listener's counters never go down when retention prunes old attempts, nor when it
+    /// empties the table and ids start again; a stateless export counts what is there.
+    #[test]
+    fn counters_never_go_down_when_old_attempts_are_pruned() {
+        use crate::config::Queue as QueueConfig;
+        use crate::queue::InstanceRow;
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let db = QueueDb::open_for_daemon(&home.queue_db(), &QueueConfig::default()).unwrap();
+        let start = now_ms() - 10_000;
+        db.insert_instance(&InstanceRow {
+            instance_id: "i".into(),
+            pid: 1,
+            version: "0".into(),
+            config_path: String::new(),
+            started_at: start,
+            heartbeat_at: start,
+            stopped_at: None,
+            stop_kind: None,
+            workers_max: 1,
+            workers_busy: 0,
+            shutdown_grace_seconds: 1,
+        })
+        .unwrap();
+        let add = |n: usize| {
+            for _ in 0..n {
+                db.conn()
+                    .execute(
+                        "INSERT INTO telemetry_attempts (job_id, source, kind, outcome,
+                            started_at, finished_at, bytes) VALUES (1, 'notes', ?1, ?2, ?3, ?3, 10)",
+                        rusqlite::params![crate::jobs::JobKind::SourceRun, JobState::Succeeded, start + 1],
+                    )
+                    .unwrap();
+            }
+        };
+        let count = |text: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix("futurnal_ingested_bytes_total{source=\"notes\"} "))
+                .map_or(0.0, |v| v.parse().unwrap())
+        };
+        let mut totals = Totals::default();
+        add(3);
+        assert_eq!(count(&render(&home, &mut totals)), 30.0);
+        // Retention prunes the two oldest; one more finishes.
+        db.conn()
+            .execute("DELETE FROM telemetry_attempts WHERE id <= 2", [])
+            .unwrap();
+        add(1);
+        assert_eq!(count(&render(&home, &mut totals)), 40.0);
+        assert_eq!(count(&render_prometheus(&home)), 20.0);
+        // Everything pruned, then two more: ids start again at 1.
+        db.conn()
+            .execute("DELETE FROM telemetry_attempts", [])
+            .unwrap();
+        add(2);
+        assert_eq!(count(&render(&home, &mut totals)), 60.0);
+        // Attempts of an earlier instance are not this one's.
+        db.conn()
+            .execute(
+                "UPDATE telemetry_attempts SET finished_at = ?1 WHERE id = 1",
+                [start - 1],
+            )
+            .unwrap();
+        assert_eq!(count(&render_prometheus(&home)), 10.0);
     }
 }
