@@ -102,7 +102,8 @@ fn render(report: &Report, verbose: bool) -> String {
         .iter()
         .map(|c| c.status.as_str().len())
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .max(4);
     let mut out = format!("health: {}\n", report.status.as_str());
     for c in &report.checks {
         let level = c.status.as_str();
