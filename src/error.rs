@@ -67,8 +67,8 @@ impl ExitCode {
             ExitCode::Database => {
                 "the queue database is unreadable, corrupt or from a newer futurnal"
             }
-            ExitCode::HealthWarn => "`health`: at least one check warns, none fails",
-            ExitCode::HealthFail => "`health`: at least one check fails",
+            ExitCode::HealthWarn => "health: at least one check warns, none fails",
+            ExitCode::HealthFail => "health: at least one check fails",
         }
     }
 }
