@@ -1,17 +1,23 @@
 //! Prometheus metrics: the text exposition format (0.0.4) computed from queue.db and store.db, and
 //! the daemon's opt-in loopback listener that serves it at `/metrics`.
 //!
-//! Owns: `render_prometheus` (what `telemetry export --format prometheus` prints and the listener
-//! serves: the same text), and `serve`, the listener thread.
+//! Owns: `render_prometheus` (what `telemetry export --format prometheus` prints; the listener
+//! serves the same text), and `serve`, the listener thread.
 //! Invariants: metrics only read (queue.db through a `query_only` connection, store.db through
-//! `Store::stats`); a database that cannot be read is `futurnal_database_readable 0`, never a
-//! healthy-looking zero; labels are source names, states, kinds, outcomes and error classes,
-//! never a path or an item; counters count attempts finished since the latest daemon instance
-//! started, so they reset exactly when the daemon restarts (as a process's own counters do).
+//! `Store::stats`); a database that cannot be read is `futurnal_database_readable 0` with its
+//! figures left out, never a healthy-looking zero; labels are source names, states, kinds,
+//! outcomes, error classes and database names, never a path or an item. Counters count the
+//! attempts finished since the latest daemon instance started, so they start again exactly when
+//! the daemon restarts (as a process's own counters do); the listener adds only attempts it has
+//! not counted, so retention never makes one go down
+//! (`tests::counters_never_go_down_when_old_attempts_are_pruned`). store.db is read at most once
+//! per `STORE_REFRESH` by the listener: its readers make the jobs' writers wait.
 //! The listener binds loopback only (the configuration refuses anything else), runs on its own
-//! thread with its own connections (queue.db is WAL: its readers never block the daemon), reads
-//! at most `MAX_REQUEST` bytes for at most `CLIENT_DEADLINE`, and stops when its `Listener` is
-//! dropped. Tested by `metrics::tests::*` and `tests/prometheus.rs` (a real Prometheus scrapes it).
+//! thread with its own connections (queue.db is WAL: its readers never block the daemon), answers
+//! one client at a time, reading at most `MAX_REQUEST` bytes within `CLIENT_DEADLINE`, and stops
+//! when its `Listener` is dropped. `tests/prometheus.rs`: a real Prometheus scrapes it.
+//! Health check states are not served yet: `health` imports `daemon`, which starts this listener,
+//! so importing `health` here would make an import cycle (see ARCHITECTURE.md).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,6 +33,11 @@ use crate::home::Home;
 use crate::jobs::JobState;
 use crate::queue::QueueDb;
 use crate::store::Store;
+
+/// How long the listener serves store.db's figures before reading them again: counting them reads
+/// the whole `documents` table (0.3 s for 800 MB of documents, seconds when not cached), and while
+/// a reader holds store.db (a rollback journal, not WAL) the jobs' writers wait to commit.
+const STORE_REFRESH: Duration = Duration::from_secs(60);
 
 /// Upper bounds of the job duration histogram, in seconds.
 const DURATION_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0];
@@ -87,11 +98,11 @@ fn seconds(ms: i64) -> f64 {
 /// The metrics of this home, in Prometheus text exposition format 0.0.4. Reads only; a database
 /// that cannot be read leaves its metrics out and says so in `futurnal_database_readable`.
 pub fn render_prometheus(home: &Home) -> String {
-    render(home, &mut Totals::default())
+    render(home, &mut Kept::default())
 }
 
 /// `render_prometheus`, adding to counters kept from earlier calls (the listener's).
-fn render(home: &Home, totals: &mut Totals) -> String {
+fn render(home: &Home, kept: &mut Kept) -> String {
     let now = now_ms();
     let mut out = Out {
         text: String::new(),
@@ -107,7 +118,7 @@ fn render(home: &Home, totals: &mut Totals) -> String {
             Ok(db)
         });
     let queue_ok = match &queue {
-        Ok(db) => queue_metrics(&mut out, db, totals, now),
+        Ok(db) => queue_metrics(&mut out, db, kept, now),
         Err(e) => Err(e.clone()),
     };
     drop(queue);
@@ -115,43 +126,41 @@ fn render(home: &Home, totals: &mut Totals) -> String {
         tracing::debug!("metrics: queue.db not read: {e}");
     }
 
-    let store_ok = match Store::open_existing(&home.store_db()) {
-        Ok(Some(store)) => match store.stats() {
-            Ok(stats) => {
-                let mut rows: Vec<_> = stats.into_iter().collect();
-                rows.sort_by(|a, b| a.0.cmp(&b.0));
-                out.family(
-                    "futurnal_source_documents",
-                    "gauge",
-                    "Documents in store.db per source (deleted ones excluded).",
-                );
-                for (source, s) in &rows {
-                    out.sample(
-                        "futurnal_source_documents",
-                        &[("source", source)],
-                        s.documents as f64,
-                    );
-                }
-                out.family(
-                    "futurnal_source_bytes",
-                    "gauge",
-                    "Bytes of the items behind the documents in store.db, per source.",
-                );
-                for (source, s) in &rows {
-                    out.sample(
-                        "futurnal_source_bytes",
-                        &[("source", source)],
-                        s.bytes as f64,
-                    );
-                }
-                true
-            }
-            Err(_) => false,
-        },
-        // Nothing ingested yet: readable, and empty.
-        Ok(None) => true,
-        Err(_) => false,
+    let figures = match &kept.store {
+        Some((at, figures)) if at.elapsed() < STORE_REFRESH => figures.clone(),
+        _ => {
+            let figures = store_figures(home);
+            kept.store = Some((Instant::now(), figures.clone()));
+            figures
+        }
     };
+    if let Some(rows) = &figures {
+        out.family(
+            "futurnal_source_documents",
+            "gauge",
+            "Documents in store.db per source (deleted ones excluded).",
+        );
+        for (source, documents, _) in rows {
+            out.sample(
+                "futurnal_source_documents",
+                &[("source", source)],
+                *documents as f64,
+            );
+        }
+        out.family(
+            "futurnal_source_bytes",
+            "gauge",
+            "Bytes of the items behind the documents in store.db, per source.",
+        );
+        for (source, _, bytes) in rows {
+            out.sample(
+                "futurnal_source_bytes",
+                &[("source", source)],
+                *bytes as f64,
+            );
+        }
+    }
+    let store_ok = figures.is_some();
 
     out.family(
         "futurnal_home_free_bytes",
@@ -185,7 +194,7 @@ fn render(home: &Home, totals: &mut Totals) -> String {
 /// written; its checks become `futurnal_health_check{check, status}` here once it lands.
 fn health_metrics(_out: &mut Out) {}
 
-fn queue_metrics(out: &mut Out, db: &QueueDb, totals: &mut Totals, now: i64) -> Result<(), String> {
+fn queue_metrics(out: &mut Out, db: &QueueDb, kept: &mut Kept, now: i64) -> Result<(), String> {
     let conn = db.conn();
     let counts = db.job_counts().map_err(|e| e.to_string())?;
     out.family("futurnal_jobs", "gauge", "Jobs in queue.db by state.");
@@ -272,14 +281,13 @@ fn queue_metrics(out: &mut Out, db: &QueueDb, totals: &mut Totals, now: i64) -> 
     );
 
     if db.user_version().map_err(|e| e.to_string())? >= 3 {
-        totals
-            .advance(
-                conn,
-                instance.as_ref().map(|i| i.instance_id.as_str()),
-                since,
-            )
-            .map_err(|e| e.to_string())?;
-        totals.write(out);
+        kept.advance(
+            conn,
+            instance.as_ref().map(|i| i.instance_id.as_str()),
+            since,
+        )
+        .map_err(|e| e.to_string())?;
+        kept.write(out);
     }
     if let Ok(facts) = db.file_facts() {
         out.family(
@@ -292,11 +300,28 @@ fn queue_metrics(out: &mut Out, db: &QueueDb, totals: &mut Totals, now: i64) -> 
     Ok(())
 }
 
-/// The counters and the duration histogram, summed from `telemetry_attempts`. The listener keeps
-/// one for its lifetime and adds only the rows it has not seen (by id), so retention pruning old
-/// rows never makes a counter go down; `render_prometheus` starts from an empty one.
+/// Documents and bytes per source from store.db, in source order; `None` when it cannot be read
+/// (nothing ingested yet is an empty list).
+fn store_figures(home: &Home) -> Option<Vec<(String, u64, u64)>> {
+    let stats = match Store::open_existing(&home.store_db()) {
+        Ok(Some(store)) => store.stats().ok()?,
+        Ok(None) => return Some(Vec::new()),
+        Err(_) => return None,
+    };
+    let mut rows: Vec<_> = stats
+        .into_iter()
+        .map(|(source, s)| (source, s.documents, s.bytes))
+        .collect();
+    rows.sort();
+    Some(rows)
+}
+
+/// What the listener keeps between scrapes: the counters and the duration histogram summed from
+/// `telemetry_attempts`, to which it adds only the rows it has not seen (by id), so retention
+/// pruning old rows never makes a counter go down; and store.db's figures, for `STORE_REFRESH`.
+/// `render_prometheus` starts from an empty one.
 #[derive(Default)]
-struct Totals {
+struct Kept {
     /// The daemon instance these count for; another one starts them again.
     instance: Option<String>,
     /// The highest `telemetry_attempts.id` counted.
@@ -309,9 +334,11 @@ struct Totals {
     failures: BTreeMap<(String, String), i64>,
     /// kind -> count, sum of milliseconds, count at or under each of `DURATION_BUCKETS`.
     durations: BTreeMap<String, (i64, i64, Vec<i64>)>,
+    /// store.db's figures and when they were read (see `STORE_REFRESH`).
+    store: Option<(Instant, Option<Vec<(String, u64, u64)>>)>,
 }
 
-impl Totals {
+impl Kept {
     /// Add the attempts finished since `since` (the instance's start) that are not counted yet,
     /// read in one snapshot.
     fn advance(
@@ -321,9 +348,9 @@ impl Totals {
         since: i64,
     ) -> rusqlite::Result<()> {
         if self.instance.as_deref() != instance {
-            *self = Totals {
+            *self = Kept {
                 instance: instance.map(str::to_string),
-                ..Totals::default()
+                ..Kept::default()
             };
         }
         let tx = conn.unchecked_transaction()?;
@@ -522,13 +549,13 @@ pub fn serve(home: &Home, listen: &str) -> Option<Listener> {
     let thread = std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
-            let mut totals = Totals::default();
+            let mut kept = Kept::default();
             for conn in socket.incoming() {
                 if flag.load(Ordering::SeqCst) {
                     break;
                 }
                 if let Ok(stream) = conn {
-                    answer(stream, &home, &mut totals);
+                    answer(stream, &home, &mut kept);
                 }
             }
         });
@@ -579,7 +606,7 @@ fn route(head: &[u8]) -> Request {
 }
 
 /// Answer one client within `CLIENT_DEADLINE`, reading at most `MAX_REQUEST` bytes.
-fn answer(mut stream: TcpStream, home: &Home, totals: &mut Totals) {
+fn answer(mut stream: TcpStream, home: &Home, kept: &mut Kept) {
     let deadline = Instant::now() + CLIENT_DEADLINE;
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
@@ -600,7 +627,7 @@ fn answer(mut stream: TcpStream, home: &Home, totals: &mut Totals) {
         }
     };
     let (status, body) = match request {
-        Request::Metrics => ("200 OK", render(home, totals)),
+        Request::Metrics => ("200 OK", render(home, kept)),
         Request::NotFound => (
             "404 Not Found",
             "not found: metrics are at /metrics\n".into(),
@@ -838,22 +865,22 @@ mod tests {
                 .find_map(|l| l.strip_prefix("futurnal_ingested_bytes_total{source=\"notes\"} "))
                 .map_or(0.0, |v| v.parse().unwrap())
         };
-        let mut totals = Totals::default();
+        let mut kept = Kept::default();
         add(3);
-        assert_eq!(count(&render(&home, &mut totals)), 30.0);
+        assert_eq!(count(&render(&home, &mut kept)), 30.0);
         // Retention prunes the two oldest; one more finishes.
         db.conn()
             .execute("DELETE FROM telemetry_attempts WHERE id <= 2", [])
             .unwrap();
         add(1);
-        assert_eq!(count(&render(&home, &mut totals)), 40.0);
+        assert_eq!(count(&render(&home, &mut kept)), 40.0);
         assert_eq!(count(&render_prometheus(&home)), 20.0);
         // Everything pruned, then two more: ids start again at 1.
         db.conn()
             .execute("DELETE FROM telemetry_attempts", [])
             .unwrap();
         add(2);
-        assert_eq!(count(&render(&home, &mut totals)), 60.0);
+        assert_eq!(count(&render(&home, &mut kept)), 60.0);
         // Attempts of an earlier instance are not this one's.
         db.conn()
             .execute(
@@ -862,5 +889,38 @@ mod tests {
             )
             .unwrap();
         assert_eq!(count(&render_prometheus(&home)), 10.0);
+    }
+
+    /// The listener reads store.db at most once per `STORE_REFRESH` (its readers hold up the
+    /// jobs' writers); an export reads it every time.
+    #[test]
+    fn the_listener_reads_store_figures_at_most_once_per_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        drop(Store::open(&home.store_db()).unwrap());
+        let conn = rusqlite::Connection::open(home.store_db()).unwrap();
+        let add = |item: &str| {
+            conn.execute(
+                "INSERT INTO documents (source, item, kind, title, body, metadata, chunks, links,
+                    content_hash, size, ingested_at, updated_at)
+                 VALUES ('notes', ?1, 'md', 't', 'b', '{}', '[]', '[]', 'h', 7, 0, 0)",
+                [item],
+            )
+            .unwrap();
+        };
+        let docs = |text: &str| -> Option<String> {
+            text.lines()
+                .find_map(|l| l.strip_prefix("futurnal_source_documents{source=\"notes\"} "))
+                .map(str::to_string)
+        };
+        add("a");
+        let mut kept = Kept::default();
+        assert_eq!(docs(&render(&home, &mut kept)).as_deref(), Some("1"));
+        add("b");
+        assert_eq!(docs(&render(&home, &mut kept)).as_deref(), Some("1"));
+        assert_eq!(docs(&render_prometheus(&home)).as_deref(), Some("2"));
+        // Once the figures are older than the refresh, they are read again.
+        kept.store.as_mut().unwrap().0 -= STORE_REFRESH;
+        assert_eq!(docs(&render(&home, &mut kept)).as_deref(), Some("2"));
     }
 }
