@@ -9,7 +9,7 @@
 //!   `home` (the home's paths and private files), `redact`;
 //! - ingestion: `failure`, `sources`, `parse_pool`, `db`, `store`, `ingest`;
 //! - configuration: `config`;
-//! - the queue: `jobs`, `queue`, `scheduler`;
+//! - the queue: `jobs`, `queue`, `scheduler`, `telemetry`;
 //! - the daemon: `logging`, `security` (the audit log), `workers`, `daemon`, `health` (the checks);
 //! - talking to operators: `error` (operator errors, worded for the command), `cli`.
 
@@ -38,6 +38,7 @@ mod scheduler;
 mod security;
 pub mod sources;
 mod store;
+mod telemetry;
 mod workers;
 
 pub use cli::main;

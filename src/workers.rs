@@ -25,9 +25,10 @@ use crate::failure::{Failure, retry_delay_ms};
 use crate::home::Home;
 use crate::ingest::{Committed, Report, Run, Tally, failure_summary};
 use crate::jobs::{self, Job, RunNumbers};
-use crate::jobs::{Decision, JobKind, Outcome};
+use crate::jobs::{Decision, JobKind, JobState, Outcome};
 use crate::queue::{QueueDb, now_ms};
 use crate::scheduler::Scheduler;
+use crate::telemetry;
 /// Disk space kept allocated beside queue.db and released on a full disk (see `make_reserve`).
 pub const RESERVE_BYTES: u64 = 1024 * 1024;
 /// How often a missing reserve is made again.
@@ -223,7 +224,7 @@ impl Pool {
                 );
                 let numbers = committed_numbers(&r.committed.get());
                 let result = jobs::in_transaction(db.conn(), |tx| {
-                    jobs::finish(
+                    let applied = jobs::finish(
                         tx,
                         id,
                         Outcome::Cancelled,
@@ -232,6 +233,15 @@ impl Pool {
                         &text,
                         &numbers,
                         None,
+                    )?;
+                    attempt_ended(
+                        tx,
+                        applied,
+                        &r.job,
+                        JobState::Cancelled,
+                        None,
+                        now,
+                        &numbers,
                     )
                 });
                 if let Err(e) = result {
@@ -296,7 +306,19 @@ impl Pool {
         }
         if !orphans.is_empty() {
             let result = jobs::in_transaction(db.conn(), |tx| {
-                jobs::rescue_orphans(tx, &self.instance_id, Some(&orphans), now)
+                // Each rescued job's attempt ends here: recorded from its row, as no worker
+                // here knows its numbers.
+                let mut running = Vec::new();
+                for id in &orphans {
+                    if jobs::get(tx, *id)?.is_some_and(|j| j.state == JobState::Running) {
+                        running.push(*id);
+                    }
+                }
+                let rescued = jobs::rescue_orphans(tx, &self.instance_id, Some(&running), now)?;
+                for id in running {
+                    telemetry::record_from_row(tx, id, now)?;
+                }
+                Ok(rescued)
             });
             match result {
                 Ok(r) => tracing::warn!(
@@ -377,14 +399,16 @@ impl Pool {
                 tracing::error!(job = id, "cannot start a worker thread: {e}");
                 let now = now_ms();
                 let result = jobs::in_transaction(db.conn(), |tx| {
-                    jobs::hand_back(
+                    let applied = jobs::hand_back(
                         tx,
                         id,
                         now,
                         now,
                         "daemon",
                         &format!("no worker thread could be started: {e}"),
-                    )
+                    )?;
+                    let none = RunNumbers::default();
+                    attempt_ended(tx, applied, &job, JobState::Pending, None, now, &none)
                 });
                 if let Err(e) = result {
                     tracing::warn!(job = id, "cannot hand the job back: {e}");
@@ -529,7 +553,7 @@ impl Pool {
                 let n = numbers(report);
                 match &r.cancel_reason {
                     Some((CancelReason::Shutdown, _)) | None => {
-                        jobs::hand_back(
+                        let applied = jobs::hand_back(
                             &tx,
                             job.id,
                             now,
@@ -537,6 +561,7 @@ impl Pool {
                             "daemon",
                             "interrupted by shutdown; resumes at next start",
                         )?;
+                        attempt_ended(&tx, applied, job, JobState::Pending, None, now, &n)?;
                     }
                     Some((CancelReason::Operator(why), _)) => {
                         let text = format!(
@@ -544,7 +569,7 @@ impl Pool {
                             n.docs_new + n.docs_changed + n.items_failed,
                             report.items_seen
                         );
-                        jobs::finish(
+                        let applied = jobs::finish(
                             &tx,
                             job.id,
                             Outcome::Cancelled,
@@ -554,6 +579,7 @@ impl Pool {
                             &n,
                             None,
                         )?;
+                        attempt_ended(&tx, applied, job, JobState::Cancelled, None, now, &n)?;
                     }
                 }
             }
@@ -580,7 +606,7 @@ impl Pool {
                     }
                 }
                 let text = describe(report);
-                jobs::finish(
+                let applied = jobs::finish(
                     &tx,
                     job.id,
                     Outcome::Succeeded,
@@ -590,6 +616,7 @@ impl Pool {
                     &n,
                     None,
                 )?;
+                attempt_ended(&tx, applied, job, JobState::Succeeded, None, now, &n)?;
                 // Counts only: failure texts can name items.
                 tracing::info!(
                     job = job.id,
@@ -634,7 +661,8 @@ impl Pool {
         match jobs::decide(failure, job.attempts, job.max_attempts, policy, key, now) {
             Decision::Defer { at, text } => {
                 tracing::info!(job = job.id, "job deferred: store busy");
-                jobs::hand_back(tx, job.id, now, at, "daemon", &text)?;
+                let applied = jobs::hand_back(tx, job.id, now, at, "daemon", &text)?;
+                attempt_ended(tx, applied, job, JobState::Pending, Some(failure), now, n)?;
             }
             Decision::Retry { at, text } => {
                 if quiet {
@@ -643,7 +671,8 @@ impl Pool {
                 } else {
                     tracing::warn!(job = job.id, "job failed: {text}");
                 }
-                jobs::retry_later(tx, job.id, now, at, failure, &text)?;
+                let applied = jobs::retry_later(tx, job.id, now, at, failure, &text)?;
+                attempt_ended(tx, applied, job, JobState::Failed, Some(failure), now, n)?;
             }
             Decision::Quarantine { text } => {
                 if quiet {
@@ -652,7 +681,7 @@ impl Pool {
                 } else {
                     tracing::warn!(job = job.id, "job quarantined: {text}");
                 }
-                jobs::finish(
+                let applied = jobs::finish(
                     tx,
                     job.id,
                     Outcome::Quarantined,
@@ -661,6 +690,15 @@ impl Pool {
                     &text,
                     n,
                     Some(failure),
+                )?;
+                attempt_ended(
+                    tx,
+                    applied,
+                    job,
+                    JobState::Quarantined,
+                    Some(failure),
+                    now,
+                    n,
                 )?;
             }
         }
@@ -698,22 +736,41 @@ impl Pool {
                 "the job's outcome could not be recorded before the stop"
             );
         }
-        for (id, _) in self.running.drain() {
+        for (id, r) in self.running.drain() {
             let result = jobs::in_transaction(db.conn(), |tx| {
-                jobs::hand_back(
+                let applied = jobs::hand_back(
                     tx,
                     id,
                     now,
                     now,
                     "daemon",
                     "interrupted by shutdown; resumes at next start",
-                )
+                )?;
+                let n = committed_numbers(&r.committed.get());
+                attempt_ended(tx, applied, &r.job, JobState::Pending, None, now, &n)
             });
             if let Err(e) = result {
                 tracing::warn!(job = id, "cannot hand the job back: {e}");
             }
         }
     }
+}
+
+/// An attempt of `job` ended in `ended`: its telemetry row, in the transaction that wrote the
+/// change (`applied`: the change happened; a job someone else changed first records nothing).
+fn attempt_ended(
+    tx: &rusqlite::Transaction<'_>,
+    applied: bool,
+    job: &Job,
+    ended: JobState,
+    failure: Option<&Failure>,
+    now: i64,
+    n: &RunNumbers,
+) -> rusqlite::Result<()> {
+    if applied {
+        telemetry::record_attempt(tx, job, ended, failure, now, n)?;
+    }
+    Ok(())
 }
 
 /// `change` applied to every failure of a result: the job's, or each failed item's.
@@ -1049,6 +1106,73 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((again.id, again.attempts), (id, 2));
+    }
+
+    /// Every attempt that ends leaves one telemetry row, written in the transaction of its state
+    /// change, naming the state it left the job in; a change that did not happen (the job was
+    /// changed by someone else first) records nothing.
+    #[test]
+    fn every_ended_attempt_is_recorded_with_its_state_change() {
+        let (_d, db, mut pool, source) = setup();
+        let rows = |db: &QueueDb| -> Vec<(i64, JobState, Option<String>, i64)> {
+            let mut stmt = db
+                .conn()
+                .prepare(
+                    "SELECT job_id, outcome, error_class, bytes FROM telemetry_attempts ORDER BY id",
+                )
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let n = RunNumbers {
+            bytes: 1234,
+            ..Default::default()
+        };
+        let end = |pool: &mut Pool, id: i64, failure: Failure, t: i64| {
+            let r = pool.running.remove(&id).unwrap();
+            jobs::in_transaction(db.conn(), |tx| pool.failed(tx, &r.job, &failure, t, &n)).unwrap();
+        };
+        let a = running(&db, &mut pool, &source, 1_000);
+        end(
+            &mut pool,
+            a,
+            Failure::new(crate::failure::ErrorClass::Busy, "locked"),
+            2_000,
+        );
+        let b = running(&db, &mut pool, &source, 10_000);
+        end(
+            &mut pool,
+            b,
+            Failure::new(crate::failure::ErrorClass::IoError, "hiccup"),
+            11_000,
+        );
+        let c = running(&db, &mut pool, &source, 100_000);
+        end(&mut pool, c, Failure::parse("not JSON"), 101_000);
+        assert_eq!(
+            rows(&db),
+            vec![
+                (a, JobState::Pending, Some("busy".into()), 1234),
+                (b, JobState::Failed, Some("io_error".into()), 1234),
+                (c, JobState::Quarantined, Some("parse_error".into()), 1234),
+            ]
+        );
+        // The job is no longer running: nothing is written, no row either.
+        let job = jobs::get(db.conn(), c).unwrap().unwrap();
+        jobs::in_transaction(db.conn(), |tx| {
+            pool.failed(tx, &job, &Failure::parse("again"), 102_000, &n)
+        })
+        .unwrap();
+        assert_eq!(rows(&db).len(), 3);
+        // An orphan rescued from a lapsed lease: recorded from its row.
+        let t0 = 1_000_000_000;
+        jobs::enqueue_run(db.conn(), &source, "manual", "test", t0).unwrap();
+        let ghost = jobs::claim(db.conn(), t0, "ghost", 60_000, &pool.claimable)
+            .unwrap()
+            .unwrap();
+        pool.keep_leases(&db, t0 + 61_000);
+        assert_eq!(rows(&db)[3], (ghost.id, JobState::Pending, None, 0));
     }
 
     #[test]

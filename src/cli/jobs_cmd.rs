@@ -366,11 +366,10 @@ pub fn render_job(job: &Job, events: &[jobs::Event], items: &[jobs::ItemError]) 
         let rate = job
             .duration_ms()
             .filter(|d| *d > 0)
+            // MB = 10^6 bytes, as everywhere (`telemetry throughput` agrees for a lone job).
             .map(|d| {
-                format!(
-                    " at {:.1} MB/s",
-                    job.bytes as f64 / 1_048_576.0 / (d as f64 / 1000.0)
-                )
+                let mbps = job.bytes as f64 / crate::telemetry::MB / (d as f64 / 1000.0);
+                format!(" at {}", crate::telemetry::mbps_text(mbps))
             })
             .unwrap_or_default();
         rows.push(("read", format!("{}{rate}", display::size(job.bytes as u64))));

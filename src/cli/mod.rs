@@ -12,6 +12,7 @@ mod jobs_cmd;
 mod quarantine_cmd;
 mod runbook_cmd;
 mod sources_cmd;
+mod telemetry_cmd;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -66,6 +67,12 @@ pub enum Command {
         #[command(subcommand)]
         command: runbook_cmd::RunbookCommand,
     },
+    /// The specification's spelling of `orchestrator telemetry`
+    #[command(hide = true)]
+    Telemetry {
+        #[command(subcommand)]
+        command: telemetry_cmd::TelemetryCommand,
+    },
     /// The specification's spelling of `orchestrator health`
     #[command(hide = true)]
     Health(health_cmd::HealthArgs),
@@ -107,6 +114,11 @@ pub enum OrchestratorCommand {
     },
     /// Check that ingestion is healthy: daemon, queue, disk, quarantine, throughput...
     Health(health_cmd::HealthArgs),
+    /// Throughput, failures and retention of what the daemon recorded
+    Telemetry {
+        #[command(subcommand)]
+        command: telemetry_cmd::TelemetryCommand,
+    },
     /// Show whether the orchestrator runs, and what is queued
     Status {
         /// Also show instance, heartbeat, database and file details
@@ -185,6 +197,9 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Help { args } => help::run(&args).map_err(Into::into),
         Command::Runbook { command } => runbook_cmd::run(command),
+        Command::Telemetry { command } => {
+            telemetry_cmd::run(&Home::resolve()?, &overrides, command)
+        }
         Command::Health(args) => health_cmd::run(&Home::resolve()?, &overrides, args),
         Command::Config { command } => {
             let home = Home::resolve()?;
@@ -213,6 +228,9 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
                     quarantine_cmd::run(&home, &overrides, command)
                 }
                 OrchestratorCommand::Health(args) => health_cmd::run(&home, &overrides, args),
+                OrchestratorCommand::Telemetry { command } => {
+                    telemetry_cmd::run(&home, &overrides, command)
+                }
                 OrchestratorCommand::Status { verbose, format } => {
                     let stale = daemon::reload::stale(&home);
                     let loaded = daemon::load_config(&home, &overrides);

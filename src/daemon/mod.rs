@@ -2,7 +2,8 @@
 //!
 //! Owns: spawning the detached daemon and waiting until it is ready, the daemon's main loop and
 //! signal handling (SIGTERM and SIGINT stop it; SIGHUP reloads the configuration, see `reload`),
-//! graceful and forced stop.
+//! graceful and forced stop, and the daemon's telemetry duties (samples, retention; the rows and
+//! queries are `telemetry`'s).
 //! Invariants: one daemon per home (see `lock`); a background start returns only once the daemon
 //! is ready or has failed, and relays the daemon's own error; the recovery marker exists exactly
 //! while a daemon may be running; a clean stop marks the instance stopped, removes the marker and
@@ -395,6 +396,11 @@ fn check_free_space(home: &Home, min_free_mb: u64) -> Result<()> {
 }
 
 const TICK: Duration = Duration::from_millis(200);
+/// How often retention runs (`telemetry.retention_days`); it also runs at start.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// Jobs (and attempts, and samples) one retention step deletes: one step per tick, each its own
+/// short transaction, so a large backlog never stalls the loop.
+const RETENTION_BATCH: i64 = 500;
 /// After the grace, interrupted jobs get this long to notice and report before the daemon exits.
 const INTERRUPT_WAIT: Duration = Duration::from_secs(5);
 
@@ -433,6 +439,7 @@ async fn main_loop(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut beat = tokio::time::interval(HEARTBEAT);
+    let mut telemetry = Telemetry::new(&live.loaded.config);
     let reason: String = loop {
         tokio::select! {
             _ = term.recv() => break "SIGTERM received".into(),
@@ -440,9 +447,15 @@ async fn main_loop(
             // `futurnal orchestrator reload` writes a request row, then sends SIGHUP.
             _ = hup.recv() => {
                 live.reload(home, db, instance_id, &mut pool);
+                telemetry.reconfigure(&live.loaded.config);
             }
             Some(msg) = messages.recv() => pool.handle(db, msg),
-            _ = tick.tick() => pool.tick(db),
+            _ = tick.tick() => {
+                pool.tick(db);
+                telemetry.prune_step(db);
+            }
+            _ = telemetry.sample.tick() => telemetry.take_sample(home, db, &pool),
+            _ = telemetry.retention.tick() => telemetry.start_pruning(&live.loaded.config),
             _ = beat.tick() => {
                 heartbeat(db, instance_id, &pool);
                 // A request whose signal never arrived is still answered.
@@ -479,6 +492,85 @@ async fn main_loop(
         }
     }
     reason
+}
+
+/// The daemon's telemetry duties: a sample every `telemetry.sample_interval_seconds`, and
+/// retention at start and every `RETENTION_EVERY`, one bounded step per tick until done.
+struct Telemetry {
+    sample: tokio::time::Interval,
+    sample_every: Duration,
+    retention: tokio::time::Interval,
+    /// A retention pass in progress: its cutoff, and what it removed so far.
+    pruning: Option<(i64, crate::telemetry::Pruned)>,
+}
+
+impl Telemetry {
+    fn new(config: &config::Config) -> Telemetry {
+        let sample_every = Duration::from_secs(config.telemetry.sample_interval_seconds.max(1));
+        let mut sample = tokio::time::interval(sample_every);
+        sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retention = tokio::time::interval(RETENTION_EVERY);
+        retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Telemetry {
+            sample,
+            sample_every,
+            retention,
+            pruning: None,
+        }
+    }
+
+    /// A reload may change the sample interval (retention reads its window at each pass).
+    fn reconfigure(&mut self, config: &config::Config) {
+        let every = Duration::from_secs(config.telemetry.sample_interval_seconds.max(1));
+        if every != self.sample_every {
+            self.sample_every = every;
+            self.sample = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            self.sample
+                .set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+    }
+
+    fn take_sample(&self, home: &Home, db: &QueueDb, pool: &Pool) {
+        let free = crate::home::free_bytes(home.root()).ok();
+        if let Err(e) = crate::telemetry::record_sample(db, now_ms(), pool.busy(), free) {
+            tracing::warn!("cannot record a telemetry sample: {e}");
+        }
+    }
+
+    fn start_pruning(&mut self, config: &config::Config) {
+        if self.pruning.is_none() {
+            let cutoff = crate::telemetry::cutoff(now_ms(), config.telemetry.retention_days);
+            self.pruning = Some((cutoff, Default::default()));
+        }
+    }
+
+    fn prune_step(&mut self, db: &QueueDb) {
+        let Some((cutoff, total)) = &mut self.pruning else {
+            return;
+        };
+        match crate::telemetry::prune_step(db.conn(), *cutoff, RETENTION_BATCH) {
+            Ok(step) if step.is_empty() => {
+                if !total.is_empty() {
+                    tracing::info!(
+                        jobs = total.jobs,
+                        events = total.events,
+                        item_errors = total.item_errors,
+                        attempts = total.attempts,
+                        samples = total.samples,
+                        "retention: removed finished jobs and telemetry older than {}",
+                        crate::display::timestamp(*cutoff)
+                    );
+                }
+                self.pruning = None;
+            }
+            Ok(step) => total.add(step),
+            Err(e) => {
+                // A busy or full queue.db: the next pass tries again.
+                tracing::warn!("retention stopped: {e}");
+                self.pruning = None;
+            }
+        }
+    }
 }
 
 fn heartbeat(db: &QueueDb, instance_id: &str, pool: &Pool) {
