@@ -74,7 +74,7 @@ pub const NAMES: &[&str] = &[
     "disk",
     "config",
     "quarantine",
-    "pending",
+    "pending_age",
     "throughput",
 ];
 
@@ -293,7 +293,7 @@ impl Ctx<'_> {
             "disk" => self.disk(),
             "config" => self.config(),
             "quarantine" => self.quarantine(),
-            "pending" => self.pending(),
+            "pending_age" => self.pending_age(),
             _ => self.throughput(),
         }
     }
@@ -698,8 +698,8 @@ impl Ctx<'_> {
         check(N, level, detail, topics::QUARANTINE)
     }
 
-    fn pending(&self) -> Check {
-        const N: &str = "pending";
+    fn pending_age(&self) -> Check {
+        const N: &str = "pending_age";
         let conn = match self.conn(N) {
             Ok(Some(c)) => c,
             Ok(None) => return check(N, Level::Ok, "no job waits", topics::CHECK_PENDING),

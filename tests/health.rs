@@ -103,7 +103,7 @@ fn a_healthy_daemon_is_ok_and_a_killed_one_fails_the_daemon_and_scheduler_checks
             "disk",
             "config",
             "quarantine",
-            "pending",
+            "pending_age",
             "throughput"
         ]
     );
@@ -165,7 +165,7 @@ fn a_corrupt_queue_fails_health_and_status_exits_5_with_no_counts() {
     let c = assert_check(&s, "queue", &[], "fail", "the-queue-database-is-corrupt");
     assert!(c["detail"].as_str().unwrap().contains("queue.db"), "{c}");
     let (_, report) = health(&s, &[]);
-    for name in ["quarantine", "pending", "throughput"] {
+    for name in ["quarantine", "pending_age", "throughput"] {
         assert_eq!(check(&report, name)["status"], "fail", "{report}");
     }
 
@@ -329,19 +329,19 @@ fn a_job_due_longer_than_the_limit_warns() {
     s.ok(&["orchestrator", "stop"]);
     // No daemon claims it: queued by the command, then made an hour and a minute old.
     s.ok(&["orchestrator", "sources", "trigger", "notes"]);
-    assert_check(&s, "pending", &[], "ok", "check-pending");
+    assert_check(&s, "pending_age", &[], "ok", "check-pending_age");
     sql(
         &s,
         &format!("UPDATE jobs SET scheduled_for = {}", now_ms() - 61 * 60_000),
     );
-    let c = assert_check(&s, "pending", &[], "warn", "check-pending");
+    let c = assert_check(&s, "pending_age", &[], "warn", "check-pending_age");
     assert!(c["detail"].as_str().unwrap().contains("1h 1m"), "{c}");
     assert_check(
         &s,
-        "pending",
+        "pending_age",
         &["--set", "health.max_pending_age_minutes=120"],
         "ok",
-        "check-pending",
+        "check-pending_age",
     );
 }
 

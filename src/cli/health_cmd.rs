@@ -29,8 +29,8 @@ pub struct HealthArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum HealthCommand {
-    /// Run one check (daemon, scheduler, queue, store, wal, disk, config, quarantine, pending,
-    /// throughput)
+    /// Run one check (daemon, scheduler, queue, store, wal, disk, config, quarantine,
+    /// pending_age, throughput)
     Check {
         /// The check's name
         name: String,

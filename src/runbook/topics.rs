@@ -33,7 +33,7 @@ pub const CHECK_STORE: &str = "check-store";
 pub const CHECK_WAL: &str = "check-wal";
 pub const CHECK_DISK: &str = "check-disk";
 pub const CHECK_CONFIG: &str = "check-config";
-pub const CHECK_PENDING: &str = "check-pending";
+pub const CHECK_PENDING: &str = "check-pending_age";
 pub const CHECK_THROUGHPUT: &str = "check-throughput";
 
 /// Every topic (the test below checks each resolves).
