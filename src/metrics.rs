@@ -328,8 +328,8 @@ struct Kept {
     cursor: i64,
     /// (source, kind, outcome) -> attempts.
     attempts: BTreeMap<(String, String, String), i64>,
-    /// source -> bytes, items, documents.
-    per_source: BTreeMap<String, [i64; 3]>,
+    /// source -> bytes, items, documents, milliseconds run by attempts that read something.
+    per_source: BTreeMap<String, [i64; 4]>,
     /// (source, class) -> failed attempts.
     failures: BTreeMap<(String, String), i64>,
     /// kind -> count, sum of milliseconds, count at or under each of `DURATION_BUCKETS`.
@@ -367,7 +367,8 @@ impl Kept {
         {
             let mut stmt = tx.prepare(
                 "SELECT source, kind, outcome, COUNT(*), COALESCE(SUM(bytes), 0),
-                    COALESCE(SUM(items), 0), COALESCE(SUM(documents), 0)
+                    COALESCE(SUM(items), 0), COALESCE(SUM(documents), 0),
+                    COALESCE(SUM(CASE WHEN bytes > 0 THEN MAX(finished_at - started_at, 0) END), 0)
              FROM telemetry_attempts WHERE id > ?1 AND id <= ?2 AND finished_at >= ?3
              GROUP BY source, kind, outcome",
             )?;
@@ -448,13 +449,22 @@ impl Kept {
                 "futurnal_ingested_documents_total",
                 "Documents written by jobs finished since the daemon started, per source.",
             ),
+            (
+                "futurnal_ingest_seconds_total",
+                "Seconds run by the jobs that read something, finished since the daemon started, per source (throughput is bytes over these).",
+            ),
         ]
         .into_iter()
         .enumerate()
         {
             out.family(name, "counter", help);
             for (source, sums) in &self.per_source {
-                out.sample(name, &[("source", source)], sums[i] as f64);
+                let value = if i == 3 {
+                    seconds(sums[i])
+                } else {
+                    sums[i] as f64
+                };
+                out.sample(name, &[("source", source)], value);
             }
         }
         out.family(
@@ -748,6 +758,7 @@ mod tests {
             "futurnal_job_attempts_total{source=\"notes\",kind=\"K\",outcome=\"F\"} 2",
             "futurnal_job_failures_total{source=\"notes\",class=\"io_error\"} 2",
             "futurnal_ingested_bytes_total{source=\"notes\"} 3000",
+            "futurnal_ingest_seconds_total{source=\"notes\"} 9.05",
             "futurnal_job_duration_seconds_bucket{kind=\"K\",le=\"0.1\"} 1",
             "futurnal_job_duration_seconds_bucket{kind=\"K\",le=\"5\"} 2",
             "futurnal_job_duration_seconds_bucket{kind=\"K\",le=\"15\"} 3",
