@@ -38,10 +38,10 @@ pub enum HealthCommand {
 }
 
 pub fn run(home: &Home, overrides: &Overrides, args: HealthArgs) -> Result<(), CommandError> {
-    let only = match &args.command {
-        Some(HealthCommand::Check { name }) => Some(name.as_str()),
-        None => None,
-    };
+    let only = args
+        .command
+        .as_ref()
+        .map(|HealthCommand::Check { name }| name.as_str());
     let report = match only {
         Some(name) if !health::NAMES.contains(&name) => match health::absent_sink(name) {
             Some(r) => r,
