@@ -300,9 +300,12 @@ fn queue_metrics(out: &mut Out, db: &QueueDb, kept: &mut Kept, now: i64) -> Resu
     Ok(())
 }
 
+/// (source, documents, bytes) per source.
+type StoreFigures = Vec<(String, u64, u64)>;
+
 /// Documents and bytes per source from store.db, in source order; `None` when it cannot be read
 /// (nothing ingested yet is an empty list).
-fn store_figures(home: &Home) -> Option<Vec<(String, u64, u64)>> {
+fn store_figures(home: &Home) -> Option<StoreFigures> {
     let stats = match Store::open_existing(&home.store_db()) {
         Ok(Some(store)) => store.stats().ok()?,
         Ok(None) => return Some(Vec::new()),
@@ -335,7 +338,7 @@ struct Kept {
     /// kind -> count, sum of milliseconds, count at or under each of `DURATION_BUCKETS`.
     durations: BTreeMap<String, (i64, i64, Vec<i64>)>,
     /// store.db's figures and when they were read (see `STORE_REFRESH`).
-    store: Option<(Instant, Option<Vec<(String, u64, u64)>>)>,
+    store: Option<(Instant, Option<StoreFigures>)>,
 }
 
 impl Kept {
