@@ -322,3 +322,18 @@ fn render_failures(f: &telemetry::Failures, window: &str) -> String {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    /// The chapter's "each twelfth of the window" is the chart's number of slices.
+    #[test]
+    fn the_book_states_the_charts_slices() {
+        let chapter = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("book/src/monitoring-telemetry.md"),
+        )
+        .unwrap();
+        assert_eq!(super::CHART_BUCKETS, 12);
+        assert!(chapter.contains("in each twelfth of the window"));
+    }
+}

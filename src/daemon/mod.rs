@@ -660,3 +660,32 @@ pub fn stop(home: &Home, force: bool, audit_on: bool) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The telemetry chapter's figures are the code's: samples every
+    /// `telemetry.sample_interval_seconds` (its default), retention at start and every hour, the
+    /// default window.
+    #[test]
+    fn the_book_states_the_sampling_and_retention_the_daemon_uses() {
+        let chapter = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("book/src/monitoring-telemetry.md"),
+        )
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+        let defaults = crate::config::Config::default().telemetry;
+        assert!(chapter.contains(&format!(
+            "a sample** every `telemetry.sample_interval_seconds` ({} by default)",
+            defaults.sample_interval_seconds
+        )));
+        assert!(chapter.contains(&format!(
+            "`telemetry.retention_days` ({} by default)",
+            defaults.retention_days
+        )));
+        assert_eq!(super::RETENTION_EVERY, std::time::Duration::from_secs(3600));
+        assert!(chapter.contains("prunes when it starts and then every hour"));
+    }
+}
