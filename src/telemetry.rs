@@ -480,7 +480,7 @@ fn prunable_jobs(conn: &Connection, cutoff: i64, limit: i64) -> rusqlite::Result
          WHERE state IN (?1, ?2) AND scheduled_for < ?3 AND updated_at < ?3
            AND id NOT IN (SELECT parent_job_id FROM jobs
                           WHERE state IN (?5, ?6, ?7, ?8) AND parent_job_id IS NOT NULL)
-         ORDER BY id LIMIT ?4",
+         LIMIT ?4",
     )?;
     stmt.query_map(
         params![

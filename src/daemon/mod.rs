@@ -300,6 +300,10 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
     if let Err(e) = reload::record_running(&db, &instance_id, loaded, workers_max, 1, started_at) {
         tracing::warn!("cannot record the running configuration: {e}");
     }
+    // Prometheus metrics at /metrics when `telemetry.metrics_listen` is set (its own thread and
+    // read-only connections), serving before the start reports ready; stopped before the lock
+    // is released.
+    let metrics = crate::metrics::serve(home, &cfg.telemetry.metrics_listen);
     let audit_on = cfg.security.audit_logging;
     audit(
         home,
@@ -338,9 +342,6 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
         println!("orchestrator running in the foreground (pid {pid}); press Ctrl-C to stop");
     }
 
-    // Prometheus metrics at /metrics when `telemetry.metrics_listen` is set: its own thread and
-    // read-only connections; stopped when this guard drops at the end of `run`.
-    let _metrics = crate::metrics::serve(home, &cfg.telemetry.metrics_listen);
     let (pool, messages) = Pool::new(home, cfg, &instance_id, workers_max as usize);
     let mut live = reload::Live {
         loaded: loaded.clone(),
@@ -369,6 +370,7 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
         json!({"instance_id": instance_id, "reason": reason}),
     );
     tracing::info!("orchestrator stopped");
+    drop(metrics);
     drop(db);
     drop(lock);
     Ok(())
@@ -400,7 +402,7 @@ const TICK: Duration = Duration::from_millis(200);
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Jobs (and attempts, and samples) one retention step deletes: one step per tick, each its own
 /// short transaction, so a large backlog never stalls the loop.
-const RETENTION_BATCH: i64 = 500;
+const RETENTION_BATCH: i64 = 250;
 /// After the grace, interrupted jobs get this long to notice and report before the daemon exits.
 const INTERRUPT_WAIT: Duration = Duration::from_secs(5);
 
