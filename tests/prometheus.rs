@@ -197,3 +197,63 @@ fn a_real_prometheus_scrapes_the_daemon_and_answers_with_its_series() {
         assert!(!labels.to_string().contains("note-"), "{labels}");
     }
 }
+
+/// HTTP status line of a request for `path`, or `None` when nothing listens.
+fn status_of(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines().next().map(str::to_string)
+}
+
+/// Off by default; on, `/metrics` only; the port is released when the daemon stops; a port
+/// already taken leaves the daemon running without metrics, and its log says why. Needs no
+/// Prometheus.
+#[test]
+fn the_listener_is_opt_in_serves_only_metrics_and_stops_with_the_daemon() {
+    let s = Sandbox::new();
+    s.write_notes("notes", 1);
+    let port = free_port();
+    let source = "sources:\n  - name: notes\n    type: local_files\n    path: ~/notes\n";
+    s.write_config(source);
+    s.start();
+    assert_eq!(
+        status_of(port, "/metrics"),
+        None,
+        "nothing listens by default"
+    );
+    s.ok(&["orchestrator", "stop"]);
+
+    s.write_config(&format!(
+        "telemetry:\n  metrics_listen: \"127.0.0.1:{port}\"\n{source}"
+    ));
+    s.start();
+    assert_eq!(
+        status_of(port, "/metrics").as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+    assert_eq!(
+        status_of(port, "/").as_deref(),
+        Some("HTTP/1.1 404 Not Found")
+    );
+    s.ok(&["orchestrator", "stop"]);
+    assert_eq!(
+        status_of(port, "/metrics"),
+        None,
+        "the port is released at stop"
+    );
+
+    // The port taken by someone else: the daemon runs, without metrics, and says so.
+    let _taken = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    s.start();
+    let log = std::fs::read_to_string(s.futurnal_home().join("logs/orchestrator.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "metrics not served: cannot listen on 127.0.0.1:{port}"
+        )),
+        "{log}"
+    );
+    s.ok(&["orchestrator", "stop"]);
+}
