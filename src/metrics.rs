@@ -14,8 +14,9 @@
 //! per `STORE_REFRESH` by the listener: its readers make the jobs' writers wait.
 //! The listener binds loopback only (the configuration refuses anything else), runs on its own
 //! thread with its own connections (queue.db is WAL: its readers never block the daemon), answers
-//! one client at a time, reading at most `MAX_REQUEST` bytes within `CLIENT_DEADLINE`, and stops
-//! when its `Listener` is dropped. `tests/prometheus.rs`: a real Prometheus scrapes it.
+//! one client at a time, reading at most `MAX_REQUEST` bytes within `CLIENT_DEADLINE` in all
+//! (`tests::a_silent_or_dribbling_client_holds_the_listener_only_until_its_deadline`), and stops
+//! when its `Listener` is dropped (waiting at most for the client it is answering). `tests/prometheus.rs`: a real Prometheus scrapes it.
 //! Health check states are not served yet: `health` imports `daemon`, which starts this listener,
 //! so importing `health` here would make an import cycle (see ARCHITECTURE.md).
 
@@ -530,6 +531,11 @@ impl Drop for Listener {
 /// configuration refuses anything else). A listener that cannot bind is logged and the daemon
 /// runs without it: metrics are an add-on, never a reason to stop ingesting.
 pub fn serve(home: &Home, listen: &str) -> Option<Listener> {
+    serve_with(home, listen, CLIENT_DEADLINE)
+}
+
+/// `serve`, giving each client `deadline` (tests use a short one).
+fn serve_with(home: &Home, listen: &str, deadline: Duration) -> Option<Listener> {
     if listen.is_empty() {
         return None;
     }
@@ -567,8 +573,10 @@ pub fn serve(home: &Home, listen: &str) -> Option<Listener> {
                 if flag.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Ok(stream) = conn {
-                    answer(stream, &home, &mut kept);
+                match conn {
+                    Ok(stream) => answer(stream, &home, &mut kept, deadline),
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
                 }
             }
         });
@@ -618,9 +626,9 @@ fn route(head: &[u8]) -> Request {
     }
 }
 
-/// Answer one client within `CLIENT_DEADLINE`, reading at most `MAX_REQUEST` bytes.
-fn answer(mut stream: TcpStream, home: &Home, kept: &mut Kept) {
-    let deadline = Instant::now() + CLIENT_DEADLINE;
+/// Answer one client within `deadline`, reading at most `MAX_REQUEST` bytes.
+fn answer(mut stream: TcpStream, home: &Home, kept: &mut Kept, deadline: Duration) {
+    let deadline = Instant::now() + deadline;
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     let request = loop {
@@ -936,5 +944,40 @@ mod tests {
         // Once the figures are older than the refresh, they are read again.
         kept.store.as_mut().unwrap().0 -= STORE_REFRESH;
         assert_eq!(docs(&render(&home, &mut kept)).as_deref(), Some("2"));
+    }
+
+    /// A client that sends nothing, or dribbles its request, holds the listener for at most the
+    /// deadline: the next scrape is answered.
+    #[test]
+    fn a_silent_or_dribbling_client_holds_the_listener_only_until_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let deadline = Duration::from_millis(300);
+        let listener = serve_with(&home, "127.0.0.1:0", deadline).expect("listening");
+        let addr = listener.addr;
+        let _silent = TcpStream::connect(addr).unwrap();
+        let mut dribbling = TcpStream::connect(addr).unwrap();
+        let dribbler = std::thread::spawn(move || {
+            // One byte at a time, never finishing the head, until the listener hangs up.
+            while dribbling.write_all(b"G").is_ok() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let started = Instant::now();
+        let mut s = TcpStream::connect(addr).unwrap();
+        // Fails the test rather than hanging it when a client is never cut off.
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        // Two clients ahead of it, each cut at the deadline.
+        assert!(
+            started.elapsed() < deadline * 2 + Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(listener);
+        dribbler.join().unwrap();
     }
 }
