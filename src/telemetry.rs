@@ -188,6 +188,30 @@ pub fn oldest_pending_ms(conn: &Connection, now: i64) -> rusqlite::Result<Option
     )
 }
 
+/// The samples taken in `since..=until`, oldest first.
+pub fn samples(conn: &Connection, since: i64, until: i64) -> rusqlite::Result<Vec<Sample>> {
+    let mut stmt = conn.prepare(
+        "SELECT at, pending, running, failed, quarantined, oldest_pending_ms, oldest_running_ms,
+                workers_busy, wal_bytes, free_disk_bytes
+         FROM telemetry_samples WHERE at >= ?1 AND at <= ?2 ORDER BY at",
+    )?;
+    stmt.query_map(params![since, until], |r| {
+        Ok(Sample {
+            at: r.get(0)?,
+            pending: r.get(1)?,
+            running: r.get(2)?,
+            failed: r.get(3)?,
+            quarantined: r.get(4)?,
+            oldest_pending_ms: r.get(5)?,
+            oldest_running_ms: r.get(6)?,
+            workers_busy: r.get(7)?,
+            wal_bytes: r.get(8)?,
+            free_disk_bytes: r.get(9)?,
+        })
+    })?
+    .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Throughput.
 

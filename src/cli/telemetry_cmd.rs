@@ -51,6 +51,15 @@ pub enum TelemetryCommand {
         #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
         format: TableOrJson,
     },
+    /// The daemon's periodic samples: queue depth, oldest waiting and running job, workers, WAL,
+    /// free disk
+    Samples {
+        /// The window: a duration back from now (30m, 1h, 7d) or a date
+        #[arg(long, default_value = "1h")]
+        since: String,
+        #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+        format: TableOrJson,
+    },
     /// Delete finished jobs (succeeded, cancelled) and telemetry older than N days
     Clean {
         /// Keep this many days
@@ -144,6 +153,21 @@ pub fn run(
             match format {
                 TableOrJson::Json => print_json(&f),
                 TableOrJson::Table => print!("{}", render_failures(&f, &window)),
+            }
+            Ok(())
+        }
+        TelemetryCommand::Samples {
+            since: window,
+            format,
+        } => {
+            let from = since(&window, now)?;
+            let samples = match &db {
+                Some(db) => telemetry::samples(db.conn(), from, now).map_err(|e| sql(home, e))?,
+                None => Vec::new(),
+            };
+            match format {
+                TableOrJson::Json => print_json(&samples),
+                TableOrJson::Table => print!("{}", render_samples(&samples, from, &window)),
             }
             Ok(())
         }
@@ -282,6 +306,50 @@ fn render_chart(t: &telemetry::Throughput) -> String {
         out.push('\n');
     }
     out
+}
+
+fn render_samples(samples: &[telemetry::Sample], since: i64, window: &str) -> String {
+    if samples.is_empty() {
+        return format!(
+            "no samples since {} ({window}); the daemon takes one every \
+             telemetry.sample_interval_seconds while it runs\n",
+            display::timestamp(since)
+        );
+    }
+    let age = |ms: Option<i64>| ms.map_or_else(|| "-".to_string(), display::duration_ms);
+    let rows: Vec<Vec<String>> = samples
+        .iter()
+        .map(|s| {
+            vec![
+                display::timestamp(s.at),
+                s.pending.to_string(),
+                s.running.to_string(),
+                s.failed.to_string(),
+                s.quarantined.to_string(),
+                age(s.oldest_pending_ms),
+                age(s.oldest_running_ms),
+                s.workers_busy.to_string(),
+                display::size(s.wal_bytes.max(0) as u64),
+                s.free_disk_bytes
+                    .map_or_else(|| "-".to_string(), |b| display::size(b.max(0) as u64)),
+            ]
+        })
+        .collect();
+    display::columns(
+        &[
+            "AT",
+            "PENDING",
+            "RUNNING",
+            "FAILED",
+            "QUARANTINED",
+            "OLDEST WAITING",
+            "OLDEST RUNNING",
+            "BUSY",
+            "WAL",
+            "FREE DISK",
+        ],
+        &rows,
+    )
 }
 
 fn render_failures(f: &telemetry::Failures, window: &str) -> String {
