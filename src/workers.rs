@@ -6,9 +6,10 @@
 //! cancellation and graceful shutdown.
 //! Invariants: the pool never runs more than `effective_workers` jobs; all queue.db writes happen
 //! on the daemon's main loop (worker threads only send messages), each state change in one
-//! transaction with its event; a running job's lease is `last progress + stall_timeout_seconds`,
-//! renewed every tick, and a lapsed lease is rescued (ours: a `timeout` failure retried by policy;
-//! anyone else's: handed back as after a crash); a job stopped by shutdown goes back to pending
+//! transaction with its event and, when an attempt ends, its telemetry row (`telemetry`); a
+//! running job's lease is `last progress + stall_timeout_seconds`, renewed every tick, and a
+//! lapsed lease is rescued (ours: a `timeout` failure retried by policy; anyone else's: handed
+//! back as after a crash); a job stopped by shutdown goes back to pending
 //! without using up an attempt; a cancelled job ends CANCELLED, never FAILED; a job that ends
 //! without a report (its thread panicked, it failed, stalled or was force-cancelled) records what
 //! its run committed, and a panic's message reaches neither the log nor queue.db.
