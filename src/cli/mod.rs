@@ -153,6 +153,7 @@ fn topic_for_args(args: &[std::ffi::OsString]) -> &'static str {
         Some("config") => topics::CONFIGURATION,
         Some("runbook") => topics::RUNBOOK_HARNESS,
         Some("help") => topics::READING_THE_BOOK,
+        Some("telemetry") => topics::TELEMETRY,
         _ => "operator-guide",
     }
 }

@@ -71,7 +71,7 @@ pub enum TelemetryCommand {
         #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
         format: TableOrJson,
     },
-    /// Print the metrics for node_exporter's textfile collector (written by `metrics`)
+    /// Print the metrics in Prometheus text format, for node_exporter's textfile collector
     Export {
         #[arg(long, value_enum)]
         format: ExportFormat,
