@@ -16,7 +16,8 @@
 //! thread with its own connections (queue.db is WAL: its readers never block the daemon), answers
 //! one client at a time, reading at most `MAX_REQUEST` bytes within `CLIENT_DEADLINE` in all
 //! (`tests::a_silent_or_dribbling_client_holds_the_listener_only_until_its_deadline`), and stops
-//! when its `Listener` is dropped (waiting at most for the client it is answering). `tests/prometheus.rs`: a real Prometheus scrapes it.
+//! when its `Listener` is dropped (waiting at most for the client it is answering).
+//! `tests/prometheus.rs`: a real Prometheus scrapes it.
 //! Health check states are not served yet: `health` imports `daemon`, which starts this listener,
 //! so importing `health` here would make an import cycle (see ARCHITECTURE.md).
 
@@ -118,10 +119,17 @@ fn render(home: &Home, kept: &mut Kept) -> String {
                 .map_err(|e| e.to_string())?;
             Ok(db)
         });
+    // Written aside and kept only whole: a read that fails halfway shows no figure of it.
+    let mut queue_out = Out {
+        text: String::new(),
+    };
     let queue_ok = match &queue {
-        Ok(db) => queue_metrics(&mut out, db, kept, now),
+        Ok(db) => queue_metrics(&mut queue_out, db, kept, now),
         Err(e) => Err(e.clone()),
     };
+    if queue_ok.is_ok() {
+        out.text.push_str(&queue_out.text);
+    }
     drop(queue);
     if let Err(e) = &queue_ok {
         tracing::debug!("metrics: queue.db not read: {e}");
@@ -187,13 +195,8 @@ fn render(home: &Home, kept: &mut Kept) -> String {
         &[("database", "store")],
         f64::from(u8::from(store_ok)),
     );
-    health_metrics(&mut out);
     out.text
 }
-
-/// Health check states. `src/health.rs` (another part of issue 9) did not exist when this was
-/// written; its checks become `futurnal_health_check{check, status}` here once it lands.
-fn health_metrics(_out: &mut Out) {}
 
 fn queue_metrics(out: &mut Out, db: &QueueDb, kept: &mut Kept, now: i64) -> Result<(), String> {
     let conn = db.conn();
