@@ -370,6 +370,22 @@ fn throughput_after_ingesting_fixtures_matches_the_jobs_own_figures() {
             .unwrap_or_else(|| panic!("{line}"));
         assert!((shown - own).abs() <= own * 0.051, "{line} vs {own}");
     }
+    // Telemetry lives in queue.db: a restart changes nothing of it.
+    s.ok(&["orchestrator", "stop"]);
+    s.start();
+    let again = s.json(&[
+        "orchestrator",
+        "telemetry",
+        "throughput",
+        "--since",
+        "1h",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        (&again["bytes"], &again["busy_seconds"], &again["jobs"]),
+        (&t["bytes"], &t["busy_seconds"], &t["jobs"])
+    );
     let table = stdout(&s.ok(&["telemetry", "throughput", "--since", "1h", "--chart"]));
     assert!(table.contains("read per slice of the window"), "{table}");
 
