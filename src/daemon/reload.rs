@@ -33,7 +33,7 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Keys read only when the daemon starts (SQLite's journal mode is set when queue.db is opened):
 /// a reload keeps their running value and says a restart is needed.
-const RESTART_ONLY: &[&str] = &["queue.wal_mode"];
+const RESTART_ONLY: &[&str] = &["queue.wal_mode", "telemetry.metrics_listen"];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceChange {
@@ -811,6 +811,22 @@ mod tests {
             "source c added, source b removed, source a changed, 2 settings changed"
         );
         assert!(diff(&old, &old).is_empty());
+    }
+
+    /// The operator guide's "needs a restart" row names exactly `RESTART_ONLY`.
+    #[test]
+    fn the_book_lists_the_keys_that_need_a_restart() {
+        let guide = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/operator-guide.md"),
+        )
+        .unwrap();
+        let row = guide
+            .lines()
+            .find(|l| l.starts_with("| `") && l.contains("| needs a restart"))
+            .expect("the row");
+        let cell = row.split('|').nth(1).unwrap();
+        let keys: Vec<&str> = cell.split('`').skip(1).step_by(2).collect();
+        assert_eq!(keys, RESTART_ONLY);
     }
 
     #[test]
