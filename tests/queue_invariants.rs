@@ -51,6 +51,17 @@ fn a_crash_between_a_state_update_and_its_event_leaves_neither() {
     let out = s.run(&["orchestrator", "jobs", "wait", "1"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(s.job(1)["state"], "succeeded");
+    // Both attempts have their telemetry: the one the crash ended (handed back at the start
+    // that recovered it) and the one that succeeded.
+    let conn = rusqlite::Connection::open(&queue).unwrap();
+    let outcomes: Vec<String> = conn
+        .prepare("SELECT outcome FROM telemetry_attempts WHERE job_id = 1 ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(outcomes, ["pending", "succeeded"]);
 }
 
 /// A job runs with the retry policy of the daemon that claims it, not of the command that

@@ -65,7 +65,12 @@ pub fn recover_if_needed(
     let tx = crate::jobs::immediate(db.conn()).map_err(failed)?;
     // Jobs an earlier instance left running go back to the queue, whatever else happened: the
     // home's lock, which this instance holds, proves their instance is gone.
+    let left_running = orphaned_ids(&tx, instance_id).map_err(failed)?;
     let orphans = crate::jobs::rescue_orphans(&tx, instance_id, None, now).map_err(failed)?;
+    // Each ended attempt has its telemetry row, written with its state change.
+    for id in left_running {
+        crate::telemetry::record_from_row(&tx, id, now).map_err(failed)?;
+    }
     let unfinished = db.latest_instance()?.filter(|i| i.stopped_at.is_none());
     let crashed = match (marker, unfinished) {
         (None, None) if orphans == crate::jobs::Orphans::default() => {
@@ -99,6 +104,16 @@ pub fn recover_if_needed(
         "recovered from an unclean shutdown"
     );
     Ok(Some(row))
+}
+
+/// Jobs left `running` by other instances (what `rescue_orphans` hands back).
+fn orphaned_ids(tx: &rusqlite::Transaction<'_>, instance_id: &str) -> rusqlite::Result<Vec<i64>> {
+    tx.prepare("SELECT id FROM jobs WHERE state = ?1 AND COALESCE(instance_id, '') != ?2")?
+        .query_map(
+            rusqlite::params![crate::jobs::JobState::Running, instance_id],
+            |r| r.get(0),
+        )?
+        .collect()
 }
 
 /// The recovery row, and the instances that never stopped marked crashed.
