@@ -21,9 +21,9 @@ mod db;
 mod display;
 mod error;
 mod failure;
-mod health;
 #[doc(hidden)]
 pub mod fuzzing;
+mod health;
 mod home;
 mod ingest;
 mod jobs;
