@@ -750,30 +750,25 @@ impl Ctx<'_> {
             }
             Err(c) => return c,
         };
-        // Only attempts that read something: an incremental run that found nothing changed says
-        // nothing about speed.
-        let row = conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(bytes), 0),
-                    COALESCE(SUM(MAX(finished_at - started_at, 0)), 0)
-             FROM telemetry_attempts WHERE finished_at >= ?1 AND bytes > 0",
-            [self.now - HOUR_MS],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            },
-        );
-        let (n, bytes, run_ms) = match row {
-            Ok(r) => r,
-            // A queue.db from before telemetry: nothing to judge.
-            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => {
-                (0, 0, 0)
-            }
+        // The same figure as `telemetry throughput --since 1h`: bytes over the wall-clock time at
+        // least one attempt that read something was running (an incremental run that found
+        // nothing changed says nothing about speed).
+        // A queue.db from before telemetry (schema 3) has nothing to judge.
+        let version: i64 = match conn.query_row("PRAGMA user_version", [], |r| r.get(0)) {
+            Ok(v) => v,
             Err(e) => return self.sql_fail(N, e),
         };
-        if n == 0 {
+        let totals = if version < 3 {
+            crate::telemetry::Totals::default()
+        } else {
+            match crate::telemetry::throughput(&conn, self.now - HOUR_MS, self.now, None, 1) {
+                Ok(t) => t.totals,
+                Err(e) => return self.sql_fail(N, e),
+            }
+        };
+        let (n, bytes) = (totals.jobs, totals.bytes);
+        let run_ms = (totals.busy_seconds * 1000.0).round() as i64;
+        if bytes == 0 {
             return check(
                 N,
                 Level::Ok,

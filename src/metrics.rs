@@ -18,8 +18,9 @@
 //! (`tests::a_silent_or_dribbling_client_holds_the_listener_only_until_its_deadline`), and stops
 //! when its `Listener` is dropped (waiting at most for the client it is answering).
 //! `tests/prometheus.rs`: a real Prometheus scrapes it.
-//! Health check states are not served yet: `health` imports `daemon`, which starts this listener,
-//! so importing `health` here would make an import cycle (see ARCHITECTURE.md).
+//! Health check states come from the probe the operator layer registers (`set_health_probe`,
+//! `health::run` underneath): `health` reads the daemon's lock and recorded configuration, and the
+//! daemon starts this listener, so importing `health` here would make an import cycle.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -29,6 +30,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use std::sync::OnceLock;
 
 use crate::clock::now_ms;
 use crate::home::Home;
@@ -99,6 +102,16 @@ fn seconds(ms: i64) -> f64 {
 
 /// The metrics of this home, in Prometheus text exposition format 0.0.4. Reads only; a database
 /// that cannot be read leaves its metrics out and says so in `futurnal_database_readable`.
+/// Each health check's name and level (0 ok, 1 warn, 2 fail), for `futurnal_health_check`.
+pub type HealthProbe = fn(&Home) -> Vec<(&'static str, u8)>;
+
+static HEALTH_PROBE: OnceLock<HealthProbe> = OnceLock::new();
+
+/// Register how health is checked (once per process, by the command line before it dispatches).
+pub fn set_health_probe(probe: HealthProbe) {
+    let _ = HEALTH_PROBE.set(probe);
+}
+
 pub fn render_prometheus(home: &Home) -> String {
     render(home, &mut Kept::default())
 }
@@ -170,6 +183,21 @@ fn render(home: &Home, kept: &mut Kept) -> String {
         }
     }
     let store_ok = figures.is_some();
+
+    if let Some(probe) = HEALTH_PROBE.get() {
+        out.family(
+            "futurnal_health_check",
+            "gauge",
+            "Each health check's level, as `futurnal orchestrator health` reports it: 0 ok, 1 warn, 2 fail.",
+        );
+        for (check, level) in probe(home) {
+            out.sample(
+                "futurnal_health_check",
+                &[("check", check)],
+                f64::from(level),
+            );
+        }
+    }
 
     out.family(
         "futurnal_home_free_bytes",

@@ -188,6 +188,9 @@ fn a_real_prometheus_scrapes_the_daemon_and_answers_with_its_series() {
         one("sum(futurnal_job_duration_seconds_count)"),
         one("sum(futurnal_job_attempts_total)")
     );
+    // Every health check has its level; the running daemon's is ok.
+    assert_eq!(query(web_port, "futurnal_health_check").len(), 10);
+    assert_eq!(one("futurnal_health_check{check=\"daemon\"}"), 0.0);
     // No series carries a path: labels are names, states, kinds, outcomes and classes.
     let all = query(web_port, "{job=\"futurnal\"}");
     assert!(!all.is_empty());

@@ -64,6 +64,25 @@ pub fn run(home: &Home, overrides: &Overrides, args: HealthArgs) -> Result<(), C
     }
 }
 
+/// Every health check's level for the metrics (`metrics::HealthProbe`), with the configuration
+/// the running orchestrator runs.
+pub fn probe(home: &Home) -> Vec<(&'static str, u8)> {
+    let loaded = super::sources_cmd::effective_config(home, &Overrides::default());
+    let config = loaded.as_ref().map_err(|e| e.what.clone());
+    health::run(home, config, None)
+        .checks
+        .iter()
+        .map(|c| {
+            let level = match c.status {
+                Level::Ok | Level::NotApplicable => 0,
+                Level::Warn => 1,
+                Level::Fail => 2,
+            };
+            (c.name, level)
+        })
+        .collect()
+}
+
 /// The exit status for a report's level.
 pub fn exit_code(level: Level) -> ExitCode {
     match level {

@@ -162,6 +162,7 @@ fn topic_for_args(args: &[std::ffi::OsString]) -> &'static str {
 pub fn main() -> std::process::ExitCode {
     // args_os: paths need not be UTF-8 (`--config` takes any path), and `std::env::args` panics
     // on one that is not; clap reports any other non-UTF-8 argument as a usage error.
+    crate::metrics::set_health_probe(health_cmd::probe);
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
