@@ -761,7 +761,7 @@ impl Ctx<'_> {
         let totals = if version < 3 {
             crate::telemetry::Totals::default()
         } else {
-            match crate::telemetry::throughput(&conn, self.now - HOUR_MS, self.now, None, 1) {
+            match crate::telemetry::throughput(conn, self.now - HOUR_MS, self.now, None, 1) {
                 Ok(t) => t.totals,
                 Err(e) => return self.sql_fail(N, e),
             }
