@@ -54,6 +54,7 @@ impl Expected {
             "integer" => Some(Expected::WholeNumber),
             "number" => Some(Expected::Number),
             "boolean" => Some(Expected::Boolean),
+            "string" => Some(Expected::Text),
             _ => None,
         }
     }
