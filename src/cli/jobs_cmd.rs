@@ -261,9 +261,22 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
                 return Err(no_such_job(home, None, job_id).into());
             };
             let actor = super::sources_cmd::actor();
-            match jobs::request_cancel(db.conn(), job_id, &reason, &actor, now_ms())
-                .map_err(|e| sql(home, e))?
-            {
+            let outcome = jobs::request_cancel(db.conn(), job_id, &reason, &actor, now_ms())
+                .map_err(|e| sql(home, e))?;
+            if let Some(o @ (CancelOutcome::Cancelled | CancelOutcome::Requested)) = &outcome {
+                // Audited like every operator action; a broken configuration audits (default on).
+                let audit_on = crate::daemon::load_config(home, &Default::default())
+                    .map(|l| l.config.security.audit_logging)
+                    .unwrap_or(true);
+                crate::security::audit(
+                    home,
+                    audit_on,
+                    "job.cancel",
+                    serde_json::json!({"job": job_id, "reason": reason,
+                        "was_running": matches!(o, CancelOutcome::Requested)}),
+                );
+            }
+            match outcome {
                 None => Err(no_such_job(home, Some(&db), job_id).into()),
                 Some(CancelOutcome::Cancelled) => {
                     println!("cancelled job {job_id}: it was waiting and will not run");

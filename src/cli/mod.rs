@@ -5,6 +5,7 @@
 //! runbook topic) or as a clap usage error followed by the same two lines; `main` never panics on
 //! bad input.
 
+mod audit_cmd;
 mod config_cmd;
 mod health_cmd;
 mod help;
@@ -76,6 +77,11 @@ pub enum Command {
     /// The specification's spelling of `orchestrator health`
     #[command(hide = true)]
     Health(health_cmd::HealthArgs),
+    /// Verify and list the tamper-evident audit log of operator actions
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +124,12 @@ pub enum OrchestratorCommand {
     Telemetry {
         #[command(subcommand)]
         command: telemetry_cmd::TelemetryCommand,
+    },
+    /// The same as `futurnal audit`
+    #[command(hide = true)]
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
     },
     /// Show whether the orchestrator runs, and what is queued
     Status {
@@ -203,6 +215,7 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
             telemetry_cmd::run(&Home::resolve()?, &overrides, command)
         }
         Command::Health(args) => health_cmd::run(&Home::resolve()?, &overrides, args),
+        Command::Audit { command } => audit_cmd::run(&Home::resolve()?, command),
         Command::Config { command } => {
             let home = Home::resolve()?;
             config_cmd::run(&home, &overrides, command).map_err(Into::into)
@@ -226,6 +239,7 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
                     sources_cmd::run(&home, &overrides, command)
                 }
                 OrchestratorCommand::Jobs { command } => jobs_cmd::run(&home, command),
+                OrchestratorCommand::Audit { command } => audit_cmd::run(&home, command),
                 OrchestratorCommand::Quarantine { command } => {
                     quarantine_cmd::run(&home, &overrides, command)
                 }

@@ -490,6 +490,13 @@ fn trigger(home: &Home, loaded: &Loaded, name: &str, wait: bool) -> Result<(), C
     let db = queue_for_write(home)?;
     let enqueued = jobs::enqueue_run(db.conn(), source, "manual", &actor(), now_ms())
         .map_err(|e| sql(home, e))?;
+    crate::security::audit(
+        home,
+        loaded.config.security.audit_logging,
+        "source.trigger",
+        json!({"source": source.name, "job": enqueued.id(),
+               "joined": matches!(enqueued, Enqueued::Coalesced(_))}),
+    );
     match enqueued {
         Enqueued::New(id) => println!("queued run job {id} for source {name}"),
         Enqueued::Coalesced(id) => {

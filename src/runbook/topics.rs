@@ -35,6 +35,8 @@ pub const CHECK_DISK: &str = "check-disk";
 pub const CHECK_CONFIG: &str = "check-config";
 pub const CHECK_PENDING: &str = "check-pending_age";
 pub const CHECK_THROUGHPUT: &str = "check-throughput";
+// Security (security.rs, cli/audit_cmd.rs).
+pub const AUDIT_LOG: &str = "the-audit-log";
 
 /// Every topic (the test below checks each resolves).
 #[cfg(test)]
@@ -69,6 +71,7 @@ pub(crate) const ALL: &[&str] = &[
     CHECK_CONFIG,
     CHECK_PENDING,
     CHECK_THROUGHPUT,
+    AUDIT_LOG,
 ];
 
 #[cfg(test)]
