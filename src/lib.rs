@@ -13,6 +13,7 @@
 //! - the daemon: `logging`, `security` (the audit log), `workers`, `daemon`, `health` (the checks);
 //! - talking to operators: `error` (operator errors, worded for the command), `cli`.
 
+mod backup;
 mod cli;
 mod clock;
 mod config;

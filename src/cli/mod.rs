@@ -6,6 +6,7 @@
 //! bad input.
 
 mod audit_cmd;
+mod backup_cmd;
 mod config_cmd;
 mod health_cmd;
 mod help;
@@ -131,6 +132,10 @@ pub enum OrchestratorCommand {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
+    /// Take an online backup of the queue, the store and the configuration; `backup verify PATH`
+    Backup(backup_cmd::BackupArgs),
+    /// Restore a backup (the orchestrator must be stopped); the replaced files are kept aside
+    Restore(backup_cmd::RestoreArgs),
     /// Show whether the orchestrator runs, and what is queued
     Status {
         /// Also show instance, heartbeat, database and file details
@@ -226,7 +231,15 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
                 OrchestratorCommand::Start {
                     foreground,
                     detached_child,
-                } => daemon::start(&home, &overrides, foreground, detached_child),
+                } => {
+                    if !detached_child {
+                        // A restore killed half way is finished before anything opens the home.
+                        let _ = crate::backup::finish_interrupted(&home);
+                    }
+                    daemon::start(&home, &overrides, foreground, detached_child)
+                }
+                OrchestratorCommand::Backup(args) => backup_cmd::backup(&home, &overrides, args),
+                OrchestratorCommand::Restore(args) => backup_cmd::restore(&home, &overrides, args),
                 OrchestratorCommand::Stop { force } => {
                     // Audit the request even when the configuration is broken: default is on.
                     let audit_on = daemon::load_config(&home, &overrides)

@@ -309,6 +309,12 @@ schema! {
             check |v| in_range(*v, 1, 1_000_000);
             doc "Health warns when queue.db's write-ahead log is larger than this (MiB).";
     }
+    backup: Backup / FileBackup {
+        keep: u32 = 7;
+            env "FUTURNAL_BACKUP_KEEP"; kind "integer"; default_doc "7";
+            check |v| in_range(*v, 1, 10_000);
+            doc "Backups `orchestrator backup` keeps in its folder; it removes older ones after writing a new one.";
+    }
     security: Security / FileSecurity {
         audit_logging: bool = true;
             env "FUTURNAL_SECURITY_AUDIT_LOGGING"; kind "boolean"; default_doc "true";

@@ -35,6 +35,8 @@ pub const CHECK_DISK: &str = "check-disk";
 pub const CHECK_CONFIG: &str = "check-config";
 pub const CHECK_PENDING: &str = "check-pending_age";
 pub const CHECK_THROUGHPUT: &str = "check-throughput";
+pub const BACKUPS: &str = "backups";
+pub const RESTORE: &str = "restoring-a-backup";
 // Security (security.rs, cli/audit_cmd.rs).
 pub const AUDIT_LOG: &str = "the-audit-log";
 
@@ -71,6 +73,8 @@ pub(crate) const ALL: &[&str] = &[
     CHECK_CONFIG,
     CHECK_PENDING,
     CHECK_THROUGHPUT,
+    BACKUPS,
+    RESTORE,
     AUDIT_LOG,
 ];
 

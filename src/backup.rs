@@ -1,0 +1,573 @@
+//! Backups and restores of a home: online snapshots of queue.db and store.db, their manifest,
+//! retention, verification, and the restore that puts a backup in place.
+//!
+//! Owns: `backups/<UTC timestamp>/` (queue.db, store.db, orchestrator.yaml, manifest.json), the
+//! staged files `<name>.restore-tmp`, the restore journal `.restore_journal` and the folders
+//! `backups/replaced-<UTC timestamp>/` where a restore keeps what it replaced.
+//! Invariants:
+//! - a snapshot is `VACUUM INTO` from one read transaction, so it is consistent while the daemon
+//!   writes (WAL readers never block it); counts and schema versions are read from the copies;
+//! - a backup is built under `backups/.tmp-*` and renamed into place only once every file and the
+//!   manifest are written and synced: a directory named like a backup is complete
+//!   (`tests/backup.rs::kill_minus_nine_during_backup_leaves_no_complete_looking_directory`);
+//!   folders 0700, files 0600;
+//! - restore holds the home's instance lock (no daemon can start meanwhile), verifies first,
+//!   stages every file beside its target, writes the journal, then moves the old files (with
+//!   their -wal/-shm/-journal) aside and renames the staged ones in: an interrupted restore is
+//!   rolled forward by the next restore or start (`finish_interrupted`), never half left
+//!   (`tests/backup.rs::kill_minus_nine_during_restore_is_finished_by_the_next_start`);
+//! - nothing a restore replaces is deleted.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::daemon::lock::{self, AcquireError, LockInfo};
+use crate::home::{self, DB_COMPANIONS, Home, NO_FOLLOW};
+
+pub const MANIFEST: &str = "manifest.json";
+pub const CONFIG_NAME: &str = "orchestrator.yaml";
+const JOURNAL: &str = ".restore_journal";
+const STAGED: &str = "restore-tmp";
+const TMP_PREFIX: &str = ".tmp-";
+const REPLACED_PREFIX: &str = "replaced-";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    pub name: String,
+    pub size: u64,
+    pub blake3: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub futurnal_version: String,
+    pub created_at: String,
+    /// `PRAGMA user_version` of each copied database.
+    pub queue_schema: Option<i64>,
+    pub store_schema: Option<i64>,
+    pub files: Vec<FileEntry>,
+    pub sources: Vec<String>,
+    pub documents: Option<i64>,
+    pub jobs: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackupReport {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    /// Older backups removed by retention.
+    pub removed: Vec<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the home is locked by a running orchestrator")]
+    Running,
+}
+
+fn timestamp() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string()
+}
+
+fn private_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(NO_FOLLOW)
+        .open(path)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// blake3 and size of a file, streamed.
+pub fn checksum(path: &Path) -> io::Result<FileEntry> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(NO_FOLLOW)
+        .open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok(FileEntry {
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        size,
+        blake3: hasher.finalize().to_hex().to_string(),
+    })
+}
+
+fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    Ok(conn)
+}
+
+/// Copy one live database into `dest` (a new 0600 file) from one read transaction.
+fn snapshot(src: &Path, dest: &Path) -> Result<(), BackupError> {
+    // VACUUM INTO wants an absent or empty file; creating it first makes it private.
+    drop(private_file(dest)?);
+    let conn = open_read_only(src)?;
+    conn.execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
+    drop(conn);
+    File::open(dest)?.sync_all()?;
+    Ok(())
+}
+
+fn count(conn: &Connection, table: &str) -> Option<i64> {
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .ok()
+}
+
+fn user_version(conn: &Connection) -> Option<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0)).ok()
+}
+
+/// Take a backup of `home` into a new timestamped folder under `dir`.
+pub fn backup(
+    home: &Home,
+    dir: &Path,
+    config_file: Option<&Path>,
+    sources: Vec<String>,
+    keep: usize,
+) -> Result<BackupReport, BackupError> {
+    let started = std::time::Instant::now();
+    home::create_private_dir(dir)?;
+    remove_stale_temporaries(dir);
+    let mut name = timestamp();
+    let mut n = 1;
+    while dir.join(&name).exists() {
+        n += 1;
+        name = format!("{}-{n}", timestamp());
+    }
+    let tmp = dir.join(format!("{TMP_PREFIX}{name}-{}", std::process::id()));
+    home::create_private_dir(&tmp)?;
+    let mut manifest = Manifest {
+        futurnal_version: env!("CARGO_PKG_VERSION").into(),
+        created_at: jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
+        queue_schema: None,
+        store_schema: None,
+        files: Vec::new(),
+        sources,
+        documents: None,
+        jobs: None,
+    };
+    for db in home::DATABASES {
+        let src = home.root().join(db);
+        if !src.exists() {
+            continue;
+        }
+        let dest = tmp.join(db);
+        snapshot(&src, &dest)?;
+        let conn = open_read_only(&dest)?;
+        if *db == "queue.db" {
+            manifest.queue_schema = user_version(&conn);
+            manifest.jobs = count(&conn, "jobs");
+        } else {
+            manifest.store_schema = user_version(&conn);
+            manifest.documents = count(&conn, "documents");
+        }
+        manifest.files.push(checksum(&dest)?);
+    }
+    if let Some(cfg) = config_file.filter(|p| p.is_file()) {
+        let dest = tmp.join(CONFIG_NAME);
+        let mut out = private_file(&dest)?;
+        io::copy(&mut File::open(cfg)?, &mut out)?;
+        out.sync_all()?;
+        manifest.files.push(checksum(&dest)?);
+    }
+    let json = serde_json::to_vec_pretty(&manifest).map_err(io::Error::other)?;
+    let mut m = private_file(&tmp.join(MANIFEST))?;
+    io::Write::write_all(&mut m, &json)?;
+    m.sync_all()?;
+    sync_dir(&tmp)?;
+    let path = dir.join(&name);
+    fs::rename(&tmp, &path)?;
+    sync_dir(dir)?;
+    let removed = prune(dir, keep)?;
+    let bytes = manifest.files.iter().map(|f| f.size).sum();
+    Ok(BackupReport {
+        path,
+        manifest,
+        bytes,
+        duration_ms: started.elapsed().as_millis() as u64,
+        removed,
+    })
+}
+
+/// Is `name` a complete backup's folder name (a timestamp, maybe with `-N`)?
+fn is_backup_name(name: &str) -> bool {
+    let stamp = name.split('-').next().unwrap_or("");
+    stamp.len() == 16
+        && stamp.ends_with('Z')
+        && stamp.as_bytes().get(8) == Some(&b'T')
+        && stamp
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| i == 8 || i == 15 || b.is_ascii_digit())
+}
+
+/// The complete backups in `dir`, oldest first.
+pub fn list(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_backup_name(&name)
+            && entry.file_type()?.is_dir()
+            && entry.path().join(MANIFEST).is_file()
+        {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Keep the newest `keep` backups in `dir`; remove the others.
+fn prune(dir: &Path, keep: usize) -> io::Result<Vec<PathBuf>> {
+    let all = list(dir)?;
+    let excess = all.len().saturating_sub(keep.max(1));
+    let mut removed = Vec::new();
+    for old in all.into_iter().take(excess) {
+        fs::remove_dir_all(&old)?;
+        removed.push(old);
+    }
+    Ok(removed)
+}
+
+/// Temporary folders of backups whose process died (kill -9): never complete, so removed.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(TMP_PREFIX) else {
+            continue;
+        };
+        let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// What `verify` found.
+#[derive(Debug, Serialize)]
+pub struct Verified {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+    /// One line per problem; empty when the backup is sound.
+    pub problems: Vec<String>,
+}
+
+/// Check a backup's checksums and run `PRAGMA integrity_check` on its databases (read-only).
+pub fn verify(path: &Path) -> Result<Verified, BackupError> {
+    let text = fs::read(path.join(MANIFEST)).map_err(|e| {
+        BackupError::Invalid(format!(
+            "{} has no readable {MANIFEST} ({e}): it is not a complete futurnal backup",
+            home::display_path(path)
+        ))
+    })?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
+        BackupError::Invalid(format!(
+            "{MANIFEST} in {} is not valid: {e}",
+            home::display_path(path)
+        ))
+    })?;
+    let mut problems = Vec::new();
+    for entry in &manifest.files {
+        // A name from the manifest must stay inside the backup.
+        if entry.name.contains('/') || entry.name.starts_with('.') {
+            problems.push(format!("{}: not a file name a backup holds", entry.name));
+            continue;
+        }
+        match checksum(&path.join(&entry.name)) {
+            Ok(found) if found.size != entry.size => problems.push(format!(
+                "{}: {} bytes, the manifest says {}",
+                entry.name, found.size, entry.size
+            )),
+            Ok(found) if found.blake3 != entry.blake3 => problems.push(format!(
+                "{}: checksum differs from the manifest",
+                entry.name
+            )),
+            Ok(_) => {}
+            Err(e) => problems.push(format!("{}: {e}", entry.name)),
+        }
+    }
+    for entry in manifest.files.iter().filter(|f| f.name.ends_with(".db")) {
+        let db = path.join(&entry.name);
+        let result = open_read_only(&db).and_then(|c| {
+            let mut stmt = c.prepare("PRAGMA integrity_check")?;
+            let rows: Vec<String> = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        });
+        match result {
+            Ok(rows) if rows == ["ok"] => {}
+            Ok(rows) => problems.push(format!(
+                "{}: integrity check failed ({} problem(s))",
+                entry.name,
+                rows.len()
+            )),
+            Err(e) => problems.push(format!("{}: integrity check failed: {e}", entry.name)),
+        }
+    }
+    Ok(Verified {
+        path: path.to_path_buf(),
+        manifest,
+        problems,
+    })
+}
+
+/// Which parts of a backup a restore puts in place.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts {
+    pub queue: bool,
+    pub store: bool,
+    pub config: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    /// Where the replaced files go.
+    aside: PathBuf,
+    /// (staged file, target) pairs, every staged file complete and synced.
+    moves: Vec<(PathBuf, PathBuf)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Restored {
+    pub from: PathBuf,
+    /// The folder holding what was replaced (nothing is deleted).
+    pub aside: PathBuf,
+    pub restored: Vec<PathBuf>,
+    pub moved_aside: Vec<PathBuf>,
+}
+
+fn take_lock(home: &Home) -> Result<lock::InstanceLock, BackupError> {
+    let info = LockInfo {
+        pid: std::process::id(),
+        instance_id: "restore".into(),
+        started_at: crate::clock::now_ms(),
+    };
+    match lock::acquire(home, &info) {
+        Ok(l) => Ok(l),
+        Err(AcquireError::Held(_)) => Err(BackupError::Running),
+        Err(AcquireError::Io(e)) => Err(e.into()),
+    }
+}
+
+fn staged(target: &Path) -> PathBuf {
+    let mut s = target.as_os_str().to_owned();
+    s.push(format!(".{STAGED}"));
+    PathBuf::from(s)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Move `target` and its SQLite side files into `aside` (created on first use).
+fn move_aside(target: &Path, aside: &Path, moved: &mut Vec<PathBuf>) -> io::Result<()> {
+    let mut files = vec![target.to_path_buf()];
+    files.extend(DB_COMPANIONS.iter().map(|s| with_suffix(target, s)));
+    for f in files {
+        if fs::symlink_metadata(&f).is_err() {
+            continue;
+        }
+        home::create_private_dir(aside)?;
+        let dest = aside.join(f.file_name().unwrap_or_default());
+        fs::rename(&f, &dest)?;
+        moved.push(dest);
+    }
+    Ok(())
+}
+
+/// Apply a journal: idempotent, so a restore killed anywhere after writing it is finished here.
+fn apply(home: &Home, journal: &Journal) -> io::Result<Vec<PathBuf>> {
+    let mut moved = Vec::new();
+    for (stage, target) in &journal.moves {
+        if !stage.exists() {
+            continue; // already renamed into place
+        }
+        move_aside(target, &journal.aside, &mut moved)?;
+        fs::rename(stage, target)?;
+    }
+    sync_dir(home.root())?;
+    if home.config_dir().is_dir() {
+        sync_dir(&home.config_dir())?;
+    }
+    fs::remove_file(home.root().join(JOURNAL))?;
+    sync_dir(home.root())?;
+    Ok(moved)
+}
+
+/// Finish a restore a kill interrupted after its files were staged; remove staged files of one
+/// interrupted before (the home was not touched yet). Called by `restore` and at start, holding
+/// the lock. True when it finished one.
+fn finish_locked(home: &Home) -> Result<bool, BackupError> {
+    let journal_path = home.root().join(JOURNAL);
+    let finished = match fs::read(&journal_path) {
+        Ok(text) => {
+            let journal: Journal = serde_json::from_slice(&text).map_err(io::Error::other)?;
+            apply(home, &journal)?;
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e.into()),
+    };
+    for dir in [home.root().to_path_buf(), home.config_dir()] {
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(&format!(".{STAGED}"))
+                {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+    Ok(finished)
+}
+
+/// At start (before the daemon takes the lock): finish an interrupted restore, if any.
+pub fn finish_interrupted(home: &Home) -> Result<bool, BackupError> {
+    if !home.root().join(JOURNAL).exists() {
+        return Ok(false);
+    }
+    let _lock = take_lock(home)?;
+    finish_locked(home)
+}
+
+/// Restore `parts` of the backup at `from` into `home`, after verifying it.
+pub fn restore(
+    home: &Home,
+    from: &Path,
+    parts: Parts,
+    config_target: &Path,
+) -> Result<Restored, BackupError> {
+    let _lock = take_lock(home)?;
+    finish_locked(home)?;
+    let verified = verify(from)?;
+    if !verified.problems.is_empty() {
+        return Err(BackupError::Invalid(format!(
+            "the backup {} failed verification: {}",
+            home::display_path(from),
+            verified.problems.join("; ")
+        )));
+    }
+    let has = |name: &str| verified.manifest.files.iter().any(|f| f.name == name);
+    let mut wanted: Vec<(&str, PathBuf)> = Vec::new();
+    if parts.queue && has("queue.db") {
+        wanted.push(("queue.db", home.queue_db()));
+    }
+    if parts.store && has("store.db") {
+        wanted.push(("store.db", home.store_db()));
+    }
+    if parts.config {
+        if !has(CONFIG_NAME) {
+            return Err(BackupError::Invalid(format!(
+                "the backup {} holds no configuration file",
+                home::display_path(from)
+            )));
+        }
+        wanted.push((CONFIG_NAME, config_target.to_path_buf()));
+    }
+    if wanted.is_empty() {
+        return Err(BackupError::Invalid(format!(
+            "the backup {} holds none of the files asked for",
+            home::display_path(from)
+        )));
+    }
+    let mut moves = Vec::new();
+    for (name, target) in &wanted {
+        if let Some(parent) = target.parent() {
+            home::create_private_dir(parent)?;
+        }
+        let stage = staged(target);
+        let _ = fs::remove_file(&stage);
+        let mut out = private_file(&stage)?;
+        io::copy(&mut File::open(from.join(name))?, &mut out)?;
+        out.sync_all()?;
+        moves.push((stage, target.clone()));
+    }
+    let aside = home
+        .backups_dir()
+        .join(format!("{REPLACED_PREFIX}{}", timestamp()));
+    let journal = Journal { aside, moves };
+    home::write_private_atomic(
+        &home.root().join(JOURNAL),
+        &serde_json::to_vec(&journal).map_err(io::Error::other)?,
+    )?;
+    sync_dir(home.root())?;
+    if std::env::var_os("FUTURNAL_TEST_RESTORE_PAUSE").is_some() {
+        // Tests kill the process here, with the journal written and nothing moved yet.
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+    let moved_aside = apply(home, &journal)?;
+    Ok(Restored {
+        from: from.to_path_buf(),
+        aside: journal.aside,
+        restored: wanted.into_iter().map(|(_, t)| t).collect(),
+        moved_aside,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_names_are_timestamps_and_nothing_else() {
+        assert!(is_backup_name("20261129T105900Z"));
+        assert!(is_backup_name("20261129T105900Z-2"));
+        assert!(!is_backup_name(".tmp-20261129T105900Z-77"));
+        assert!(!is_backup_name("replaced-20261129T105900Z"));
+        assert!(!is_backup_name("2026112xT105900Z"));
+    }
+}

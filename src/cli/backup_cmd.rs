@@ -1,0 +1,247 @@
+//! `futurnal orchestrator backup [--to DIR]`, `backup verify PATH` and `orchestrator restore PATH`
+//! (the work is `backup`'s; this words it for the operator).
+//!
+//! Invariants: every backup and restore is audited (`backup`, `restore`, with the backup's
+//! folder); `verify` changes nothing; a failed verification exits 1 and names each problem; a
+//! restore while the orchestrator runs is refused with exit 4 and changes nothing.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::{TableOrJson, print_json};
+use crate::backup::{self, BackupError, Parts};
+use crate::config::Overrides;
+use crate::display;
+use crate::error::{CommandError, ExitCode, OperatorError, Result};
+use crate::home::{Home, display_path};
+use crate::runbook::topics;
+use crate::security::audit;
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    /// Folder to write the backup under [default: ~/.futurnal/backups]
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+    pub format: TableOrJson,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Check a backup's checksums and the integrity of its databases; changes nothing
+    Verify {
+        /// The backup's folder
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+        format: TableOrJson,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup's folder (as `orchestrator backup` printed it)
+    pub path: PathBuf,
+    /// Restore queue.db only (jobs, pauses, history)
+    #[arg(long, conflicts_with = "store_only")]
+    pub queue_only: bool,
+    /// Restore store.db only (the documents)
+    #[arg(long, conflicts_with = "config_only")]
+    pub store_only: bool,
+    /// Restore the configuration file only
+    #[arg(long, conflicts_with_all = ["queue_only", "with_config"])]
+    pub config_only: bool,
+    /// Also restore the configuration file from the backup
+    #[arg(long)]
+    pub with_config: bool,
+    #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+    pub format: TableOrJson,
+}
+
+/// Messages and the audit log name the backup the same way however it was typed.
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+struct Settings {
+    audit: bool,
+    keep: u32,
+    sources: Vec<String>,
+    config_file: PathBuf,
+}
+
+/// The settings a backup needs; a broken configuration file still gets backed up, with defaults.
+fn settings(home: &Home, overrides: &Overrides) -> Settings {
+    let config_file = crate::config::config_file(home, overrides).0;
+    match crate::daemon::load_config(home, overrides) {
+        Ok(l) => Settings {
+            audit: l.config.security.audit_logging,
+            keep: l.config.backup.keep,
+            sources: l.config.sources.iter().map(|s| s.name.clone()).collect(),
+            config_file,
+        },
+        Err(_) => Settings {
+            audit: true,
+            keep: 7,
+            sources: Vec::new(),
+            config_file,
+        },
+    }
+}
+
+fn failed(e: BackupError, doing: &str, topic: &'static str) -> OperatorError {
+    match e {
+        BackupError::Running => OperatorError::new(
+            ExitCode::AlreadyRunning,
+            format!("cannot {doing} while the orchestrator runs: it holds the home's lock"),
+            "nothing was changed; stop it (`futurnal orchestrator stop`) and run the restore again",
+            topic,
+        ),
+        BackupError::Invalid(what) => OperatorError::failure(
+            what,
+            format!(
+                "nothing was changed; pick another backup (`ls ~/.futurnal/backups`) and {doing} again"
+            ),
+            topic,
+        ),
+        e => OperatorError::failure(
+            format!("could not {doing}: {e}"),
+            "the home's databases were not changed; an unfinished backup folder is never named like a complete one, and an interrupted restore is finished by the next restore or start",
+            topic,
+        ),
+    }
+}
+
+pub fn backup(home: &Home, overrides: &Overrides, args: BackupArgs) -> Result<(), CommandError> {
+    if let Some(BackupCommand::Verify { path, format }) = args.command {
+        return verify(&path, format);
+    }
+    let s = settings(home, overrides);
+    let dir = args.to.unwrap_or_else(|| home.backups_dir());
+    let report = backup::backup(home, &dir, Some(&s.config_file), s.sources, s.keep as usize)
+        .map_err(|e| failed(e, "take the backup", topics::BACKUPS))?;
+    audit(
+        home,
+        s.audit,
+        "backup",
+        json!({
+            "path": display_path(&report.path),
+            "bytes": report.bytes,
+            "removed": report.removed.len(),
+        }),
+    );
+    match args.format {
+        TableOrJson::Json => print_json(&report),
+        TableOrJson::Table => {
+            println!("backup written to {}", display_path(&report.path));
+            let m = &report.manifest;
+            for f in &m.files {
+                let what = match f.name.as_str() {
+                    "queue.db" => m.jobs.map(|n| display::plural(n, "job")),
+                    "store.db" => m.documents.map(|n| display::plural(n, "document")),
+                    _ => None,
+                };
+                println!(
+                    "  {:<18} {:>10}{}",
+                    f.name,
+                    display::size(f.size),
+                    what.map(|w| format!("  {w}")).unwrap_or_default()
+                );
+            }
+            println!(
+                "{} in {}",
+                display::size(report.bytes),
+                display::duration_ms(report.duration_ms as i64)
+            );
+            for r in &report.removed {
+                println!(
+                    "removed old backup {} (backup.keep = {})",
+                    display_path(r),
+                    s.keep
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn verify(path: &Path, format: TableOrJson) -> Result<(), CommandError> {
+    let path = &absolute(path);
+    let v = backup::verify(path).map_err(|e| failed(e, "verify the backup", topics::BACKUPS))?;
+    match format {
+        TableOrJson::Json => print_json(&v),
+        TableOrJson::Table => {
+            for f in &v.manifest.files {
+                let bad = v
+                    .problems
+                    .iter()
+                    .any(|p| p.starts_with(&format!("{}:", f.name)));
+                println!("{:<18} {}", f.name, if bad { "BAD" } else { "ok" });
+            }
+        }
+    }
+    if v.problems.is_empty() {
+        return Ok(());
+    }
+    Err(OperatorError::failure(
+        format!(
+            "the backup {} is damaged: {}",
+            display_path(path),
+            v.problems.join("; ")
+        ),
+        "nothing was changed; do not restore this backup, verify an older one",
+        topics::BACKUPS,
+    )
+    .into())
+}
+
+pub fn restore(home: &Home, overrides: &Overrides, args: RestoreArgs) -> Result<(), CommandError> {
+    let s = settings(home, overrides);
+    let parts = Parts {
+        queue: !args.store_only && !args.config_only,
+        store: !args.queue_only && !args.config_only,
+        config: args.with_config || args.config_only,
+    };
+    let done = backup::restore(home, &absolute(&args.path), parts, &s.config_file)
+        .map_err(|e| failed(e, "restore", topics::RESTORE))?;
+    // The configuration may have just come back: audit as it says.
+    let audit_on = crate::daemon::load_config(home, overrides)
+        .map(|l| l.config.security.audit_logging)
+        .unwrap_or(true);
+    audit(
+        home,
+        audit_on,
+        "restore",
+        json!({
+            "from": display_path(&done.from),
+            "aside": display_path(&done.aside),
+            "restored": done.restored.iter().map(|p| display_path(p)).collect::<Vec<_>>(),
+        }),
+    );
+    match args.format {
+        TableOrJson::Json => print_json(&done),
+        TableOrJson::Table => {
+            for p in &done.restored {
+                println!("restored {}", display_path(p));
+            }
+            if done.moved_aside.is_empty() {
+                println!("nothing was replaced");
+            } else {
+                println!(
+                    "the replaced files are kept in {} (delete them yourself once you are sure)",
+                    display_path(&done.aside)
+                );
+            }
+            if done.restored.iter().any(|p| p == &home.queue_db()) {
+                println!(
+                    "start the orchestrator: jobs running at backup time are recovered as after a crash"
+                );
+            }
+        }
+    }
+    Ok(())
+}
