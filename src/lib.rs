@@ -10,7 +10,8 @@
 //! - ingestion: `failure`, `sources`, `parse_pool`, `db`, `store`, `ingest`;
 //! - configuration: `config`;
 //! - the queue: `jobs`, `queue`, `scheduler`, `telemetry`;
-//! - the daemon: `logging`, `security` (the audit log), `workers`, `daemon`, `health` (the checks);
+//! - the daemon: `logging`, `security` (the audit log), `workers`, `daemon`, `health` (the checks),
+//!   `backup` (backups and restores);
 //! - talking to operators: `error` (operator errors, worded for the command), `cli`.
 
 mod backup;

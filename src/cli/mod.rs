@@ -126,16 +126,16 @@ pub enum OrchestratorCommand {
         #[command(subcommand)]
         command: telemetry_cmd::TelemetryCommand,
     },
+    /// Take an online backup of the queue, the store and the configuration; `backup verify PATH`
+    Backup(backup_cmd::BackupArgs),
+    /// Restore a backup (the orchestrator must be stopped); the replaced files are kept aside
+    Restore(backup_cmd::RestoreArgs),
     /// The same as `futurnal audit`
     #[command(hide = true)]
     Audit {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
-    /// Take an online backup of the queue, the store and the configuration; `backup verify PATH`
-    Backup(backup_cmd::BackupArgs),
-    /// Restore a backup (the orchestrator must be stopped); the replaced files are kept aside
-    Restore(backup_cmd::RestoreArgs),
     /// Show whether the orchestrator runs, and what is queued
     Status {
         /// Also show instance, heartbeat, database and file details

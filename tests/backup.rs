@@ -1,0 +1,376 @@
+//! Backups and restores against the binary: a backup taken mid-ingest, kill -9 during backup and
+//! restore, the refusal while the daemon runs, a damaged backup.
+//!
+//! The large-ingest test writes `FUTURNAL_BACKUP_TEST_MB` MB of notes (default 20; the issue's
+//! acceptance run uses 200).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rusqlite::{Connection, OpenFlags};
+
+/// A folder `~/Bulk` of `n` notes of about `kb` KiB each.
+fn write_big_notes(s: &Sandbox, n: usize, kb: usize) -> PathBuf {
+    let dir = s.home().join("Bulk");
+    std::fs::create_dir_all(&dir).unwrap();
+    let para = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod. ";
+    for i in 0..n {
+        let mut text = format!("# Note {i}\n\n");
+        while text.len() < kb * 1024 {
+            text.push_str(para);
+            text.push_str(&i.to_string());
+            text.push('\n');
+        }
+        std::fs::write(dir.join(format!("note-{i}.md")), text).unwrap();
+    }
+    dir
+}
+
+fn config(s: &Sandbox, dir: &Path, rate: Option<u32>) {
+    let rate = rate
+        .map(|r| format!("    items_per_second: {r}\n"))
+        .unwrap_or_default();
+    s.write_config(&format!(
+        "workers:\n  shutdown_grace_seconds: 1\nsources:\n  - name: bulk\n    type: local_files\n    path: {}\n{rate}",
+        dir.display()
+    ));
+}
+
+fn ro(path: &Path) -> Connection {
+    let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c
+}
+
+fn integrity(path: &Path) -> String {
+    ro(path)
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// (live documents, distinct items) in a store.
+fn documents(store: &Path) -> (i64, i64) {
+    ro(store)
+        .query_row(
+            "SELECT count(*), count(DISTINCT item) FROM documents WHERE deleted_at IS NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+}
+
+fn jobs(queue: &Path) -> i64 {
+    ro(queue)
+        .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Complete-looking backups (named by time, with a manifest), oldest first.
+fn backups(s: &Sandbox) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(s.futurnal_home().join("backups"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                    name.starts_with("20") && p.join("manifest.json").exists()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn kill9(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+fn spawn(s: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut c = s.cmd(args);
+    c.envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c.spawn().unwrap()
+}
+
+/// Ingest `n` small notes and stop: a home with something in both databases.
+fn ingested_home(s: &Sandbox, n: usize) {
+    let dir = s.write_notes("Bulk", n);
+    config(s, &dir, None);
+    s.start();
+    s.ok(&["orchestrator", "sources", "trigger", "bulk", "--wait"]);
+}
+
+#[test]
+fn a_backup_taken_during_a_large_ingest_restores_everything_committed_at_backup_time() {
+    let s = Sandbox::new();
+    let mb: usize = std::env::var("FUTURNAL_BACKUP_TEST_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let kb = 8;
+    let n = mb * 1024 / kb;
+    let dir = write_big_notes(&s, n, kb);
+    // Throttled so that the ingest certainly outlasts the backup.
+    config(&s, &dir, Some((n / 4).max(200) as u32));
+    s.start();
+    s.ok(&["orchestrator", "sources", "trigger", "bulk"]);
+    let store = s.futurnal_home().join("store.db");
+    wait_until("the ingest to be part-way", Duration::from_secs(60), || {
+        store.exists() && documents(&store).0 > n as i64 / 2
+    });
+    let before = documents(&store).0;
+    let started = Instant::now();
+    let out = s.ok(&["orchestrator", "backup", "--format", "json"]);
+    let took = started.elapsed();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let after = documents(&store).0;
+    let path = PathBuf::from(report["path"].as_str().unwrap());
+    let in_backup = report["manifest"]["documents"].as_i64().unwrap();
+    eprintln!(
+        "backup of {mb} MB of notes mid-ingest: {} bytes in {took:?}; documents before {before}, in backup {in_backup}, after {after}",
+        report["bytes"]
+    );
+    assert!(
+        before <= in_backup && in_backup <= after,
+        "the snapshot holds every document committed before it"
+    );
+    assert!(in_backup < n as i64, "the backup overlapped the ingest");
+    assert_eq!(s.job(1)["state"], "running", "the ingest was still running");
+    s.ok(&["orchestrator", "backup", "verify", path.to_str().unwrap()]);
+    for db in ["queue.db", "store.db"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(path.join(db)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{db} is private");
+    }
+
+    s.ok(&["orchestrator", "stop", "--force"]);
+    wait_until("the daemon to be gone", Duration::from_secs(10), || {
+        s.status_json()["running"] == false
+    });
+    s.ok(&["orchestrator", "restore", path.to_str().unwrap()]);
+    let home = s.futurnal_home();
+    assert_eq!(integrity(&home.join("queue.db")), "ok");
+    assert_eq!(integrity(&home.join("store.db")), "ok");
+    assert_eq!(documents(&home.join("store.db")), (in_backup, in_backup));
+    assert_eq!(
+        jobs(&home.join("queue.db")),
+        report["manifest"]["jobs"].as_i64().unwrap()
+    );
+    assert_eq!(s.job(1)["state"], "running", "as it was at backup time");
+
+    // The next start hands the running job back as after a crash, and it finishes the ingest.
+    let out = s.ok(&["orchestrator", "start"]);
+    assert!(
+        stdout(&out).contains("interrupted job returned to the queue"),
+        "{}",
+        describe(&out)
+    );
+    s.ok(&["orchestrator", "jobs", "wait", "1"]);
+    assert_eq!(s.job(1)["state"], "succeeded");
+    assert_eq!(
+        documents(&home.join("store.db")),
+        (n as i64, n as i64),
+        "every note once, none twice"
+    );
+    assert_eq!(s.audit_events("backup").len(), 1);
+    assert_eq!(s.audit_events("restore").len(), 1);
+}
+
+#[test]
+fn kill_minus_nine_during_backup_leaves_no_complete_looking_directory() {
+    let s = Sandbox::new();
+    let dir = write_big_notes(&s, 1500, 8);
+    config(&s, &dir, None);
+    s.start();
+    s.ok(&["orchestrator", "sources", "trigger", "bulk", "--wait"]);
+    let backups_dir = s.futurnal_home().join("backups");
+    for round in 0..3 {
+        let mut child = spawn(&s, &["orchestrator", "backup"], &[]);
+        // Kill it once its temporary folder exists, a little later each round.
+        wait_until("the backup to begin", Duration::from_secs(20), || {
+            entries(&backups_dir).iter().any(|e| e.starts_with(".tmp-"))
+                || child.try_wait().unwrap().is_some()
+        });
+        std::thread::sleep(Duration::from_millis(round * 15));
+        kill9(&mut child);
+        for b in backups(&s) {
+            s.ok(&["orchestrator", "backup", "verify", b.to_str().unwrap()]);
+        }
+    }
+    assert_eq!(integrity(&s.futurnal_home().join("queue.db")), "ok");
+    // The next backup completes and clears what the killed ones left.
+    s.ok(&["orchestrator", "backup"]);
+    assert!(
+        !entries(&backups_dir).iter().any(|e| e.starts_with(".tmp-")),
+        "{:?}",
+        entries(&backups_dir)
+    );
+    let last = backups(&s).pop().unwrap();
+    s.ok(&["orchestrator", "backup", "verify", last.to_str().unwrap()]);
+}
+
+#[test]
+fn kill_minus_nine_during_restore_is_finished_by_the_next_start() {
+    let s = Sandbox::new();
+    ingested_home(&s, 40);
+    s.ok(&["orchestrator", "backup"]);
+    let backup = backups(&s).pop().unwrap();
+    // More documents after the backup: the restore must bring back 40.
+    for i in 40..60 {
+        write_file(
+            &s.home().join(format!("Bulk/note-{i}.md")),
+            format!("# Note {i}\n"),
+        );
+    }
+    s.ok(&["orchestrator", "sources", "trigger", "bulk", "--wait"]);
+    s.ok(&["orchestrator", "stop"]);
+    let home = s.futurnal_home();
+    assert_eq!(documents(&home.join("store.db")).0, 60);
+
+    let mut child = spawn(
+        &s,
+        &["orchestrator", "restore", backup.to_str().unwrap()],
+        &[("FUTURNAL_TEST_RESTORE_PAUSE", "1")],
+    );
+    wait_until("the journal", Duration::from_secs(20), || {
+        home.join(".restore_journal").exists()
+    });
+    kill9(&mut child);
+    assert!(
+        entries(&home).iter().any(|e| e.ends_with(".restore-tmp")),
+        "{:?}",
+        entries(&home)
+    );
+    // The next start finishes the restore before the daemon opens anything.
+    s.ok(&["orchestrator", "start"]);
+    assert!(!home.join(".restore_journal").exists());
+    assert!(
+        !entries(&home).iter().any(|e| e.ends_with(".restore-tmp")),
+        "{:?}",
+        entries(&home)
+    );
+    s.ok(&["orchestrator", "stop"]);
+    assert_eq!(documents(&home.join("store.db")), (40, 40));
+    assert_eq!(integrity(&home.join("queue.db")), "ok");
+    // Nothing replaced was deleted: both replaced stores are kept.
+    let replaced: Vec<String> = entries(&home.join("backups"))
+        .into_iter()
+        .filter(|e| e.starts_with("replaced-"))
+        .collect();
+    assert!(!replaced.is_empty());
+    let kept: Vec<i64> = replaced
+        .iter()
+        .map(|r| documents(&home.join("backups").join(r).join("store.db")).0)
+        .collect();
+    assert!(kept.contains(&60), "{kept:?}");
+}
+
+#[test]
+fn restore_refuses_while_the_daemon_runs_and_a_flipped_byte_fails_verify() {
+    let s = Sandbox::new();
+    ingested_home(&s, 20);
+    s.ok(&["orchestrator", "backup"]);
+    let backup = backups(&s).pop().unwrap();
+    let out = s.run(&["orchestrator", "restore", backup.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    assert!(stderr(&out).contains("runbook: futurnal help runbook restoring-a-backup"));
+    assert!(
+        !entries(&s.futurnal_home().join("backups"))
+            .iter()
+            .any(|e| e.starts_with("replaced-")),
+        "nothing was changed"
+    );
+
+    // One flipped byte in the middle of the queue's copy.
+    let copy = backup.join("queue.db");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&copy, bytes).unwrap();
+    let out = s.run(&["orchestrator", "backup", "verify", backup.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("queue.db: checksum differs from the manifest"),
+        "{}",
+        describe(&out)
+    );
+    s.ok(&["orchestrator", "stop"]);
+    let out = s.run(&["orchestrator", "restore", backup.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        !entries(&s.futurnal_home().join("backups"))
+            .iter()
+            .any(|e| e.starts_with("replaced-")),
+        "a damaged backup is never restored"
+    );
+}
+
+#[test]
+fn a_restore_after_a_crash_moves_the_stale_wal_aside_and_retention_keeps_the_newest() {
+    let s = Sandbox::new();
+    ingested_home(&s, 20);
+    s.write_config(&format!(
+        "backup:\n  keep: 2\nsources:\n  - name: bulk\n    type: local_files\n    path: {}\n",
+        s.home().join("Bulk").display()
+    ));
+    for _ in 0..3 {
+        s.ok(&["orchestrator", "backup"]);
+    }
+    assert_eq!(backups(&s).len(), 2, "backup.keep = 2");
+    let backup = backups(&s).pop().unwrap();
+    let pid = s.daemon_pid().unwrap();
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_until("the daemon to be gone", Duration::from_secs(10), || {
+        s.status_json()["running"] == false
+    });
+    let home = s.futurnal_home();
+    // Whatever the crash left beside queue.db (a reader may have checkpointed it away), a
+    // write-ahead log there must not survive the restore: it would be replayed into the copy.
+    for side in ["queue.db-wal", "queue.db-shm"] {
+        if !home.join(side).exists() {
+            write_file(&home.join(side), b"stale side file");
+        }
+    }
+    let out = s.ok(&["orchestrator", "restore", backup.to_str().unwrap()]);
+    assert!(stdout(&out).contains("the replaced files are kept in"));
+    assert!(!home.join("queue.db-wal").exists());
+    assert!(!home.join("queue.db-shm").exists());
+    let replaced = entries(&home.join("backups"))
+        .into_iter()
+        .find(|e| e.starts_with("replaced-"))
+        .unwrap();
+    assert!(
+        home.join("backups")
+            .join(&replaced)
+            .join("queue.db-wal")
+            .exists()
+    );
+    assert_eq!(integrity(&home.join("queue.db")), "ok");
+    s.ok(&["orchestrator", "start"]);
+    assert_eq!(documents(&home.join("store.db")), (20, 20));
+}
