@@ -13,7 +13,9 @@
 //!   commands both audit), and re-opens when the file it locked was rotated meanwhile.
 //! - rotation renames the full file to the next `audit.log.NNNNNN` and never deletes one, so the
 //!   chain keeps going; lines of the format before the chain (no `seq`) are skipped by `verify`,
-//!   which reports where the chain begins.
+//!   which reports where the chain begins. A write cut short (a crash, a full disk) leaves the
+//!   start of a record that does not parse: the next append starts on a new line and chains to
+//!   the record before it, and `verify` reports the fragment and skips it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -63,6 +65,12 @@ pub(crate) fn append(path: &Path, rotate_at: u64, event: &str, details: Value) -
             _ => continue,
         }
         let size = locked.len();
+        let cut = size > 0 && {
+            let mut byte = [0u8; 1];
+            file.seek(SeekFrom::Start(size - 1))?;
+            file.read_exact(&mut byte)?;
+            byte[0] != b'\n'
+        };
         let mut last = last_line(&mut file, size)?;
         if size >= rotate_at && last.is_some() {
             let next = rotated_files(path)?.last().map_or(1, |(n, _)| n + 1);
@@ -100,8 +108,10 @@ pub(crate) fn append(path: &Path, rotate_at: u64, event: &str, details: Value) -
             obj.extend(extra);
         }
         let line = seal(&record.to_string());
-        // One write of the whole line: O_APPEND puts it after everything, under the lock.
-        return file.write_all(format!("{line}\n").as_bytes());
+        // One write of the whole line: O_APPEND puts it after everything, under the lock. After
+        // a cut write, a newline first keeps that fragment on a line of its own.
+        let sep = if cut { "\n" } else { "" };
+        return file.write_all(format!("{sep}{line}\n").as_bytes());
     }
 }
 
@@ -134,6 +144,7 @@ impl Link {
 }
 
 /// The last complete line of a file of `len` bytes (read from the end, in growing windows).
+/// A window without a newline grows until it has one or covers the file.
 fn last_line(file: &mut File, len: u64) -> io::Result<Option<String>> {
     let mut window: u64 = 4096;
     loop {
@@ -142,6 +153,13 @@ fn last_line(file: &mut File, len: u64) -> io::Result<Option<String>> {
         let mut buf = Vec::new();
         Read::by_ref(file).take(len - start).read_to_end(&mut buf)?;
         let text = String::from_utf8_lossy(&buf);
+        // A file not ending in a newline ends in a write that was cut (a crash, a full disk):
+        // that partial line is no record; chain from the complete line before it.
+        let text = match text.rsplit_once('\n') {
+            Some((complete, _)) if !text.ends_with('\n') => format!("{complete}\n"),
+            None if !text.is_empty() && start == 0 => String::new(),
+            _ => text.to_string(),
+        };
         let trimmed = text.trim_end_matches('\n');
         if let Some((_, tail)) = trimmed.rsplit_once('\n') {
             return Ok(Some(tail.to_string()));
@@ -255,6 +273,9 @@ pub struct Verified {
     pub records: u64,
     /// Lines of the format before the chain, skipped.
     pub unchained_lines: usize,
+    /// Fragments of writes that were cut (a crash, a full disk) inside the chain, skipped: the
+    /// first one's file and line, and how many.
+    pub cut_lines: Option<(PathBuf, usize, usize)>,
     /// Where the chain begins: file, line and seq.
     pub chain_begins: Option<(PathBuf, usize, u64)>,
     pub last_seq: Option<u64>,
@@ -267,6 +288,7 @@ pub fn verify(path: &Path) -> io::Result<Verified> {
         files: 0,
         records: 0,
         unchained_lines: 0,
+        cut_lines: None,
         chain_begins: None,
         last_seq: None,
         first_break: None,
@@ -289,9 +311,19 @@ pub fn verify(path: &Path) -> io::Result<Verified> {
                 line: n,
                 problem,
             };
+            // A fragment of a cut write: the start of a record that does not parse. It claims
+            // nothing, and the next record must still chain to the one before it.
+            let fragment = matches!(parse(line), Parsed::NotJson) && line.starts_with("{\"");
+            if fragment {
+                match &mut out.cut_lines {
+                    Some((_, _, k)) => *k += 1,
+                    None => out.cut_lines = Some((file.clone(), n, 1)),
+                }
+                continue;
+            }
             if n == count && !complete {
                 out.first_break = Some(broke(
-                    "the line is incomplete: a write was interrupted or the line was cut".into(),
+                    "the line is incomplete and is not the start of a record".into(),
                 ));
                 return Ok(out);
             }
@@ -514,6 +546,30 @@ mod tests {
         let (line, problem) = broken_line(&path);
         assert_eq!(line, 2, "{problem}");
         assert!(problem.contains("removed") || problem.contains("reordered"));
+    }
+
+    #[test]
+    fn a_cut_write_is_skipped_and_the_chain_goes_on_around_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log(dir.path());
+        write_n(&path, 2, ROTATE_BYTES);
+        // A full disk cut the third record after a few bytes.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"at\":\"2026-").unwrap();
+        let v = verify(&path).unwrap();
+        assert_eq!(v.first_break, None);
+        assert_eq!(v.cut_lines.as_ref().map(|c| (c.1, c.2)), Some((3, 1)));
+        write_n(&path, 2, ROTATE_BYTES);
+        let l = lines(&path);
+        assert_eq!(l.len(), 5, "{l:?}");
+        let v = verify(&path).unwrap();
+        assert_eq!((v.first_break, v.records), (None, 4));
+        assert_eq!(v.cut_lines.map(|c| (c.1, c.2)), Some((3, 1)));
+        // Garbage that is no record's start is still a break.
+        let mut l = lines(&path);
+        l.insert(1, "hello".into());
+        put(&path, &l);
+        assert_eq!(broken_line(&path).0, 2);
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub fn run(home: &Home, command: AuditCommand) -> Result<(), CommandError> {
                     "files": v.files,
                     "records": v.records,
                     "unchained_lines": v.unchained_lines,
+                    "cut_lines": v.cut_lines.as_ref().map(|(f, line, count)| json!({
+                        "file": display_path(f), "first_line": line, "count": count,
+                    })),
                     "last_seq": v.last_seq,
                     "chain_begins": v.chain_begins.as_ref().map(|(f, line, seq)| json!({
                         "file": display_path(f), "line": line, "seq": seq,
@@ -92,6 +95,13 @@ pub fn run(home: &Home, command: AuditCommand) -> Result<(), CommandError> {
                             v.files,
                             v.last_seq.unwrap_or(*seq)
                         );
+                        if let Some((file, line, count)) = &v.cut_lines {
+                            println!(
+                                "{count} line(s) from {} line {line} on are the start of a \
+                                 record whose write was cut (a crash or a full disk): skipped",
+                                display_path(file)
+                            );
+                        }
                         if v.unchained_lines > 0 {
                             println!(
                                 "the chain begins at {} line {line}; the {} line(s) before it \
