@@ -109,10 +109,18 @@ fn every_operator_action_is_audited_and_the_untouched_log_verifies() {
         "--older-than-days",
         "30",
     ]);
+    s.ok(&["orchestrator", "backup"]);
     s.ok(&["orchestrator", "stop"]);
     wait_until("the daemon to stop", Duration::from_secs(30), || {
         s.daemon_pid().is_none()
     });
+    let backup = std::fs::read_dir(s.futurnal_home().join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("a backup");
+    s.ok(&["orchestrator", "restore", &backup.display().to_string()]);
 
     let seen = events(&s);
     for event in [
@@ -126,6 +134,8 @@ fn every_operator_action_is_audited_and_the_untouched_log_verifies() {
         "source.resume",
         "config_reload",
         "telemetry.clean",
+        "backup",
+        "restore",
         "orchestrator.stop_requested",
         "orchestrator.stop",
     ] {
