@@ -420,6 +420,13 @@ fn move_aside(target: &Path, aside: &Path, moved: &mut Vec<PathBuf>) -> io::Resu
         }
         home::create_private_dir(aside)?;
         let dest = aside.join(f.file_name().unwrap_or_default());
+        if fs::symlink_metadata(&dest).is_ok() {
+            // Only a journal replayed over a folder it already filled gets here: keep both.
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} already exists", home::display_path(&dest)),
+            ));
+        }
         fs::rename(&f, &dest)?;
         moved.push(dest);
     }
@@ -536,9 +543,16 @@ pub fn restore(
         out.sync_all()?;
         moves.push((stage, target.clone()));
     }
-    let aside = home
-        .backups_dir()
-        .join(format!("{REPLACED_PREFIX}{}", timestamp()));
+    // A new folder for every restore, even two in the same second: nothing kept is overwritten.
+    let stamp = timestamp();
+    let mut aside = home.backups_dir().join(format!("{REPLACED_PREFIX}{stamp}"));
+    let mut n = 1;
+    while fs::symlink_metadata(&aside).is_ok() {
+        n += 1;
+        aside = home
+            .backups_dir()
+            .join(format!("{REPLACED_PREFIX}{stamp}-{n}"));
+    }
     let journal = Journal { aside, moves };
     home::write_private_atomic(
         &home.root().join(JOURNAL),

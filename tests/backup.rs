@@ -371,6 +371,13 @@ fn a_restore_after_a_crash_moves_the_stale_wal_aside_and_retention_keeps_the_new
             .exists()
     );
     assert_eq!(integrity(&home.join("queue.db")), "ok");
+    // A second restore (the same second, as a repeated procedure runs it) keeps both sets aside.
+    s.ok(&["orchestrator", "restore", backup.to_str().unwrap()]);
+    let kept = entries(&home.join("backups"))
+        .into_iter()
+        .filter(|e| e.starts_with("replaced-"))
+        .count();
+    assert_eq!(kept, 2, "nothing replaced is overwritten");
     s.ok(&["orchestrator", "start"]);
     assert_eq!(documents(&home.join("store.db")), (20, 20));
 }
