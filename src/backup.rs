@@ -498,6 +498,8 @@ pub fn restore(
     parts: Parts,
     config_target: &Path,
 ) -> Result<Restored, BackupError> {
+    // A new machine's home may not exist yet: restoring is how it begins.
+    home.ensure_layout().map_err(io::Error::other)?;
     let _lock = take_lock(home)?;
     finish_locked(home)?;
     let verified = verify(from)?;

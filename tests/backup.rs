@@ -381,3 +381,30 @@ fn a_restore_after_a_crash_moves_the_stale_wal_aside_and_retention_keeps_the_new
     s.ok(&["orchestrator", "start"]);
     assert_eq!(documents(&home.join("store.db")), (20, 20));
 }
+
+#[test]
+fn a_backup_restores_into_a_home_that_does_not_exist_yet() {
+    // Moving to a new machine: the backup is restored before anything created the home there.
+    let s = Sandbox::new();
+    ingested_home(&s, 15);
+    let transfer = s.home().join("transfer");
+    s.ok(&["orchestrator", "backup", "--to", transfer.to_str().unwrap()]);
+    s.ok(&["orchestrator", "stop"]);
+    let home = s.futurnal_home();
+    std::fs::rename(&home, s.home().join("old-home")).unwrap();
+    let backup = std::fs::read_dir(&transfer)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("manifest.json").exists())
+        .unwrap();
+    s.ok(&[
+        "orchestrator",
+        "restore",
+        "--with-config",
+        backup.to_str().unwrap(),
+    ]);
+    assert_eq!(documents(&home.join("store.db")), (15, 15));
+    assert!(s.config_file().exists());
+    s.ok(&["orchestrator", "start"]);
+}
