@@ -578,6 +578,49 @@ pub fn restore(
 mod tests {
     use super::*;
 
+    /// A restore killed in the middle of its swap (one file moved aside, its replacement not yet
+    /// renamed in) is finished by replaying the journal, and the replay keeps everything.
+    #[test]
+    fn a_journal_replayed_after_a_kill_mid_swap_finishes_the_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("home"));
+        home.ensure_layout().unwrap();
+        for (name, text) in [("queue.db", "old queue"), ("store.db", "old store")] {
+            fs::write(home.root().join(name), text).unwrap();
+            fs::write(staged(&home.root().join(name)), format!("new {name}")).unwrap();
+        }
+        fs::write(home.root().join("queue.db-wal"), "stale wal").unwrap();
+        let journal = Journal {
+            aside: home.backups_dir().join("replaced-x"),
+            moves: ["queue.db", "store.db"]
+                .iter()
+                .map(|n| (staged(&home.root().join(n)), home.root().join(n)))
+                .collect(),
+        };
+        fs::write(
+            home.root().join(JOURNAL),
+            serde_json::to_vec(&journal).unwrap(),
+        )
+        .unwrap();
+        // The kill: queue.db and its WAL were moved aside, nothing renamed in yet.
+        let mut moved = Vec::new();
+        move_aside(&home.root().join("queue.db"), &journal.aside, &mut moved).unwrap();
+
+        assert!(finish_interrupted(&home).unwrap());
+        let read = |p: PathBuf| fs::read_to_string(p).unwrap();
+        assert_eq!(read(home.queue_db()), "new queue.db");
+        assert_eq!(read(home.store_db()), "new store.db");
+        assert!(!home.root().join("queue.db-wal").exists());
+        assert_eq!(read(journal.aside.join("queue.db")), "old queue");
+        assert_eq!(read(journal.aside.join("queue.db-wal")), "stale wal");
+        assert_eq!(read(journal.aside.join("store.db")), "old store");
+        assert!(!home.root().join(JOURNAL).exists());
+        assert!(
+            !finish_interrupted(&home).unwrap(),
+            "nothing left to finish"
+        );
+    }
+
     #[test]
     fn backup_names_are_timestamps_and_nothing_else() {
         assert!(is_backup_name("20261129T105900Z"));

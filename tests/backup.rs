@@ -264,7 +264,12 @@ fn kill_minus_nine_during_restore_is_finished_by_the_next_start() {
         entries(&home)
     );
     // The next start finishes the restore before the daemon opens anything.
-    s.ok(&["orchestrator", "start"]);
+    let out = s.ok(&["orchestrator", "start"]);
+    assert!(
+        stdout(&out).contains("finished an interrupted restore before starting"),
+        "{}",
+        describe(&out)
+    );
     assert!(!home.join(".restore_journal").exists());
     assert!(
         !entries(&home).iter().any(|e| e.ends_with(".restore-tmp")),

@@ -245,3 +245,20 @@ pub fn restore(home: &Home, overrides: &Overrides, args: RestoreArgs) -> Result<
     }
     Ok(())
 }
+
+/// Before a start: finish a restore a kill interrupted, or refuse to start on a half-restored home
+/// (a start there could create an empty queue where the restored one belongs).
+pub fn finish_before_start(home: &Home) -> Result<(), OperatorError> {
+    match backup::finish_interrupted(home) {
+        Ok(true) => {
+            println!("finished an interrupted restore before starting");
+            Ok(())
+        }
+        Ok(false) | Err(BackupError::Running) => Ok(()),
+        Err(e) => Err(OperatorError::failure(
+            format!("an interrupted restore could not be finished: {e}"),
+            "the orchestrator did not start and the replaced files are kept under ~/.futurnal/backups/replaced-*; run the restore again",
+            topics::RESTORE,
+        )),
+    }
+}

@@ -234,7 +234,7 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
                 } => {
                     if !detached_child {
                         // A restore killed half way is finished before anything opens the home.
-                        let _ = crate::backup::finish_interrupted(&home);
+                        backup_cmd::finish_before_start(&home)?;
                     }
                     daemon::start(&home, &overrides, foreground, detached_child)
                 }
