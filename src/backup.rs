@@ -70,12 +70,23 @@ pub struct BackupReport {
 pub enum BackupError {
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// An I/O failure on a named file.
+    #[error("{}: {source}", home::display_path(path))]
+    File { path: PathBuf, source: io::Error },
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("{0}")]
     Invalid(String),
     #[error("the home is locked by a running orchestrator")]
     Running,
+}
+
+/// Name the file an I/O error happened on.
+fn on(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
+    move |source| BackupError::File {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn timestamp() -> String {
@@ -136,7 +147,7 @@ fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
 /// Copy one live database into `dest` (a new 0600 file) from one read transaction.
 fn snapshot(src: &Path, dest: &Path) -> Result<(), BackupError> {
     // VACUUM INTO wants an absent or empty file; creating it first makes it private.
-    drop(private_file(dest)?);
+    drop(private_file(dest).map_err(on(dest))?);
     let conn = open_read_only(src)?;
     conn.execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
     drop(conn);
@@ -162,7 +173,7 @@ pub fn backup(
     keep: usize,
 ) -> Result<BackupReport, BackupError> {
     let started = std::time::Instant::now();
-    home::create_private_dir(dir)?;
+    home::create_private_dir(dir).map_err(on(dir))?;
     remove_stale_temporaries(dir);
     let mut name = timestamp();
     let mut n = 1;
@@ -171,7 +182,7 @@ pub fn backup(
         name = format!("{}-{n}", timestamp());
     }
     let tmp = dir.join(format!("{TMP_PREFIX}{name}-{}", std::process::id()));
-    home::create_private_dir(&tmp)?;
+    home::create_private_dir(&tmp).map_err(on(&tmp))?;
     let mut manifest = Manifest {
         futurnal_version: env!("CARGO_PKG_VERSION").into(),
         created_at: jiff::Timestamp::now()
@@ -204,7 +215,7 @@ pub fn backup(
     if let Some(cfg) = config_file.filter(|p| p.is_file()) {
         let dest = tmp.join(CONFIG_NAME);
         let mut out = private_file(&dest)?;
-        io::copy(&mut File::open(cfg)?, &mut out)?;
+        io::copy(&mut File::open(cfg).map_err(on(cfg))?, &mut out).map_err(on(&dest))?;
         out.sync_all()?;
         manifest.files.push(checksum(&dest)?);
     }
@@ -536,13 +547,14 @@ pub fn restore(
     let mut moves = Vec::new();
     for (name, target) in &wanted {
         if let Some(parent) = target.parent() {
-            home::create_private_dir(parent)?;
+            home::create_private_dir(parent).map_err(on(parent))?;
         }
         let stage = staged(target);
         let _ = fs::remove_file(&stage);
-        let mut out = private_file(&stage)?;
-        io::copy(&mut File::open(from.join(name))?, &mut out)?;
-        out.sync_all()?;
+        let source = from.join(name);
+        let mut out = private_file(&stage).map_err(on(&stage))?;
+        io::copy(&mut File::open(&source).map_err(on(&source))?, &mut out).map_err(on(&stage))?;
+        out.sync_all().map_err(on(&stage))?;
         moves.push((stage, target.clone()));
     }
     // A new folder for every restore, even two in the same second: nothing kept is overwritten.

@@ -110,7 +110,11 @@ fn failed(e: BackupError, doing: &str, topic: &'static str) -> OperatorError {
         ),
         e => OperatorError::failure(
             format!("could not {doing}: {e}"),
-            "the home's databases were not changed; an unfinished backup folder is never named like a complete one, and an interrupted restore is finished by the next restore or start",
+            if topic == topics::RESTORE {
+                "fix the cause and run the restore again: it finishes one that was interrupted, and what it replaced stays under ~/.futurnal/backups/replaced-*"
+            } else {
+                "the home was not changed and no folder named like a complete backup was left; fix the cause and run it again"
+            },
             topic,
         ),
     }
