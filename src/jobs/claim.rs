@@ -48,9 +48,9 @@ pub fn enqueue_run(
     now: i64,
 ) -> rusqlite::Result<Enqueued> {
     let tx = immediate(conn)?;
-    let existing: Option<(i64, JobState, i64)> = tx
+    let existing: Option<(i64, JobState, i64, i64)> = tx
         .query_row(
-            "SELECT id, state, scheduled_for FROM jobs
+            "SELECT id, state, scheduled_for, updated_at FROM jobs
              WHERE source = ?1 AND kind = ?2 AND state IN (?3, ?4) ORDER BY id LIMIT 1",
             params![
                 source.name,
@@ -58,10 +58,13 @@ pub fn enqueue_run(
                 JobState::Pending,
                 JobState::Failed
             ],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    if let Some((id, state, scheduled_for)) = existing {
+    if let Some((id, state, scheduled_for, updated_at)) = existing {
+        // `now` was read before this transaction got the lock: another command may have queued
+        // the run since. Nothing is brought forward to before the job's last change.
+        let now = now.max(updated_at);
         if scheduled_for > now {
             // An explicit request does not wait for a retry's backoff.
             tx.execute(

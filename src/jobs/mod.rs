@@ -155,6 +155,22 @@ mod tests {
         tx.commit().unwrap();
     }
 
+    /// Two triggers at once: the later one read its clock before the first one's insert got
+    /// the lock. Joining the run leaves its history starting with its creation.
+    #[test]
+    fn a_trigger_whose_clock_lags_the_queued_run_joins_it_cleanly() {
+        let (_d, db) = fresh_db();
+        let a = source("a", Priority::Normal);
+        let first = enqueue_run(db.conn(), &a, "manual", "one", 105).unwrap();
+        let second = enqueue_run(db.conn(), &a, "manual", "two", 100).unwrap();
+        assert_eq!(second, Enqueued::Coalesced(first.id()));
+        assert_eq!(
+            get(db.conn(), first.id()).unwrap().unwrap().scheduled_for,
+            105
+        );
+        assert_history_whole(&db);
+    }
+
     #[test]
     fn a_flood_of_blocked_jobs_does_not_starve_another_source() {
         // A paused source with 1,000 due item retries.

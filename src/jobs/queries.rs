@@ -1,7 +1,8 @@
 //! Reading the queue: single jobs, lists, history, per-source summaries, and the history check.
 //!
 //! Owns: read-only queries over `jobs`, `job_events` and `job_item_errors`.
-//! Invariants: nothing here writes; `history_violations` is the executable form of the
+//! Invariants: nothing here writes; a job's history is in the order it was written (event ids:
+//! every write holds queue.db's write lock, while the times come from each writer's clock); `history_violations` is the executable form of the
 //! transitions module's promise (a job's state is the `to_state` of its newest event, and its
 //! events chain from creation), run by the test suites after they drive real daemons.
 
@@ -23,7 +24,7 @@ pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Job>> {
 pub fn events(conn: &Connection, id: i64) -> rusqlite::Result<Vec<Event>> {
     let mut stmt = conn.prepare(
         "SELECT at, from_state, to_state, actor, reason FROM job_events WHERE job_id = ?1
-         ORDER BY at, id",
+         ORDER BY id",
     )?;
     stmt.query_map([id], |r| {
         Ok(Event {
@@ -197,7 +198,7 @@ pub fn history_violations(conn: &Connection) -> rusqlite::Result<Vec<(i64, Strin
     let mut out = Vec::new();
     let mut jobs = conn.prepare("SELECT id, state FROM jobs ORDER BY id")?;
     let mut events = conn.prepare_cached(
-        "SELECT from_state, to_state FROM job_events WHERE job_id = ?1 ORDER BY at, id",
+        "SELECT from_state, to_state FROM job_events WHERE job_id = ?1 ORDER BY id",
     )?;
     let all: Vec<(i64, String)> = jobs
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
