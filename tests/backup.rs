@@ -157,7 +157,9 @@ fn a_backup_taken_during_a_large_ingest_restores_everything_committed_at_backup_
     );
     assert!(in_backup < n as i64, "the backup overlapped the ingest");
     assert_eq!(s.job(1)["state"], "running", "the ingest was still running");
+    let t = Instant::now();
     s.ok(&["orchestrator", "backup", "verify", path.to_str().unwrap()]);
+    eprintln!("verify took {:?}", t.elapsed());
     for db in ["queue.db", "store.db"] {
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(path.join(db)).unwrap().permissions(),
@@ -169,7 +171,9 @@ fn a_backup_taken_during_a_large_ingest_restores_everything_committed_at_backup_
     wait_until("the daemon to be gone", Duration::from_secs(10), || {
         s.status_json()["running"] == false
     });
+    let t = Instant::now();
     s.ok(&["orchestrator", "restore", path.to_str().unwrap()]);
+    eprintln!("restore took {:?}", t.elapsed());
     let home = s.futurnal_home();
     assert_eq!(integrity(&home.join("queue.db")), "ok");
     assert_eq!(integrity(&home.join("store.db")), "ok");
