@@ -211,13 +211,17 @@ pub fn queue_unusable(e: &QueueError, doing: Doing) -> OperatorError {
             format!("the queue database {shown} is unreadable or corrupt: {other}"),
             match doing {
                 // The start's words are the troubleshooting chapter's.
-                Doing::Start => "the orchestrator did not start and nothing was written; move \
-                                 the file aside (keep it for inspection) and start again to \
-                                 create a fresh queue"
-                    .to_string(),
+                Doing::Start => format!(
+                    "the orchestrator did not start and nothing was written; restore the \
+                     latest backup (futurnal help runbook {}), or move the file aside (keep it \
+                     for inspection) and start again to create a fresh queue",
+                    topics::RESTORE
+                ),
                 Doing::Command => format!(
-                    "{outcome}; stop the orchestrator, move the file aside (keep it for \
-                     inspection) and start again to create a fresh queue"
+                    "{outcome}; stop the orchestrator, then restore the latest backup (futurnal \
+                     help runbook {}), or move the file aside (keep it for inspection) and start \
+                     again to create a fresh queue",
+                    topics::RESTORE
                 ),
             },
             topics::CORRUPT_DB,
