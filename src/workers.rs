@@ -398,22 +398,8 @@ impl Pool {
             }
             Err(e) => {
                 tracing::error!(job = id, "cannot start a worker thread: {e}");
-                let now = now_ms();
-                let result = jobs::in_transaction(db.conn(), |tx| {
-                    let applied = jobs::hand_back(
-                        tx,
-                        id,
-                        now,
-                        now,
-                        "daemon",
-                        &format!("no worker thread could be started: {e}"),
-                    )?;
-                    let none = RunNumbers::default();
-                    attempt_ended(tx, applied, &job, JobState::Pending, None, now, &none)
-                });
-                if let Err(e) = result {
-                    tracing::warn!(job = id, "cannot hand the job back: {e}");
-                }
+                let reason = format!("no worker thread could be started: {e}");
+                hand_back_now(db, &job, &reason, &RunNumbers::default(), now_ms());
             }
         }
     }
@@ -737,23 +723,23 @@ impl Pool {
                 "the job's outcome could not be recorded before the stop"
             );
         }
-        for (id, r) in self.running.drain() {
-            let result = jobs::in_transaction(db.conn(), |tx| {
-                let applied = jobs::hand_back(
-                    tx,
-                    id,
-                    now,
-                    now,
-                    "daemon",
-                    "interrupted by shutdown; resumes at next start",
-                )?;
-                let n = committed_numbers(&r.committed.get());
-                attempt_ended(tx, applied, &r.job, JobState::Pending, None, now, &n)
-            });
-            if let Err(e) = result {
-                tracing::warn!(job = id, "cannot hand the job back: {e}");
-            }
+        for (_, r) in self.running.drain() {
+            let n = committed_numbers(&r.committed.get());
+            let reason = "interrupted by shutdown; resumes at next start";
+            hand_back_now(db, &r.job, reason, &n, now);
         }
+    }
+}
+
+/// Hand a running job back to the queue at once (its attempt not counted), with its telemetry
+/// row, in one transaction; a failure to is logged (the next start hands it back then).
+fn hand_back_now(db: &QueueDb, job: &Job, reason: &str, numbers: &RunNumbers, now: i64) {
+    let result = jobs::in_transaction(db.conn(), |tx| {
+        let applied = jobs::hand_back(tx, job.id, now, now, "daemon", reason)?;
+        attempt_ended(tx, applied, job, JobState::Pending, None, now, numbers)
+    });
+    if let Err(e) = result {
+        tracing::warn!(job = job.id, "cannot hand the job back: {e}");
     }
 }
 
