@@ -225,25 +225,7 @@ impl Pool {
                 );
                 let numbers = committed_numbers(&r.committed.get());
                 let result = jobs::in_transaction(db.conn(), |tx| {
-                    let applied = jobs::finish(
-                        tx,
-                        id,
-                        Outcome::Cancelled,
-                        now,
-                        "daemon",
-                        &text,
-                        &numbers,
-                        None,
-                    )?;
-                    attempt_ended(
-                        tx,
-                        applied,
-                        &r.job,
-                        JobState::Cancelled,
-                        None,
-                        now,
-                        &numbers,
-                    )
+                    finish_attempt(tx, &r.job, Outcome::Cancelled, now, &text, &numbers, None)
                 });
                 if let Err(e) = result {
                     tracing::warn!(job = id, "cannot record the cancellation: {e}");
@@ -556,17 +538,7 @@ impl Pool {
                             n.docs_new + n.docs_changed + n.items_failed,
                             report.items_seen
                         );
-                        let applied = jobs::finish(
-                            &tx,
-                            job.id,
-                            Outcome::Cancelled,
-                            now,
-                            "daemon",
-                            &text,
-                            &n,
-                            None,
-                        )?;
-                        attempt_ended(&tx, applied, job, JobState::Cancelled, None, now, &n)?;
+                        finish_attempt(&tx, job, Outcome::Cancelled, now, &text, &n, None)?;
                     }
                 }
             }
@@ -593,17 +565,7 @@ impl Pool {
                     }
                 }
                 let text = describe(report);
-                let applied = jobs::finish(
-                    &tx,
-                    job.id,
-                    Outcome::Succeeded,
-                    now,
-                    "daemon",
-                    &text,
-                    &n,
-                    None,
-                )?;
-                attempt_ended(&tx, applied, job, JobState::Succeeded, None, now, &n)?;
+                finish_attempt(&tx, job, Outcome::Succeeded, now, &text, &n, None)?;
                 // Counts only: failure texts can name items.
                 tracing::info!(
                     job = job.id,
@@ -668,25 +630,7 @@ impl Pool {
                 } else {
                     tracing::warn!(job = job.id, "job quarantined: {text}");
                 }
-                let applied = jobs::finish(
-                    tx,
-                    job.id,
-                    Outcome::Quarantined,
-                    now,
-                    "daemon",
-                    &text,
-                    n,
-                    Some(failure),
-                )?;
-                attempt_ended(
-                    tx,
-                    applied,
-                    job,
-                    JobState::Quarantined,
-                    Some(failure),
-                    now,
-                    n,
-                )?;
+                finish_attempt(tx, job, Outcome::Quarantined, now, &text, n, Some(failure))?;
             }
         }
         Ok(())
@@ -758,6 +702,21 @@ fn attempt_ended(
         telemetry::record_attempt(tx, job, ended, failure, now, n)?;
     }
     Ok(())
+}
+
+/// Move a running job to its final state and record the attempt's telemetry, in the caller's
+/// transaction (the telemetry row only when the change happened).
+fn finish_attempt(
+    tx: &rusqlite::Transaction<'_>,
+    job: &Job,
+    outcome: Outcome,
+    now: i64,
+    text: &str,
+    n: &RunNumbers,
+    failure: Option<&Failure>,
+) -> rusqlite::Result<()> {
+    let applied = jobs::finish(tx, job.id, outcome, now, "daemon", text, n, failure)?;
+    attempt_ended(tx, applied, job, outcome.state(), failure, now, n)
 }
 
 /// `change` applied to every failure of a result: the job's, or each failed item's.

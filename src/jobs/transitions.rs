@@ -160,6 +160,17 @@ pub enum Outcome {
     Cancelled,
 }
 
+impl Outcome {
+    /// The state a job ends in.
+    pub fn state(self) -> JobState {
+        match self {
+            Outcome::Succeeded => JobState::Succeeded,
+            Outcome::Quarantined => JobState::Quarantined,
+            Outcome::Cancelled => JobState::Cancelled,
+        }
+    }
+}
+
 /// Move a running job to a final state, with its numbers and error.
 #[allow(clippy::too_many_arguments)]
 pub fn finish(
