@@ -1,8 +1,9 @@
 //! Backups and restores of a home: online snapshots of queue.db and store.db, their manifest,
 //! retention, verification, and the restore that puts a backup in place.
 //!
-//! Owns: `backups/<UTC timestamp>/` (queue.db, store.db, orchestrator.yaml, manifest.json), the
-//! staged files `<name>.restore-tmp`, the restore journal `.restore_journal` and the folders
+//! Owns: `backups/<UTC timestamp>/` (queue.db, store.db, orchestrator.yaml, manifest.json) and
+//! their listing, the daemon's scheduled backups (`backup.schedule`), the staged files
+//! `<name>.restore-tmp`, the restore journal `.restore_journal` and the folders
 //! `backups/replaced-<UTC timestamp>/` where a restore keeps what it replaced.
 //! Invariants:
 //! - a snapshot is `VACUUM INTO` from one read transaction, so it is consistent while the daemon
@@ -16,7 +17,14 @@
 //!   their -wal/-shm/-journal) aside and renames the staged ones in: an interrupted restore is
 //!   rolled forward by the next restore or start (`finish_interrupted`), never half left
 //!   (`tests/backup.rs::kill_minus_nine_during_restore_is_finished_by_the_next_start`);
-//! - nothing a restore replaces is deleted.
+//! - nothing a restore replaces is deleted;
+//! - `backup list` (`list_all`) only reads: names, sizes and manifests; whatever it finds in the
+//!   folder is listed with what is wrong with it, never an error;
+//! - the daemon's `backup.schedule` (`Scheduler`) runs `take`, the command's own code, on a thread
+//!   of its own, one at a time; a failure is logged and waits for the schedule's next time.
+//!
+//! This module does not import the daemon (the daemon's main loop calls `Scheduler`): a restore's
+//! caller passes how the home's instance lock is taken.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -26,8 +34,12 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
-use crate::daemon::lock::{self, AcquireError, LockInfo};
+use serde_json::json;
+
+use crate::config::{Config, Loaded};
 use crate::home::{self, DB_COMPANIONS, Home, NO_FOLLOW};
+use crate::schedule::Schedule;
+use crate::security::audit;
 
 pub const MANIFEST: &str = "manifest.json";
 pub const CONFIG_NAME: &str = "orchestrator.yaml";
@@ -238,6 +250,55 @@ pub fn backup(
     })
 }
 
+/// What a backup is asked to do: built from the configuration the same way by the command and by
+/// the daemon's schedule, so both write, prune and audit alike.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub dir: PathBuf,
+    pub config_file: Option<PathBuf>,
+    pub sources: Vec<String>,
+    pub keep: usize,
+    pub audit: bool,
+    /// Taken by the daemon's `backup.schedule`, not asked for by an operator.
+    pub scheduled: bool,
+}
+
+impl Request {
+    pub fn new(home: &Home, config: &Config, config_file: &Path, scheduled: bool) -> Request {
+        Request {
+            dir: home.backups_dir(),
+            config_file: Some(config_file.to_path_buf()),
+            sources: config.sources.iter().map(|s| s.name.clone()).collect(),
+            keep: config.backup.keep as usize,
+            audit: config.security.audit_logging,
+            scheduled,
+        }
+    }
+}
+
+/// Take a backup as `req` says, retention included, and record it in the audit log.
+pub fn take(home: &Home, req: &Request) -> Result<BackupReport, BackupError> {
+    let report = backup(
+        home,
+        &req.dir,
+        req.config_file.as_deref(),
+        req.sources.clone(),
+        req.keep,
+    )?;
+    audit(
+        home,
+        req.audit,
+        "backup",
+        json!({
+            "path": home::display_path(&report.path),
+            "bytes": report.bytes,
+            "removed": report.removed.len(),
+            "scheduled": req.scheduled,
+        }),
+    );
+    Ok(report)
+}
+
 /// Is `name` a complete backup's folder name (a timestamp, maybe with `-N`)?
 fn is_backup_name(name: &str) -> bool {
     let stamp = name.split('-').next().unwrap_or("");
@@ -272,6 +333,214 @@ pub fn list(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+/// The time a backup's (or a replaced folder's) name says, as epoch milliseconds, and its `-N`.
+fn name_time(stamp_and_n: &str) -> Option<(i64, u32)> {
+    let (stamp, n) = match stamp_and_n.split_once('-') {
+        Some((stamp, n)) => (stamp, n.parse().ok()?),
+        None => (stamp_and_n, 1),
+    };
+    let at = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", stamp)
+        .and_then(|dt| dt.to_zoned_datetime(jiff::tz::TimeZone::UTC))
+        .ok()?;
+    Some((at.timestamp().as_millisecond(), n))
+}
+
+/// When the newest complete backup in `dir` was taken, by its name.
+fn newest_backup_ms(dir: &Path) -> Option<i64> {
+    list(dir)
+        .ok()?
+        .iter()
+        .filter_map(|p| name_time(&p.file_name()?.to_string_lossy()))
+        .map(|(ms, _)| ms)
+        .max()
+}
+
+/// What an entry of a backups folder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListedKind {
+    /// A backup (named by its UTC time), usable or not: see `problem`.
+    Backup,
+    /// `replaced-<time>`: what a restore replaced, kept for the operator to delete.
+    Replaced,
+    /// `.tmp-*`: a backup being written, or one a kill interrupted (the next backup removes it).
+    Incomplete,
+    /// Anything else: not written by futurnal.
+    NotABackup,
+}
+
+/// One entry of a backups folder as `backup list` shows it (the table and the JSON come from it).
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    /// The folder's (or file's) name.
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: ListedKind,
+    /// When it was taken (a backup's manifest), or the time its name says.
+    pub created_at: Option<String>,
+    /// The sizes of the files in it, added up.
+    pub bytes: u64,
+    /// Its names, sorted.
+    pub files: Vec<String>,
+    /// Whether its manifest.json could be read and parsed (backups only).
+    pub manifest_readable: bool,
+    pub queue_schema: Option<i64>,
+    pub store_schema: Option<i64>,
+    pub documents: Option<i64>,
+    pub jobs: Option<i64>,
+    /// Why it is not a usable backup; `None` for a backup whose files are all there with the
+    /// sizes its manifest says (only `backup verify` reads their contents).
+    pub problem: Option<String>,
+}
+
+/// Every entry of `dir` (the backups folder, or a `--to` folder): backups oldest first, then the
+/// folders restores kept, then incomplete ones, then anything else. Reads names, sizes and
+/// manifests only; an entry that cannot be read is listed with its problem, never an error.
+pub fn list_all(dir: &Path) -> io::Result<Vec<Listed>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        out.push(describe_entry(&entry.path()));
+    }
+    // By time for what futurnal named by time (a `-N` after the second), else by name.
+    let key = |l: &Listed| {
+        let stamp = l.name.strip_prefix(REPLACED_PREFIX).unwrap_or(&l.name);
+        let timed = matches!(l.kind, ListedKind::Backup | ListedKind::Replaced);
+        (
+            l.kind,
+            timed.then(|| name_time(stamp)).flatten(),
+            l.name.clone(),
+        )
+    };
+    out.sort_by_key(key);
+    Ok(out)
+}
+
+fn describe_entry(path: &Path) -> Listed {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let kind = if is_backup_name(&name) {
+        ListedKind::Backup
+    } else if name.starts_with(REPLACED_PREFIX) {
+        ListedKind::Replaced
+    } else if name.starts_with(TMP_PREFIX) {
+        ListedKind::Incomplete
+    } else {
+        ListedKind::NotABackup
+    };
+    let stamp = name.strip_prefix(REPLACED_PREFIX).unwrap_or(&name);
+    let mut listed = Listed {
+        path: path.to_path_buf(),
+        kind,
+        created_at: name_time(stamp).map(|(ms, _)| crate::display::timestamp(ms)),
+        bytes: 0,
+        files: Vec::new(),
+        manifest_readable: false,
+        queue_schema: None,
+        store_schema: None,
+        documents: None,
+        jobs: None,
+        problem: None,
+        name,
+    };
+    // Never follow a link: a backups folder is the home's, and a link there is not a backup.
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {}
+        Ok(m) => {
+            listed.kind = ListedKind::NotABackup;
+            listed.bytes = if m.is_file() { m.len() } else { 0 };
+            listed.problem = Some(if m.is_symlink() {
+                "a symbolic link, not a backup folder (not followed)".into()
+            } else {
+                "a file, not a backup folder".into()
+            });
+            return listed;
+        }
+        Err(e) => {
+            listed.problem = Some(format!("cannot be read: {e}"));
+            return listed;
+        }
+    }
+    let sizes = match fs::read_dir(path) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| {
+                let size = fs::symlink_metadata(e.path())
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len());
+                (e.file_name().to_string_lossy().into_owned(), size)
+            })
+            .collect::<Vec<_>>(),
+        Err(e) => {
+            listed.problem = Some(format!("cannot be read: {e}"));
+            return listed;
+        }
+    };
+    listed.bytes = sizes.iter().filter_map(|(_, s)| *s).sum();
+    listed.files = sizes.iter().map(|(n, _)| n.clone()).collect();
+    listed.files.sort();
+    match kind {
+        ListedKind::Backup => check_listed_backup(path, &sizes, &mut listed),
+        ListedKind::Replaced => {}
+        ListedKind::Incomplete => {
+            listed.problem = Some(
+                "not a backup: one being written, or one a kill interrupted (the next backup removes it)"
+                    .into(),
+            )
+        }
+        ListedKind::NotABackup => {
+            listed.problem = Some("not a backup: futurnal did not write this folder".into())
+        }
+    }
+    listed
+}
+
+/// Read a backup's manifest and check (by size only) that the files it names are there.
+fn check_listed_backup(path: &Path, sizes: &[(String, Option<u64>)], listed: &mut Listed) {
+    let manifest = fs::read(path.join(MANIFEST))
+        .map_err(|e| format!("no readable {MANIFEST} ({e})"))
+        .and_then(|text| {
+            serde_json::from_slice::<Manifest>(&text)
+                .map_err(|e| format!("{MANIFEST} is not valid ({e})"))
+        });
+    let m = match manifest {
+        Ok(m) => m,
+        Err(problem) => {
+            listed.problem = Some(format!("not a complete backup: {problem}"));
+            return;
+        }
+    };
+    listed.manifest_readable = true;
+    listed.created_at = Some(m.created_at.clone());
+    listed.queue_schema = m.queue_schema;
+    listed.store_schema = m.store_schema;
+    listed.documents = m.documents;
+    listed.jobs = m.jobs;
+    let mut problems = Vec::new();
+    for f in &m.files {
+        match sizes.iter().find(|(n, _)| *n == f.name) {
+            None => problems.push(format!("{} is missing", f.name)),
+            Some((_, Some(size))) if *size == f.size => {}
+            Some((_, Some(size))) => problems.push(format!(
+                "{}: {size} bytes, the manifest says {}",
+                f.name, f.size
+            )),
+            Some((_, None)) => problems.push(format!("{} is not a file", f.name)),
+        }
+    }
+    if !problems.is_empty() {
+        listed.problem = Some(problems.join("; "));
+    }
+}
+
 /// Keep the newest `keep` backups in `dir`; remove the others.
 fn prune(dir: &Path, keep: usize) -> io::Result<Vec<PathBuf>> {
     let all = list(dir)?;
@@ -282,6 +551,131 @@ fn prune(dir: &Path, keep: usize) -> io::Result<Vec<PathBuf>> {
         removed.push(old);
     }
     Ok(removed)
+}
+
+/// The daemon's `backup.schedule`: called every tick of the main loop, it starts a backup on its
+/// own thread when the newest backup under backups/ is older than the schedule allows (or there is
+/// none), so the loop never waits on one. At most one runs at a time. A failed one is logged and
+/// tried again one schedule period after it started, never stopping the daemon. The schedule is
+/// read from the running configuration at each tick, so a reload changes it.
+#[derive(Default)]
+pub struct Scheduler {
+    running: Option<std::thread::JoinHandle<()>>,
+    /// When this daemon last started one (a failure waits a period, like a success).
+    last_attempt: Option<i64>,
+    /// Nothing is due before this time under this schedule text: most ticks read nothing.
+    not_before: Option<(String, i64)>,
+}
+
+impl Scheduler {
+    pub fn tick(&mut self, home: &Home, loaded: &Loaded, now: i64) {
+        if let Some(thread) = self.running.take() {
+            if !thread.is_finished() {
+                self.running = Some(thread);
+                return;
+            }
+            if thread.join().is_err() {
+                tracing::error!(
+                    "scheduled backup: its thread panicked; it tries again when backup.schedule next falls due"
+                );
+            }
+        }
+        let text = &loaded.config.backup.schedule;
+        if let Some((for_text, at)) = &self.not_before
+            && for_text == text
+            && now < *at
+        {
+            return;
+        }
+        // The configuration was validated when it was loaded.
+        let Ok(schedule) = Schedule::parse(text) else {
+            return;
+        };
+        let newest = newest_backup_ms(&home.backups_dir());
+        match due_at(&schedule, newest, self.last_attempt, now) {
+            Some(at) if at <= now => {
+                self.not_before = None;
+                self.last_attempt = Some(now);
+                let req = Request::new(home, &loaded.config, &loaded.file.path, true);
+                let redact = loaded.config.security.path_redaction;
+                let home = home.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("scheduled-backup".into())
+                    .spawn(move || scheduled_backup(&home, &req, redact));
+                match spawned {
+                    Ok(thread) => self.running = Some(thread),
+                    Err(e) => tracing::warn!(
+                        "scheduled backup: cannot start its thread ({e}); it tries again when backup.schedule next falls due"
+                    ),
+                }
+            }
+            Some(at) => self.not_before = Some((text.clone(), at)),
+            None => self.not_before = Some((text.clone(), i64::MAX)),
+        }
+    }
+}
+
+/// When the next scheduled backup is due: one period of `schedule` after the newest backup or
+/// this daemon's last attempt, whichever is later; now when there is neither; never for `manual`.
+/// Pure, so the rule is tested without clocks.
+fn due_at(
+    schedule: &Schedule,
+    newest: Option<i64>,
+    last_attempt: Option<i64>,
+    now: i64,
+) -> Option<i64> {
+    match (schedule, newest.max(last_attempt)) {
+        (Schedule::Manual, _) => None,
+        // No backup yet: take one now, whatever the schedule's shape.
+        (_, None) => Some(now),
+        (_, last) => schedule.next_due(last),
+    }
+}
+
+/// One scheduled backup, on its own thread: the command's code, then one log line (with no path
+/// under `security.path_redaction`: the backup is named by its folder's name, a time).
+fn scheduled_backup(home: &Home, req: &Request, redact: bool) {
+    if let Some(ms) = std::env::var("FUTURNAL_TEST_SCHEDULED_BACKUP_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        // Tests hold a scheduled backup here to show that the daemon keeps claiming meanwhile.
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    match take(home, req) {
+        Ok(r) => {
+            let name = r
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let shown = if redact {
+                name
+            } else {
+                home::display_path(&r.path)
+            };
+            tracing::info!(
+                bytes = r.bytes,
+                documents = r.manifest.documents,
+                jobs = r.manifest.jobs,
+                removed = r.removed.len(),
+                "scheduled backup {shown} written in {}",
+                crate::display::duration_ms(r.duration_ms as i64)
+            );
+        }
+        Err(e) => {
+            let what = e.to_string();
+            let what = if redact {
+                crate::redact::redact_paths(&what, &[home.root(), &req.dir])
+            } else {
+                what
+            };
+            tracing::warn!(
+                "scheduled backup failed: {what}; no folder named like a complete backup was left and the orchestrator carries on; it tries again when backup.schedule next falls due; runbook: futurnal help runbook {}",
+                crate::runbook::topics::BACKUPS
+            );
+        }
+    }
 }
 
 /// Temporary folders of backups whose process died (kill -9): never complete, so removed.
@@ -396,19 +790,6 @@ pub struct Restored {
     pub moved_aside: Vec<PathBuf>,
 }
 
-fn take_lock(home: &Home) -> Result<lock::InstanceLock, BackupError> {
-    let info = LockInfo {
-        pid: std::process::id(),
-        instance_id: "restore".into(),
-        started_at: crate::clock::now_ms(),
-    };
-    match lock::acquire(home, &info) {
-        Ok(l) => Ok(l),
-        Err(AcquireError::Held(_)) => Err(BackupError::Running),
-        Err(AcquireError::Io(e)) => Err(e.into()),
-    }
-}
-
 fn staged(target: &Path) -> PathBuf {
     let mut s = target.as_os_str().to_owned();
     s.push(format!(".{STAGED}"));
@@ -494,24 +875,31 @@ fn finish_locked(home: &Home) -> Result<bool, BackupError> {
 }
 
 /// At start (before the daemon takes the lock): finish an interrupted restore, if any.
-pub fn finish_interrupted(home: &Home) -> Result<bool, BackupError> {
+/// `lock` takes the home's instance lock (`BackupError::Running` when a daemon holds it); the
+/// caller passes it because this module must not import the daemon, whose schedule calls it.
+pub fn finish_interrupted<L>(
+    home: &Home,
+    lock: impl FnOnce(&Home) -> Result<L, BackupError>,
+) -> Result<bool, BackupError> {
     if !home.root().join(JOURNAL).exists() {
         return Ok(false);
     }
-    let _lock = take_lock(home)?;
+    let _lock = lock(home)?;
     finish_locked(home)
 }
 
-/// Restore `parts` of the backup at `from` into `home`, after verifying it.
-pub fn restore(
+/// Restore `parts` of the backup at `from` into `home`, after verifying it, holding the home's
+/// instance lock that `lock` takes (as for `finish_interrupted`).
+pub fn restore<L>(
     home: &Home,
     from: &Path,
     parts: Parts,
     config_target: &Path,
+    lock: impl FnOnce(&Home) -> Result<L, BackupError>,
 ) -> Result<Restored, BackupError> {
     // A new machine's home may not exist yet: restoring is how it begins.
     home.ensure_layout().map_err(io::Error::other)?;
-    let _lock = take_lock(home)?;
+    let _lock = lock(home)?;
     finish_locked(home)?;
     let verified = verify(from)?;
     if !verified.problems.is_empty() {
@@ -618,7 +1006,7 @@ mod tests {
         let mut moved = Vec::new();
         move_aside(&home.root().join("queue.db"), &journal.aside, &mut moved).unwrap();
 
-        assert!(finish_interrupted(&home).unwrap());
+        assert!(finish_interrupted(&home, test_lock).unwrap());
         let read = |p: PathBuf| fs::read_to_string(p).unwrap();
         assert_eq!(read(home.queue_db()), "new queue.db");
         assert_eq!(read(home.store_db()), "new store.db");
@@ -628,9 +1016,45 @@ mod tests {
         assert_eq!(read(journal.aside.join("store.db")), "old store");
         assert!(!home.root().join(JOURNAL).exists());
         assert!(
-            !finish_interrupted(&home).unwrap(),
+            !finish_interrupted(&home, test_lock).unwrap(),
             "nothing left to finish"
         );
+    }
+
+    #[test]
+    fn a_scheduled_backup_is_due_one_period_after_the_newest_backup_or_failed_attempt() {
+        let hour = 3_600_000;
+        let every = Schedule::parse("1h").unwrap();
+        let now = 100 * hour;
+        assert_eq!(due_at(&every, None, None, now), Some(now), "none yet: now");
+        assert_eq!(
+            due_at(&every, Some(now - 2 * hour), None, now),
+            Some(now - hour)
+        );
+        assert_eq!(
+            due_at(&every, Some(now - hour / 2), None, now),
+            Some(now + hour / 2)
+        );
+        // A failed attempt (no new backup) waits a period too, not one tick.
+        assert_eq!(
+            due_at(&every, Some(now - 5 * hour), Some(now - 1), now),
+            Some(now - 1 + hour)
+        );
+        let manual = Schedule::parse("manual").unwrap();
+        assert_eq!(due_at(&manual, None, None, now), None);
+        assert_eq!(due_at(&manual, Some(0), None, now), None);
+        let cron = Schedule::parse("0 3 * * *").unwrap();
+        assert_eq!(due_at(&cron, None, None, now), Some(now), "none yet: now");
+        let next = due_at(&cron, Some(now), None, now).unwrap();
+        assert!(next > now && next <= now + 24 * hour);
+    }
+
+    #[test]
+    fn backup_names_read_as_their_utc_time() {
+        assert_eq!(name_time("20261129T105900Z"), Some((1_795_949_940_000, 1)));
+        assert_eq!(name_time("20261129T105900Z-12").map(|t| t.1), Some(12));
+        assert_eq!(name_time("notes"), None);
+        assert_eq!(name_time("20261129T105900Z-x"), None);
     }
 
     #[test]

@@ -360,26 +360,38 @@ fn a_restore_after_a_crash_moves_the_stale_wal_aside_and_retention_keeps_the_new
     let home = s.futurnal_home();
     // Whatever the crash left beside queue.db (a reader may have checkpointed it away), a
     // write-ahead log there must not survive the restore: it would be replayed into the copy.
-    for side in ["queue.db-wal", "queue.db-shm"] {
+    // store.db is in WAL mode too: the same holds for its side files.
+    let sides = [
+        "queue.db-wal",
+        "queue.db-shm",
+        "store.db-wal",
+        "store.db-shm",
+    ];
+    for side in sides {
         if !home.join(side).exists() {
             write_file(&home.join(side), b"stale side file");
         }
     }
     let out = s.ok(&["orchestrator", "restore", backup.to_str().unwrap()]);
     assert!(stdout(&out).contains("the replaced files are kept in"));
-    assert!(!home.join("queue.db-wal").exists());
-    assert!(!home.join("queue.db-shm").exists());
+    for side in sides {
+        assert!(
+            !home.join(side).exists(),
+            "{side} was left beside its restored database"
+        );
+    }
     let replaced = entries(&home.join("backups"))
         .into_iter()
         .find(|e| e.starts_with("replaced-"))
         .unwrap();
-    assert!(
-        home.join("backups")
-            .join(&replaced)
-            .join("queue.db-wal")
-            .exists()
-    );
+    for side in sides {
+        assert!(
+            home.join("backups").join(&replaced).join(side).exists(),
+            "{side} is kept aside"
+        );
+    }
     assert_eq!(integrity(&home.join("queue.db")), "ok");
+    assert_eq!(integrity(&home.join("store.db")), "ok");
     // A second restore (the same second, as a repeated procedure runs it) keeps both sets aside.
     s.ok(&["orchestrator", "restore", backup.to_str().unwrap()]);
     let kept = entries(&home.join("backups"))
@@ -416,4 +428,286 @@ fn a_backup_restores_into_a_home_that_does_not_exist_yet() {
     assert_eq!(documents(&home.join("store.db")), (15, 15));
     assert!(s.config_file().exists());
     s.ok(&["orchestrator", "start"]);
+}
+
+/// `backup list --format json`, with its kinds.
+fn listed(s: &Sandbox) -> Vec<serde_json::Value> {
+    s.json(&["orchestrator", "backup", "list", "--format", "json"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn of_kind<'a>(list: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    list.iter().filter(|l| l["kind"] == kind).collect()
+}
+
+#[test]
+fn backup_list_shows_backups_oldest_first_what_restores_kept_and_broken_folders() {
+    let s = Sandbox::new();
+    ingested_home(&s, 12);
+    s.ok(&["orchestrator", "backup"]);
+    s.ok(&["orchestrator", "backup"]);
+    s.ok(&["orchestrator", "stop"]);
+    let good = backups(&s);
+    s.ok(&["orchestrator", "restore", good[0].to_str().unwrap()]);
+    let dir = s.futurnal_home().join("backups");
+    // What an operator's hands (or a crash) can leave there.
+    std::fs::create_dir(dir.join("20200101T000000Z")).unwrap(); // no manifest
+    std::fs::create_dir(dir.join("20200102T000000Z")).unwrap();
+    write_file(&dir.join("20200102T000000Z/manifest.json"), "{ not json");
+    let gutted = dir.join("20200103T000000Z");
+    std::fs::create_dir(&gutted).unwrap();
+    for f in ["manifest.json", "queue.db"] {
+        std::fs::copy(good[1].join(f), gutted.join(f)).unwrap();
+    }
+    std::fs::create_dir(dir.join("my-notes")).unwrap();
+    write_file(&dir.join("README.txt"), "mine");
+    std::os::unix::fs::symlink("/", dir.join("20200104T000000Z")).unwrap();
+    let unreadable = dir.join("20200105T000000Z");
+    std::fs::create_dir(&unreadable).unwrap();
+    write_file(&unreadable.join("manifest.json"), b"{}");
+    std::fs::set_permissions(
+        &unreadable,
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
+
+    let list = listed(&s);
+    std::fs::set_permissions(
+        &unreadable,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let names = |v: &[&serde_json::Value]| -> Vec<String> {
+        v.iter()
+            .map(|l| l["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let b = of_kind(&list, "backup");
+    let mut expected: Vec<String> = [
+        "20200101T000000Z",
+        "20200102T000000Z",
+        "20200103T000000Z",
+        "20200105T000000Z",
+    ]
+    .map(String::from)
+    .to_vec();
+    expected.extend(
+        good.iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned()),
+    );
+    assert_eq!(names(&b), expected, "backups, oldest first");
+    // The good ones say what their manifests say, with nothing wrong.
+    for (l, path) in b[4..].iter().zip(&good) {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(l["manifest_readable"], true);
+        assert_eq!(l["problem"], serde_json::Value::Null, "{l}");
+        for key in [
+            "documents",
+            "jobs",
+            "queue_schema",
+            "store_schema",
+            "created_at",
+        ] {
+            assert_eq!(l[key], manifest[key], "{key}");
+        }
+        assert_eq!(l["documents"], 12);
+        let on_disk: u64 = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert_eq!(l["bytes"], on_disk);
+    }
+    for l in &b[..2] {
+        assert_eq!(l["manifest_readable"], false, "{l}");
+        assert!(
+            l["problem"]
+                .as_str()
+                .unwrap()
+                .starts_with("not a complete backup")
+        );
+    }
+    assert_eq!(b[2]["manifest_readable"], true);
+    assert_eq!(
+        b[2]["problem"],
+        "store.db is missing; orchestrator.yaml is missing"
+    );
+    assert!(
+        b[3]["problem"].as_str().unwrap().contains("cannot be read") || is_root(),
+        "{}",
+        b[3]
+    );
+    let replaced = of_kind(&list, "replaced");
+    assert_eq!(replaced.len(), 1);
+    assert!(
+        replaced[0]["files"]
+            .as_array()
+            .unwrap()
+            .contains(&"store.db".into())
+    );
+    assert_eq!(
+        names(&of_kind(&list, "not_a_backup")),
+        ["20200104T000000Z", "README.txt", "my-notes"]
+    );
+    assert!(
+        of_kind(&list, "not_a_backup")[0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("symbolic link")
+    );
+
+    // The table: the same entries, in sections, and it exits 0.
+    let out = stdout(&s.ok(&["orchestrator", "backup", "list"]));
+    assert!(
+        out.starts_with("6 backups in ~/.futurnal/backups, oldest first:\n"),
+        "{out}"
+    );
+    assert!(out.contains("kept by restores"), "{out}");
+    assert!(out.contains("\nnot backups:\n"), "{out}");
+    // Another folder (`backup --to`), and one that does not exist.
+    let elsewhere = s.home().join("transfer");
+    s.ok(&[
+        "orchestrator",
+        "backup",
+        "--to",
+        elsewhere.to_str().unwrap(),
+    ]);
+    let out = stdout(&s.ok(&[
+        "orchestrator",
+        "backup",
+        "list",
+        elsewhere.to_str().unwrap(),
+    ]));
+    assert!(out.starts_with("1 backup in ~/transfer"), "{out}");
+    let out = stdout(&s.ok(&["orchestrator", "backup", "list", "nowhere"]));
+    assert!(out.starts_with("no backups in nowhere"), "{out}");
+}
+
+/// Lines of the daemon's log mentioning scheduled backups.
+fn scheduled_log_lines(s: &Sandbox) -> Vec<String> {
+    std::fs::read_to_string(s.futurnal_home().join("logs/orchestrator.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("scheduled backup"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_backup_schedule_takes_backups_keeps_backup_keep_and_carries_on_when_one_fails() {
+    let s = Sandbox::new();
+    let dir = s.write_notes("Bulk", 10);
+    let yaml = |schedule: &str| {
+        format!(
+            "backup:\n  schedule: {schedule}\n  keep: 2\nsources:\n  - name: bulk\n    type: local_files\n    path: {}\n",
+            dir.display()
+        )
+    };
+    s.write_config(&yaml("1s"));
+    s.start();
+    s.ok(&["orchestrator", "sources", "trigger", "bulk", "--wait"]);
+    // With no backup yet one is due at once, then one a second: keep holds them at 2.
+    wait_until("three scheduled backups", Duration::from_secs(30), || {
+        s.audit_events("backup").len() >= 3
+    });
+    let list = listed(&s);
+    assert_eq!(
+        of_kind(&list, "backup").len(),
+        2,
+        "backup.keep = 2: {list:?}"
+    );
+    for event in s.audit_events("backup") {
+        assert_eq!(event["scheduled"], true, "{event}");
+    }
+    // One line each, naming no path (path_redaction is on by default).
+    let lines = scheduled_log_lines(&s);
+    assert!(!lines.is_empty());
+    let home = s.home().display().to_string();
+    for l in &lines {
+        assert!(!l.contains(&home) && !l.contains("~/"), "{l}");
+    }
+    let newest = of_kind(&list, "backup")[1]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.ok(&["orchestrator", "backup", "verify", &newest]);
+
+    // A backup that cannot be written (backups/ is a file now) fails, is logged, and the daemon
+    // goes on claiming; once the cause is gone, the next period writes one.
+    let backups_dir = s.futurnal_home().join("backups");
+    std::fs::rename(&backups_dir, s.home().join("backups-aside")).unwrap();
+    write_file(&backups_dir, "not a folder");
+    wait_until("a failure logged", Duration::from_secs(30), || {
+        scheduled_log_lines(&s)
+            .iter()
+            .any(|l| l.contains("scheduled backup failed"))
+    });
+    let failure = scheduled_log_lines(&s)
+        .into_iter()
+        .find(|l| l.contains("scheduled backup failed"))
+        .unwrap();
+    assert!(failure.contains("WARN"), "{failure}");
+    assert!(!failure.contains(&home), "{failure}");
+    assert!(
+        failure.contains("runbook: futurnal help runbook backups"),
+        "{failure}"
+    );
+    write_file(&dir.join("late.md"), "# Late\n");
+    s.ok(&["orchestrator", "sources", "trigger", "bulk", "--wait"]);
+    assert_eq!(s.status_json()["running"], true);
+    std::fs::remove_file(&backups_dir).unwrap();
+    let before = s.audit_events("backup").len();
+    wait_until(
+        "a backup after the failure",
+        Duration::from_secs(30),
+        || s.audit_events("backup").len() > before,
+    );
+    let list = listed(&s);
+    let last = of_kind(&list, "backup").last().unwrap()["documents"].clone();
+    assert_eq!(last, 11, "{list:?}");
+
+    // `config reload` applies a new schedule (manual: none taken after the reload is answered).
+    s.write_config(&yaml("manual"));
+    let out = s.ok(&["orchestrator", "reload"]);
+    assert!(
+        stdout(&out).contains("backup.schedule"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!stdout(&out).contains("restart"), "{}", describe(&out));
+    s.write_config(&yaml("1s"));
+    let before = s.audit_events("backup").len();
+    s.ok(&["orchestrator", "reload"]);
+    wait_until("a backup after the reload", Duration::from_secs(30), || {
+        s.audit_events("backup").len() > before
+    });
+    s.ok(&["orchestrator", "stop"]);
+}
+
+#[test]
+fn a_slow_scheduled_backup_never_stalls_claims_or_stop() {
+    // The scheduled backup is held for a minute before it starts writing.
+    let s = Sandbox::new().with_env("FUTURNAL_TEST_SCHEDULED_BACKUP_DELAY_MS", "60000");
+    let dir = s.write_notes("Bulk", 10);
+    s.write_config(&format!(
+        "backup:\n  schedule: 24h\nsources:\n  - name: bulk\n    type: local_files\n    path: {}\n",
+        dir.display()
+    ));
+    let t = Instant::now();
+    s.start();
+    s.ok(&["orchestrator", "sources", "trigger", "bulk", "--wait"]);
+    assert_eq!(s.job(1)["state"], "succeeded");
+    assert!(
+        s.audit_events("backup").is_empty(),
+        "the backup was still held"
+    );
+    s.ok(&["orchestrator", "stop"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "neither the run nor the stop waited for the backup: {:?}",
+        t.elapsed()
+    );
+    assert!(backups(&s).is_empty());
 }

@@ -1,9 +1,11 @@
-//! `futurnal orchestrator backup [--to DIR]`, `backup verify PATH` and `orchestrator restore PATH`
-//! (the work is `backup`'s; this words it for the operator).
+//! `futurnal orchestrator backup [--to DIR]`, `backup list [DIR]`, `backup verify PATH` and
+//! `orchestrator restore PATH` (the work is `backup`'s; this words it for the operator).
 //!
-//! Invariants: every backup and restore is audited (`backup`, `restore`, with the backup's
-//! folder); `verify` changes nothing; a failed verification exits 1 and names each problem; a
-//! restore while the orchestrator runs is refused with exit 4 and changes nothing.
+//! Invariants: every backup and restore is audited (`backup` with `scheduled: false`, as the
+//! daemon's schedule records its own with `true`; `restore`, with the backup's folder); `list`
+//! and `verify` change nothing; `list` exits 0 whatever it finds; a failed verification exits 1
+//! and names each problem; a restore while the orchestrator runs is refused with exit 4 and
+//! changes nothing.
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +13,9 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{TableOrJson, print_json};
-use crate::backup::{self, BackupError, Parts};
+use crate::backup::{self, BackupError, Listed, ListedKind, Parts};
 use crate::config::Overrides;
+use crate::daemon::lock::{self, AcquireError, InstanceLock, LockInfo};
 use crate::display;
 use crate::error::{CommandError, ExitCode, OperatorError, Result};
 use crate::home::{Home, display_path};
@@ -33,6 +36,13 @@ pub struct BackupArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
+    /// List the backups (oldest first), what restores kept aside, and anything else in the folder
+    List {
+        /// The folder to list [default: ~/.futurnal/backups]
+        dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+        format: TableOrJson,
+    },
     /// Check a backup's checksums and the integrity of its databases; changes nothing
     Verify {
         /// The backup's folder
@@ -67,29 +77,27 @@ fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-struct Settings {
-    audit: bool,
-    keep: u32,
-    sources: Vec<String>,
-    config_file: PathBuf,
+/// What a backup is asked to do, as the daemon's schedule builds it; a broken configuration file
+/// still gets backed up, with the defaults.
+fn request(home: &Home, overrides: &Overrides) -> backup::Request {
+    let config_file = crate::config::config_file(home, overrides).0;
+    let config = crate::daemon::load_config(home, overrides)
+        .map(|l| l.config)
+        .unwrap_or_default();
+    backup::Request::new(home, &config, &config_file, false)
 }
 
-/// The settings a backup needs; a broken configuration file still gets backed up, with defaults.
-fn settings(home: &Home, overrides: &Overrides) -> Settings {
-    let config_file = crate::config::config_file(home, overrides).0;
-    match crate::daemon::load_config(home, overrides) {
-        Ok(l) => Settings {
-            audit: l.config.security.audit_logging,
-            keep: l.config.backup.keep,
-            sources: l.config.sources.iter().map(|s| s.name.clone()).collect(),
-            config_file,
-        },
-        Err(_) => Settings {
-            audit: true,
-            keep: 7,
-            sources: Vec::new(),
-            config_file,
-        },
+/// The home's instance lock, for a restore: refused while a daemon holds it.
+fn take_lock(home: &Home) -> std::result::Result<InstanceLock, BackupError> {
+    let info = LockInfo {
+        pid: std::process::id(),
+        instance_id: "restore".into(),
+        started_at: crate::clock::now_ms(),
+    };
+    match lock::acquire(home, &info) {
+        Ok(l) => Ok(l),
+        Err(AcquireError::Held(_)) => Err(BackupError::Running),
+        Err(AcquireError::Io(e)) => Err(e.into()),
     }
 }
 
@@ -121,23 +129,19 @@ fn failed(e: BackupError, doing: &str, topic: &'static str) -> OperatorError {
 }
 
 pub fn backup(home: &Home, overrides: &Overrides, args: BackupArgs) -> Result<(), CommandError> {
-    if let Some(BackupCommand::Verify { path, format }) = args.command {
-        return verify(&path, format);
+    match args.command {
+        Some(BackupCommand::Verify { path, format }) => return verify(&path, format),
+        Some(BackupCommand::List { dir, format }) => {
+            return list(&dir.unwrap_or_else(|| home.backups_dir()), format);
+        }
+        None => {}
     }
-    let s = settings(home, overrides);
-    let dir = args.to.unwrap_or_else(|| home.backups_dir());
-    let report = backup::backup(home, &dir, Some(&s.config_file), s.sources, s.keep as usize)
-        .map_err(|e| failed(e, "take the backup", topics::BACKUPS))?;
-    audit(
-        home,
-        s.audit,
-        "backup",
-        json!({
-            "path": display_path(&report.path),
-            "bytes": report.bytes,
-            "removed": report.removed.len(),
-        }),
-    );
+    let mut req = request(home, overrides);
+    if let Some(dir) = args.to {
+        req.dir = dir;
+    }
+    let report =
+        backup::take(home, &req).map_err(|e| failed(e, "take the backup", topics::BACKUPS))?;
     match args.format {
         TableOrJson::Json => print_json(&report),
         TableOrJson::Table => {
@@ -165,9 +169,87 @@ pub fn backup(home: &Home, overrides: &Overrides, args: BackupArgs) -> Result<()
                 println!(
                     "removed old backup {} (backup.keep = {})",
                     display_path(r),
-                    s.keep
+                    req.keep
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// `backup list [DIR]`: reads names, sizes and manifests, changes nothing, and lists what it
+/// cannot read with the reason (exit 0: verifying is `backup verify`'s).
+fn list(dir: &Path, format: TableOrJson) -> Result<(), CommandError> {
+    let all = backup::list_all(dir).map_err(|e| {
+        OperatorError::failure(
+            format!("cannot list {}: {e}", display_path(dir)),
+            "nothing was changed; check that the folder exists and is readable",
+            topics::BACKUPS,
+        )
+    })?;
+    if format == TableOrJson::Json {
+        print_json(&all);
+        return Ok(());
+    }
+    let of = |kind: ListedKind| all.iter().filter(move |l| l.kind == kind);
+    let backups: Vec<&Listed> = of(ListedKind::Backup).collect();
+    if backups.is_empty() {
+        println!(
+            "no backups in {}; take one with `futurnal orchestrator backup`",
+            display_path(dir)
+        );
+    } else {
+        println!(
+            "{} in {}, oldest first:",
+            display::plural(backups.len() as i64, "backup"),
+            display_path(dir)
+        );
+        println!(
+            "{:<18}  {:<20}  {:>10}  {:>9}  {:>6}  SCHEMA",
+            "NAME", "TAKEN", "SIZE", "DOCUMENTS", "JOBS"
+        );
+        let count = |n: Option<i64>| n.map_or("-".to_string(), |n| n.to_string());
+        for b in backups {
+            let schema = match (b.queue_schema, b.store_schema) {
+                (None, None) => "-".to_string(),
+                (q, s) => format!("{}/{}", count(q), count(s)),
+            };
+            println!(
+                "{:<18}  {:<20}  {:>10}  {:>9}  {:>6}  {schema}",
+                b.name,
+                b.created_at.as_deref().unwrap_or("-"),
+                display::size(b.bytes),
+                count(b.documents),
+                count(b.jobs),
+            );
+            if let Some(problem) = &b.problem {
+                println!("  ^ {problem}");
+            }
+        }
+    }
+    let replaced: Vec<&Listed> = of(ListedKind::Replaced).collect();
+    if !replaced.is_empty() {
+        println!(
+            "kept by restores (what they replaced, not backups; delete them once you are sure):"
+        );
+        for r in replaced {
+            println!(
+                "{}  {}  {}  {}",
+                r.name,
+                r.created_at.as_deref().unwrap_or("-"),
+                display::size(r.bytes),
+                r.files.join(", ")
+            );
+        }
+    }
+    let others: Vec<&Listed> = all
+        .iter()
+        .filter(|l| matches!(l.kind, ListedKind::Incomplete | ListedKind::NotABackup))
+        .collect();
+    if !others.is_empty() {
+        println!("not backups:");
+        for o in others {
+            println!("{}  {}", o.name, o.problem.as_deref().unwrap_or("-"));
         }
     }
     Ok(())
@@ -204,13 +286,13 @@ fn verify(path: &Path, format: TableOrJson) -> Result<(), CommandError> {
 }
 
 pub fn restore(home: &Home, overrides: &Overrides, args: RestoreArgs) -> Result<(), CommandError> {
-    let s = settings(home, overrides);
+    let config_file = crate::config::config_file(home, overrides).0;
     let parts = Parts {
         queue: !args.store_only && !args.config_only,
         store: !args.queue_only && !args.config_only,
         config: args.with_config || args.config_only,
     };
-    let done = backup::restore(home, &absolute(&args.path), parts, &s.config_file)
+    let done = backup::restore(home, &absolute(&args.path), parts, &config_file, take_lock)
         .map_err(|e| failed(e, "restore", topics::RESTORE))?;
     // The configuration may have just come back: audit as it says.
     let audit_on = crate::daemon::load_config(home, overrides)
@@ -253,7 +335,7 @@ pub fn restore(home: &Home, overrides: &Overrides, args: RestoreArgs) -> Result<
 /// Before a start: finish a restore a kill interrupted, or refuse to start on a half-restored home
 /// (a start there could create an empty queue where the restored one belongs).
 pub fn finish_before_start(home: &Home) -> Result<(), OperatorError> {
-    match backup::finish_interrupted(home) {
+    match backup::finish_interrupted(home, take_lock) {
         Ok(true) => {
             println!("finished an interrupted restore before starting");
             Ok(())

@@ -102,6 +102,12 @@ fn loopback_or_empty(v: &String) -> Result<(), String> {
     }
 }
 
+/// `backup.schedule` takes a source's schedule syntax: one parser, one set of errors.
+#[allow(clippy::ptr_arg)] // the schema passes every check a reference to its value type
+fn backup_schedule(v: &String) -> Result<(), String> {
+    crate::schedule::Schedule::parse(v).map(|_| ())
+}
+
 fn any_bool(_: &bool) -> Result<(), String> {
     Ok(())
 }
@@ -314,6 +320,10 @@ schema! {
             env "FUTURNAL_BACKUP_KEEP"; kind "integer"; default_doc "7";
             check |v| in_range(*v, 1, 10_000);
             doc "Backups `orchestrator backup` keeps in its folder; it removes older ones after writing a new one.";
+        schedule: String = "manual".into();
+            env "FUTURNAL_BACKUP_SCHEDULE"; kind "string"; default_doc "manual (off)";
+            check backup_schedule;
+            doc "When the running orchestrator takes a backup under backups/ by itself, written like a source's schedule (`24h`, `0 3 * * *`): due once the newest backup there is older; `manual` turns it off.";
     }
     security: Security / FileSecurity {
         audit_logging: bool = true;

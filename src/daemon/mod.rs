@@ -442,6 +442,8 @@ async fn main_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut beat = tokio::time::interval(HEARTBEAT);
     let mut telemetry = Telemetry::new(&live.loaded.config);
+    // `backup.schedule`: each backup runs on its own thread; the tick only checks what is due.
+    let mut backups = crate::backup::Scheduler::default();
     let reason: String = loop {
         tokio::select! {
             _ = term.recv() => break "SIGTERM received".into(),
@@ -455,6 +457,7 @@ async fn main_loop(
             _ = tick.tick() => {
                 pool.tick(db);
                 telemetry.prune_step(db);
+                backups.tick(home, &live.loaded, now_ms());
             }
             _ = telemetry.sample.tick() => telemetry.take_sample(home, db, &pool),
             _ = telemetry.retention.tick() => telemetry.start_pruning(&live.loaded.config),
