@@ -945,17 +945,11 @@ pub fn restore<L>(
         out.sync_all().map_err(on(&stage))?;
         moves.push((stage, target.clone()));
     }
-    // A new folder for every restore, even two in the same second: nothing kept is overwritten.
-    let stamp = timestamp();
-    let mut aside = home.backups_dir().join(format!("{REPLACED_PREFIX}{stamp}"));
-    let mut n = 1;
-    while fs::symlink_metadata(&aside).is_ok() {
-        n += 1;
-        aside = home
-            .backups_dir()
-            .join(format!("{REPLACED_PREFIX}{stamp}-{n}"));
-    }
-    let journal = Journal { aside, moves };
+    // A new folder for every restore: nothing kept is overwritten.
+    let journal = Journal {
+        aside: new_aside_dir(home),
+        moves,
+    };
     home::write_private_atomic(
         &home.root().join(JOURNAL),
         &serde_json::to_vec(&journal).map_err(io::Error::other)?,
@@ -974,9 +968,70 @@ pub fn restore<L>(
     })
 }
 
+/// Set a database and its side files aside, into a new `backups/replaced-<time>/` folder,
+/// never deleting anything: `orchestrator start --rebuild-store` does this to the store before
+/// the daemon creates a fresh one. `None` when there was nothing to move. The caller holds the
+/// home's lock. A kill between two renames leaves side files without their database, which
+/// `set_aside_orphans` moves at the next start.
+pub fn set_aside(home: &Home, db: &Path) -> io::Result<Option<PathBuf>> {
+    let aside = new_aside_dir(home);
+    let mut moved = Vec::new();
+    move_aside(db, &aside, &mut moved)?;
+    sync_dir(home.root())?;
+    Ok((!moved.is_empty()).then_some(aside))
+}
+
+/// Move `-wal`, `-shm` and `-journal` files whose database is gone (set aside or deleted by
+/// hand) out of the way before SQLite creates a new database there: SQLite would otherwise
+/// replay a stale write-ahead log into the new, empty file. Returns the folder, if any.
+pub fn set_aside_orphans(home: &Home, db: &Path) -> io::Result<Option<PathBuf>> {
+    if fs::symlink_metadata(db).is_ok() {
+        return Ok(None);
+    }
+    let orphans: Vec<PathBuf> = DB_COMPANIONS
+        .iter()
+        .map(|s| with_suffix(db, s))
+        .filter(|f| fs::symlink_metadata(f).is_ok())
+        .collect();
+    if orphans.is_empty() {
+        return Ok(None);
+    }
+    let aside = new_aside_dir(home);
+    home::create_private_dir(&aside)?;
+    for f in orphans {
+        fs::rename(&f, aside.join(f.file_name().unwrap_or_default()))?;
+    }
+    sync_dir(home.root())?;
+    Ok(Some(aside))
+}
+
+/// A new `replaced-<time>` folder name under backups/, even for two in the same second: nothing
+/// kept is overwritten.
+fn new_aside_dir(home: &Home) -> PathBuf {
+    let stamp = timestamp();
+    let mut aside = home.backups_dir().join(format!("{REPLACED_PREFIX}{stamp}"));
+    let mut n = 1;
+    while fs::symlink_metadata(&aside).is_ok() {
+        n += 1;
+        aside = home
+            .backups_dir()
+            .join(format!("{REPLACED_PREFIX}{stamp}-{n}"));
+    }
+    aside
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_lock(home: &Home) -> Result<crate::daemon::lock::InstanceLock, BackupError> {
+        let info = crate::daemon::lock::LockInfo {
+            pid: std::process::id(),
+            instance_id: "test".into(),
+            started_at: 0,
+        };
+        crate::daemon::lock::acquire(home, &info).map_err(|_| BackupError::Running)
+    }
 
     /// A restore killed in the middle of its swap (one file moved aside, its replacement not yet
     /// renamed in) is finished by replaying the journal, and the replay keeps everything.

@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+/// How long a connection waits for another's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why opening a database failed: what went wrong, not what to do about it (the operator-facing
 /// layer, `error`, decides that from the variant and the command that met it).
 #[derive(Debug, thiserror::Error)]
@@ -103,11 +106,11 @@ pub fn is_corrupt(e: &rusqlite::Error) -> bool {
 /// The database file and the files SQLite keeps beside it (`-wal`, `-shm`, `-journal`).
 pub fn files_of(path: &Path) -> Vec<PathBuf> {
     let mut out = vec![path.to_path_buf()];
-    for suffix in crate::home::DB_COMPANIONS {
-        let mut s = path.as_os_str().to_owned();
-        s.push(suffix);
-        out.push(PathBuf::from(s));
-    }
+    out.extend(
+        crate::home::DB_COMPANIONS
+            .iter()
+            .map(|s| with_suffix(path, s)),
+    );
     out
 }
 
@@ -205,9 +208,79 @@ pub fn diagnose_file(path: &Path) -> Result<(), OpenError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| diagnose(path, e, ""))?;
-    conn.busy_timeout(Duration::from_secs(5))
+    conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| diagnose(path, e, ""))?;
     quick_check(&conn)
+}
+
+/// Open a database read-only; `Ok(None)` when it does not exist. A read-only connection never
+/// writes, checkpoints or creates the file.
+pub fn open_read_only(path: &Path) -> Result<Option<Connection>, OpenError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    precheck(path)?;
+    // A WAL database without its -wal file is open nowhere (the last connection to close
+    // removes it), so it is read as it is, `immutable`: a read-only connection would otherwise
+    // create -wal and -shm files it cannot remove. A daemon that opens it meanwhile changes the
+    // file itself only at its first checkpoint, a thousand pages of writes later, long after a
+    // command's reads. A rollback-journal database is read with ordinary shared locks: its
+    // writers change the file in place.
+    let immutable = in_wal_mode(path) && !with_suffix(path, "-wal").exists();
+    let uri = format!(
+        "file:{}{}",
+        uri_path(path),
+        if immutable {
+            "?mode=ro&immutable=1"
+        } else {
+            "?mode=ro"
+        }
+    );
+    let conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| diagnose(path, e, ""))?;
+    conn.busy_timeout(Duration::from_secs(2))
+        .map_err(|e| diagnose(path, e, ""))?;
+    // Reading the schema finds a file that is not a database at all, cheaply.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| diagnose(path, e, ""))?;
+    Ok(Some(conn))
+}
+
+/// Whether the database file's header says WAL mode (file format bytes 18 and 19 are 2). A file
+/// too short or unreadable says no, and the open that follows reports it.
+fn in_wal_mode(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .is_ok_and(|()| header[18] == 2 && header[19] == 2)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// A path as a `file:` URI path: every byte but unreserved ones and `/` percent-encoded.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Open an existing database read-write for a short-lived reader (no create, no migration).
@@ -218,7 +291,7 @@ pub fn open_existing_rw(path: &Path) -> Result<Connection, OpenError> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| diagnose(path, e, ""))?;
-    conn.busy_timeout(Duration::from_secs(5))
+    conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| diagnose(path, e, ""))?;
     // Reading the header finds a file that is not a database at all, cheaply.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
@@ -265,7 +338,7 @@ pub fn open_migrated(
     precheck(path)?;
     create_private(path)?;
     let conn = Connection::open(path).map_err(|e| diagnose(path, e, ""))?;
-    conn.busy_timeout(Duration::from_secs(5))
+    conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| diagnose(path, e, ""))?;
     if let Some(size) = page_size {
         // Takes effect only on a database still empty: its first write (the first migration)
@@ -274,9 +347,7 @@ pub fn open_migrated(
             .map_err(sql)?;
     }
     let mode = if wal { "WAL" } else { "DELETE" };
-    let applied: String = conn
-        .query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0))
-        .map_err(|e| diagnose(path, e, ""))?;
+    let applied = set_journal_mode(&conn, mode).map_err(|e| diagnose(path, e, ""))?;
     if !applied.eq_ignore_ascii_case(mode) {
         return Err(OpenError::JournalMode {
             wanted: mode,
@@ -292,6 +363,27 @@ pub fn open_migrated(
     }
     migrate(&conn, migrations)?;
     Ok(conn)
+}
+
+/// `PRAGMA journal_mode = mode`, returning the mode in effect. Switching a database to WAL
+/// takes its exclusive lock without SQLite's busy handler, so processes opening a new database at
+/// once (the daemon's first run and a command) get SQLITE_BUSY at once: retried for as long as
+/// the busy timeout would have waited.
+fn set_journal_mode(conn: &Connection, mode: &str) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0)) {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// `PRAGMA quick_check`: reads every page, so only worth it where a corrupt file must be refused.
@@ -389,19 +481,67 @@ mod tests {
         rustix::process::umask(old);
         drop(opened.unwrap());
         assert_eq!(mode(&store), 0o600, "store.db");
-        // A write transaction in rollback-journal mode creates store.db-journal.
+        // The store's write-ahead log and shared memory take the database's mode.
         let c = Connection::open(&store).unwrap();
-        c.execute_batch("BEGIN IMMEDIATE; CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
             .unwrap();
-        let journal = dir.path().join("store.db-journal");
-        assert_eq!(mode(&journal), 0o600, "store.db-journal");
-        c.execute_batch("COMMIT").unwrap();
+        for f in files_of(&store).iter().take(3) {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+        drop(c);
+        // A write transaction in rollback-journal mode creates a -journal.
+        let rollback = dir.path().join("rollback.db");
+        let r = open_migrated(
+            &rollback,
+            false,
+            "FULL",
+            &["CREATE TABLE t (x);"],
+            true,
+            None,
+        )
+        .unwrap();
+        r.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .unwrap();
+        assert_eq!(mode(&dir.path().join("rollback.db-journal")), 0o600);
+        r.execute_batch("COMMIT").unwrap();
 
         let queue = dir.path().join("queue.db");
         let q = open_migrated(&queue, true, "FULL", &["CREATE TABLE t (x);"], true, None).unwrap();
         q.execute_batch("INSERT INTO t VALUES (1)").unwrap();
         for f in files_of(&queue).iter().take(3) {
             assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+    }
+
+    #[test]
+    fn a_read_only_open_never_writes_nor_creates_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            open_read_only(&dir.path().join("missing.db"))
+                .unwrap()
+                .is_none()
+        );
+        for wal in [true, false] {
+            let path = dir.path().join(format!("ro-{wal}.db"));
+            let w =
+                open_migrated(&path, wal, "FULL", &["CREATE TABLE t (x);"], true, None).unwrap();
+            w.execute_batch("INSERT INTO t VALUES (1)").unwrap();
+            drop(w);
+            let before: Vec<bool> = files_of(&path).iter().map(|f| f.exists()).collect();
+            let r = open_read_only(&path).unwrap().unwrap();
+            let n: i64 = r
+                .query_row("SELECT count(*) FROM t", [], |x| x.get(0))
+                .unwrap();
+            assert_eq!(n, 1);
+            let e = r.execute_batch("INSERT INTO t VALUES (2)").unwrap_err();
+            assert_eq!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::ReadOnly),
+                "{e}"
+            );
+            drop(r);
+            let after: Vec<bool> = files_of(&path).iter().map(|f| f.exists()).collect();
+            assert_eq!(before, after, "wal={wal}");
         }
     }
 

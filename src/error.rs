@@ -270,6 +270,11 @@ impl QueueDb {
     pub fn open_existing(path: &Path) -> Result<Option<QueueDb>> {
         QueueDb::connect(path).map_err(|e| queue_unusable(&e, Doing::Command))
     }
+
+    /// The read-only open (`connect_read_only`) for commands that only read.
+    pub fn read_existing(path: &Path) -> Result<Option<QueueDb>> {
+        QueueDb::connect_read_only(path).map_err(|e| queue_unusable(&e, Doing::Command))
+    }
 }
 
 /// The operator's view of a home that cannot be found or used. Only a start checks and writes
@@ -359,8 +364,8 @@ pub fn failure_text(failure: &crate::failure::Failure) -> String {
     match failure.remedy {
         None => failure.message.clone(),
         Some(Remedy::RebuildStore) => format!(
-            "{}; it is derived data, rebuilt by moving it aside and running the sources again: \
-             see `futurnal help runbook {}`",
+            "{}; restore it from a backup or rebuild it from the sources (`futurnal \
+             orchestrator start --rebuild-store`): see `futurnal help runbook {}`",
             failure.message,
             topics::STORE_CORRUPT
         ),
@@ -394,8 +399,9 @@ pub fn store_unreadable(path: &Path, failure: &crate::failure::Failure) -> Opera
         Err(e) if e.is_corrupt() => OperatorError::new(
             ExitCode::Database,
             format!("the document store {shown} is corrupt: {e}"),
-            "nothing was changed; the store is derived data: stop the orchestrator, move it \
-             aside and run the sources again to rebuild it",
+            "nothing was changed; stop the orchestrator, then restore the store from the latest \
+             backup, or rebuild it from your sources with `futurnal orchestrator start \
+             --rebuild-store`",
             topics::STORE_CORRUPT,
         ),
         _ => OperatorError::new(
@@ -406,6 +412,46 @@ pub fn store_unreadable(path: &Path, failure: &crate::failure::Failure) -> Opera
             ),
             "nothing was changed; try again, and if it persists check the store with \
              `sqlite3 ~/.futurnal/store.db \"PRAGMA integrity_check\"`",
+            topics::STORE_CORRUPT,
+        ),
+    }
+}
+
+/// The operator's view of a store.db a start refused (`Store::open_checked` failed). Damage is
+/// never repaired silently: the operator chooses between restoring a backup and rebuilding
+/// from the sources; permissions get the same advice as for the queue.
+pub fn store_unusable(path: &Path, e: &OpenError) -> OperatorError {
+    let shown = display_path(path);
+    match e {
+        OpenError::NoAccess(files) => OperatorError::new(
+            ExitCode::Database,
+            format!("the document store {shown} cannot be opened: {e}"),
+            format!(
+                "the orchestrator did not start and nothing was changed; the store is not \
+                 damaged, so do not move it aside; {}, then start again",
+                access_advice(files)
+            ),
+            topics::DB_NOT_READABLE,
+        ),
+        e if e.is_corrupt() => OperatorError::new(
+            ExitCode::Database,
+            format!("the document store {shown} is corrupt: {e}"),
+            format!(
+                "the orchestrator did not start and nothing was written; restore the store \
+                 from the latest backup (`futurnal orchestrator restore --store-only BACKUP`, \
+                 futurnal help runbook {}), or rebuild it from your sources with `futurnal \
+                 orchestrator start --rebuild-store` (the damaged file is kept)",
+                topics::RESTORE
+            ),
+            topics::STORE_CORRUPT,
+        ),
+        e => OperatorError::new(
+            ExitCode::Database,
+            format!("the document store {shown} could not be opened: {e}"),
+            format!(
+                "the orchestrator did not start and nothing was changed; try again, and if it \
+                 persists check the store with `sqlite3 {shown} \"PRAGMA integrity_check\"`"
+            ),
             topics::STORE_CORRUPT,
         ),
     }

@@ -13,9 +13,8 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::config::{Config, Loaded};
@@ -100,7 +99,7 @@ const MIB: u64 = 1024 * 1024;
 pub fn run(home: &Home, config: Result<&Loaded, String>, only: Option<&str>) -> Report {
     let defaults = Config::default();
     let cfg = config.as_ref().map(|l| &l.config).unwrap_or(&defaults);
-    let queue = open_read_only(&home.queue_db());
+    let queue = crate::db::open_read_only(&home.queue_db());
     let live = live_daemon(home, queue.as_ref().ok().and_then(Option::as_ref));
     let ctx = Ctx {
         home,
@@ -205,57 +204,6 @@ fn live_daemon(home: &Home, queue: Option<&Connection>) -> Option<Live> {
         instance_id: info.instance_id,
         heartbeat_at,
     })
-}
-
-/// Open a database read-only; `Ok(None)` when it does not exist. A read-only connection never
-/// writes, checkpoints or creates the file.
-fn open_read_only(path: &Path) -> Result<Option<Connection>, OpenError> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    crate::db::precheck(path)?;
-    // Without a -wal file no connection has the database open (the last one to close removes
-    // it), so the file is read as it is, `immutable`: a read-only WAL connection would otherwise
-    // create -wal and -shm files it cannot remove.
-    let wal = Path::new(&format!("{}-wal", path.display())).exists();
-    let uri = format!(
-        "file:{}{}",
-        uri_path(path),
-        if wal {
-            "?mode=ro"
-        } else {
-            "?mode=ro&immutable=1"
-        }
-    );
-    let conn = Connection::open_with_flags(
-        uri,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| crate::db::diagnose(path, e, ""))?;
-    conn.busy_timeout(Duration::from_secs(2))
-        .map_err(|e| crate::db::diagnose(path, e, ""))?;
-    // Reading the schema finds a file that is not a database at all, cheaply.
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map_err(|e| crate::db::diagnose(path, e, ""))?;
-    Ok(Some(conn))
-}
-
-/// A path as a `file:` URI path: every byte but unreserved ones and `/` percent-encoded.
-fn uri_path(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = String::new();
-    for &b in path.as_os_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 struct Ctx<'a> {
@@ -478,7 +426,7 @@ impl Ctx<'_> {
     fn store_db(&self) -> Check {
         const N: &str = "store";
         let path = self.home.store_db();
-        let conn = match open_read_only(&path) {
+        let conn = match crate::db::open_read_only(&path) {
             Ok(Some(c)) => c,
             Ok(None) => {
                 return check(

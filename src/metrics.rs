@@ -122,7 +122,7 @@ fn render(home: &Home, kept: &mut Kept) -> String {
     let mut out = Out {
         text: String::new(),
     };
-    let queue = QueueDb::connect(&home.queue_db())
+    let queue = QueueDb::connect_read_only(&home.queue_db())
         .map_err(|e| e.to_string())
         .and_then(|db| {
             let db = db.ok_or_else(|| "no queue.db yet".to_string())?;

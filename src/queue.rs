@@ -251,8 +251,26 @@ impl QueueDb {
         Ok(Some(db))
     }
 
-    // `open_existing`, the same open with the error already in a command's words, is defined in
-    // `error` (the operator-facing layer), so this module never depends on it.
+    /// Open an existing queue.db read-only, for a command that only reads: it never writes,
+    /// checkpoints or creates anything. `None` when it does not exist.
+    pub fn connect_read_only(path: &Path) -> Result<Option<QueueDb>> {
+        let Some(conn) = crate::db::open_read_only(path).map_err(|e| open_error(path, e))? else {
+            return Ok(None);
+        };
+        let db = QueueDb {
+            conn,
+            path: path.to_path_buf(),
+        };
+        let version = db.user_version()?;
+        if version > SCHEMA_VERSION {
+            return Err(newer_schema(path, version));
+        }
+        Ok(Some(db))
+    }
+
+    // `open_existing` and `read_existing`, the same opens with the error already in a command's
+    // words, are defined in `error` (the operator-facing layer), so this module never depends
+    // on it.
 
     pub fn user_version(&self) -> Result<i64> {
         self.conn

@@ -9,9 +9,12 @@
 //! a deleted item is tombstoned (`deleted_at`), never silently kept live; a candidate's documents
 //! are found by their `container` column, never by the shape of their names (`#` may be in a file
 //! name); store.db is separate
-//! from queue.db and is derived data, rebuilt by re-ingesting: it uses a rollback journal with
-//! synchronous=NORMAL, which writes each document once (a write-ahead log would write it twice,
-//! and bulk ingestion is write-bound). Writers wait on each other for at most one batch.
+//! from queue.db and is derived data, rebuilt by re-ingesting (`orchestrator start
+//! --rebuild-store`), never silently: it uses a write-ahead log with synchronous=NORMAL, which
+//! SQLite documents as safe from corruption on power loss (a commit may be lost, never the
+//! database), and a running daemon checks it (`PRAGMA quick_check`) at start and keeps one
+//! connection open, so the -wal file exists while it runs (`db::open_read_only` relies on it).
+//! Commands that only read open it read-only. Writers wait on each other for at most one batch.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,6 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::clock::now_ms;
 use crate::failure::{Failure, Remedy};
 use crate::sources::{Candidate, ParsedDoc, Skipped, chunk_boundaries};
 
@@ -231,7 +233,7 @@ impl Store {
         // the umask's mode and its journal the database's. Large pages suit documents of tens of
         // kilobytes: fewer overflow pages per body.
         let conn =
-            crate::db::open_migrated(path, false, "NORMAL", MIGRATIONS, false, Some(PAGE_SIZE))
+            crate::db::open_migrated(path, true, "NORMAL", MIGRATIONS, false, Some(PAGE_SIZE))
                 .map_err(|e| store_failure(path, e))?;
         Ok(Store {
             conn,
@@ -239,13 +241,25 @@ impl Store {
         })
     }
 
-    /// Open an existing store for reading; `None` if nothing was ever ingested. A file that is
+    /// Open (creating if needed) for the daemon's start: also runs SQLite's quick check, so a
+    /// damaged store is refused before any run writes to it. The error is the diagnosis, worded
+    /// for the operator by `error::store_unusable`.
+    pub fn open_checked(path: &Path) -> Result<Store, crate::db::OpenError> {
+        let conn =
+            crate::db::open_migrated(path, true, "NORMAL", MIGRATIONS, true, Some(PAGE_SIZE))?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Open an existing store read-only; `None` if nothing was ever ingested. A file that is
     /// not a database, or one the user may not read, is an error (never an empty store).
     pub fn open_existing(path: &Path) -> Result<Option<Store>, Failure> {
-        if !path.exists() {
+        let Some(conn) = crate::db::open_read_only(path).map_err(|e| store_failure(path, e))?
+        else {
             return Ok(None);
-        }
-        let conn = crate::db::open_existing_rw(path).map_err(|e| store_failure(path, e))?;
+        };
         Ok(Some(Store {
             conn,
             path: path.to_path_buf(),
@@ -415,7 +429,8 @@ impl Store {
         Ok(StoreTx {
             tx,
             path,
-            now: now_ms(),
+            // Unique per transaction: `put_document` tells new from changed by it.
+            now: crate::clock::unique_ms(),
         })
     }
 }

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Sandbox, describe, unprivileged_prefix, wait_until};
+use common::{Sandbox, describe, stderr, stdout, unprivileged_prefix, wait_until};
 
 fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
@@ -264,4 +264,138 @@ fn a_corrupt_store_fails_commands_that_read_it() {
         "{}",
         describe(&list)
     );
+}
+
+/// Issue 10: a damaged store.db was opened without a check, and runs failed `internal` one by
+/// one. A start now refuses it, names the runbook topic and changes nothing.
+#[test]
+fn a_start_refuses_a_corrupt_store_and_changes_nothing() {
+    let s = Sandbox::new();
+    s.write_notes("Notes", 3);
+    s.write_config("sources:\n  - name: notes\n    type: local_files\n    path: ~/Notes\n");
+    s.start();
+    let run = s.run(&["orchestrator", "sources", "trigger", "notes", "--wait"]);
+    assert!(run.status.success(), "{}", describe(&run));
+    s.ok(&["orchestrator", "stop"]);
+    let store = s.futurnal_home().join("store.db");
+    // A failing disk overwrites the first pages.
+    let mut bytes = std::fs::read(&store).unwrap();
+    bytes[..8192].fill(0x5a);
+    std::fs::write(&store, &bytes).unwrap();
+    let start = s.run(&["orchestrator", "start"]);
+    assert_eq!(start.status.code(), Some(5), "{}", describe(&start));
+    let err = stderr(&start);
+    assert!(err.contains("the document store"), "{err}");
+    assert!(err.contains("--rebuild-store"), "{err}");
+    assert!(
+        err.contains("futurnal help runbook the-document-store-is-corrupt"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&store).unwrap(),
+        bytes,
+        "the store was changed"
+    );
+    assert_eq!(s.status_json()["running"], false, "a daemon kept running");
+}
+
+/// `start --rebuild-store` sets the store aside (kept, never deleted), creates a fresh one and
+/// queues one run per enabled source: every document comes back once, none twice.
+#[test]
+fn rebuild_store_sets_the_store_aside_and_reingests_every_source_once() {
+    let s = Sandbox::new();
+    s.write_notes("Notes", 5);
+    s.write_notes("Vault", 4);
+    s.write_config(
+        "sources:\n  - name: notes\n    type: local_files\n    path: ~/Notes\n  \
+         - name: vault\n    type: local_files\n    path: ~/Vault\n",
+    );
+    s.start();
+    for source in ["notes", "vault"] {
+        let run = s.run(&["orchestrator", "sources", "trigger", source, "--wait"]);
+        assert!(run.status.success(), "{}", describe(&run));
+    }
+    s.ok(&["orchestrator", "stop"]);
+    let store = s.futurnal_home().join("store.db");
+    std::fs::write(&store, vec![0x5au8; 16384]).unwrap();
+    let start = s.run(&["orchestrator", "start", "--rebuild-store"]);
+    assert!(start.status.success(), "{}", describe(&start));
+    let out = stdout(&start);
+    assert!(out.contains("set aside in"), "{out}");
+    assert!(out.contains("each of the 2 enabled sources"), "{out}");
+    wait_until(
+        "both rebuild runs succeeded",
+        Duration::from_secs(60),
+        || {
+            ["notes", "vault"].iter().all(|src| {
+                s.jobs_of(src)
+                    .iter()
+                    .filter(|j| j["trigger"] == "rebuild-store")
+                    .any(|j| j["state"] == "succeeded")
+            })
+        },
+    );
+    let list = s.json(&["orchestrator", "sources", "list", "--format", "json"]);
+    let docs: Vec<i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|src| src["documents"].as_i64().unwrap())
+        .collect();
+    assert_eq!(docs, vec![5, 4], "{list}");
+    // The damaged file is kept.
+    let kept: Vec<_> = std::fs::read_dir(s.futurnal_home().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("store.db"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), vec![0x5au8; 16384]);
+    assert_eq!(s.audit_events("store.rebuild").len(), 1);
+    s.ok(&["orchestrator", "stop"]);
+}
+
+/// store.db is a write-ahead-log database (durable on power loss at synchronous=NORMAL), and
+/// commands that only read it create nothing beside it.
+#[test]
+fn the_store_uses_a_write_ahead_log_and_readers_create_no_files() {
+    let s = Sandbox::new();
+    s.write_notes("Notes", 2);
+    s.write_config("sources:\n  - name: notes\n    type: local_files\n    path: ~/Notes\n");
+    s.start();
+    let run = s.run(&["orchestrator", "sources", "trigger", "notes", "--wait"]);
+    assert!(run.status.success(), "{}", describe(&run));
+    let home = s.futurnal_home();
+    assert!(
+        home.join("store.db-wal").exists(),
+        "a running daemon keeps the store's log"
+    );
+    s.ok(&["orchestrator", "stop"]);
+    let mode = std::process::Command::new("sqlite3")
+        .arg(home.join("store.db"))
+        .arg("PRAGMA journal_mode")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&mode.stdout).trim(), "wal");
+    for db in ["queue.db", "store.db"] {
+        for side in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(home.join(format!("{db}{side}")));
+        }
+    }
+    for args in [
+        &["orchestrator", "sources", "list"][..],
+        &["orchestrator", "status"],
+        &["orchestrator", "jobs", "list"],
+        &["orchestrator", "quarantine", "list"],
+        &["orchestrator", "telemetry", "throughput"],
+    ] {
+        let out = s.run(args);
+        assert!(out.status.success(), "{args:?}: {}", describe(&out));
+    }
+    let left: Vec<String> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("-wal") || n.ends_with("-shm"))
+        .collect();
+    assert!(left.is_empty(), "readers created {left:?}");
 }

@@ -50,8 +50,12 @@ pub enum JobsCommand {
     },
 }
 
-fn open(home: &Home) -> Result<Option<QueueDb>> {
-    QueueDb::open_existing(&home.queue_db())
+/// queue.db, read-only unless the command changes a job.
+fn open(home: &Home, cmd: &JobsCommand) -> Result<Option<QueueDb>> {
+    match cmd {
+        JobsCommand::Cancel { .. } => QueueDb::open_existing(&home.queue_db()),
+        _ => QueueDb::read_existing(&home.queue_db()),
+    }
 }
 
 fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
@@ -143,7 +147,7 @@ pub fn outcome_line(job: &Job) -> String {
 }
 
 pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
-    let db = open(home)?;
+    let db = open(home, &cmd)?;
     match cmd {
         JobsCommand::List {
             limit,

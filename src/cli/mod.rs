@@ -95,6 +95,12 @@ pub enum OrchestratorCommand {
         /// Internal: the detached daemon process
         #[arg(long, hide = true)]
         detached_child: bool,
+        /// Set the document store aside (kept under backups/) and rebuild it from the sources
+        #[arg(long)]
+        rebuild_store: bool,
+        /// With --rebuild-store: wait until every rebuild run has finished
+        #[arg(long, requires = "rebuild_store", conflicts_with = "foreground")]
+        wait: bool,
     },
     /// Stop the orchestrator, letting in-flight work finish
     Stop {
@@ -231,12 +237,25 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
                 OrchestratorCommand::Start {
                     foreground,
                     detached_child,
+                    rebuild_store,
+                    wait,
                 } => {
                     if !detached_child {
                         // A restore killed half way is finished before anything opens the home.
                         backup_cmd::finish_before_start(&home)?;
                     }
-                    daemon::start(&home, &overrides, foreground, detached_child)
+                    let started = daemon::start(
+                        &home,
+                        &overrides,
+                        foreground,
+                        detached_child,
+                        rebuild_store,
+                    )?;
+                    if wait {
+                        sources_cmd::wait_for_all(&home, &started.rebuild_jobs)
+                    } else {
+                        Ok(())
+                    }
                 }
                 OrchestratorCommand::Backup(args) => backup_cmd::backup(&home, &overrides, args),
                 OrchestratorCommand::Restore(args) => backup_cmd::restore(&home, &overrides, args),

@@ -114,7 +114,13 @@ pub fn run(
     overrides: &crate::config::Overrides,
     cmd: QuarantineCommand,
 ) -> Result<(), CommandError> {
-    let db = QueueDb::open_existing(&home.queue_db())?;
+    // Read-only unless the command changes jobs.
+    let db = match cmd {
+        QuarantineCommand::List { .. } | QuarantineCommand::Show { .. } => {
+            QueueDb::read_existing(&home.queue_db())?
+        }
+        _ => QueueDb::open_existing(&home.queue_db())?,
+    };
     let list = |f: &QuarantineFilter| -> Result<Vec<Job>> {
         match &db {
             Some(db) => jobs::quarantined(db.conn(), f).map_err(|e| sql(home, e)),

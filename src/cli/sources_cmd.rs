@@ -97,13 +97,14 @@ pub fn find_source<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a SourceConfi
         })
 }
 
-fn open_queue(home: &Home) -> Result<Option<QueueDb>> {
-    QueueDb::open_existing(&home.queue_db())
+/// queue.db for a command that only reads it: opened read-only.
+fn read_queue(home: &Home) -> Result<Option<QueueDb>> {
+    QueueDb::read_existing(&home.queue_db())
 }
 
 /// queue.db for a command that writes: created by a daemon start first.
 fn queue_for_write(home: &Home) -> Result<QueueDb> {
-    open_queue(home)?.ok_or_else(|| {
+    QueueDb::open_existing(&home.queue_db())?.ok_or_else(|| {
         OperatorError::failure(
             format!(
                 "there is no queue yet: {} has not been created",
@@ -188,7 +189,7 @@ fn open_store(home: &Home) -> Result<Option<Store>> {
 }
 
 fn gather(home: &Home, loaded: &Loaded) -> Result<Vec<Value>> {
-    let db = open_queue(home)?;
+    let db = read_queue(home)?;
     let (states, runs, open) = match &db {
         Some(db) => (
             jobs::source_states(db.conn()).map_err(|e| sql(home, e))?,
@@ -519,6 +520,25 @@ fn trigger(home: &Home, loaded: &Loaded, name: &str, wait: bool) -> Result<(), C
         return Ok(());
     }
     wait_for(home, &db, enqueued.id())
+}
+
+/// Wait for each of `ids` in turn (`wait_for`); fails if any did not succeed, after waiting
+/// for all of them.
+pub fn wait_for_all(home: &Home, ids: &[i64]) -> Result<(), CommandError> {
+    let db = read_queue(home)?.ok_or_else(|| {
+        OperatorError::failure(
+            "the queue database is missing",
+            "nothing was changed; start the orchestrator again",
+            topics::MANAGING_JOBS,
+        )
+    })?;
+    let mut result = Ok(());
+    for &id in ids {
+        if let Err(e) = wait_for(home, &db, id) {
+            result = Err(e);
+        }
+    }
+    result
 }
 
 /// Poll a job until it finishes (or its attempt fails), showing progress on a terminal.

@@ -105,7 +105,11 @@ pub fn run(
         print!("{}", crate::metrics::render_prometheus(home));
         return Ok(());
     }
-    let db = QueueDb::open_existing(&home.queue_db())?;
+    // Read-only unless the command deletes rows.
+    let db = match command {
+        TelemetryCommand::Clean { .. } => QueueDb::open_existing(&home.queue_db())?,
+        _ => QueueDb::read_existing(&home.queue_db())?,
+    };
     let now = now_ms();
     match command {
         TelemetryCommand::Export { .. } => Ok(()),

@@ -251,7 +251,7 @@ fn running_info(home: &Home) -> Option<LockInfo> {
     {
         return Some(info);
     }
-    let db = crate::queue::QueueDb::open_existing(&home.queue_db())
+    let db = crate::queue::QueueDb::read_existing(&home.queue_db())
         .ok()
         .flatten()?;
     let row = db.latest_instance().ok().flatten()?;

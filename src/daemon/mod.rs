@@ -41,6 +41,17 @@ use crate::workers::{self, Pool};
 
 const READY: &str = "futurnal-ready ";
 const RECOVERED: &str = "futurnal-recovered ";
+/// A line the background start prints as it is (what a start did besides starting).
+const NOTICE: &str = "futurnal-notice ";
+/// The ids of the runs a `--rebuild-store` start queued, for the starting command to wait on.
+const REBUILD_JOBS: &str = "futurnal-rebuild-jobs ";
+
+/// What a background start did besides starting the daemon.
+#[derive(Debug, Default)]
+pub struct Started {
+    /// The runs `--rebuild-store` queued (empty without it).
+    pub rebuild_jobs: Vec<i64>,
+}
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
@@ -72,23 +83,26 @@ pub fn start(
     overrides: &Overrides,
     foreground: bool,
     detached_child: bool,
-) -> Result<(), CommandError> {
+    rebuild_store: bool,
+) -> Result<Started, CommandError> {
     let loaded = load_config(home, overrides)?;
     if foreground || detached_child {
-        return run(home, &loaded, detached_child).map_err(CommandError::from);
+        run(home, &loaded, detached_child, rebuild_store)?;
+        return Ok(Started::default());
     }
     home.ensure_layout()?;
     if let Some(info) = lock::holder(home) {
         return Err(already_running(info).into());
     }
-    start_background(home, &loaded, overrides)
+    start_background(home, &loaded, overrides, rebuild_store)
 }
 
 fn start_background(
     home: &Home,
     loaded: &Loaded,
     overrides: &Overrides,
-) -> Result<(), CommandError> {
+    rebuild_store: bool,
+) -> Result<Started, CommandError> {
     let exe = std::env::current_exe().map_err(|e| {
         OperatorError::failure(
             format!("cannot find the futurnal executable to start the daemon: {e}"),
@@ -98,6 +112,9 @@ fn start_background(
     })?;
     let mut cmd = Command::new(exe);
     cmd.args(["orchestrator", "start", "--detached-child"]);
+    if rebuild_store {
+        cmd.arg("--rebuild-store");
+    }
     if loaded.file.explicit {
         cmd.arg("--config").arg(absolute(&loaded.file.path));
     }
@@ -129,14 +146,23 @@ fn start_background(
     });
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut relayed = Vec::new();
+    let mut started = Started::default();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
                 if let Some(pid) = line.strip_prefix(READY) {
                     println!("orchestrator started (pid {pid})");
-                    return Ok(());
-                } else if let Some(text) = line.strip_prefix(RECOVERED) {
+                    return Ok(started);
+                } else if let Some(ids) = line.strip_prefix(REBUILD_JOBS) {
+                    started.rebuild_jobs = ids
+                        .split_whitespace()
+                        .filter_map(|id| id.parse().ok())
+                        .collect();
+                } else if let Some(text) = line
+                    .strip_prefix(RECOVERED)
+                    .or_else(|| line.strip_prefix(NOTICE))
+                {
                     println!("{text}");
                 } else {
                     relayed.push(line);
@@ -192,7 +218,7 @@ fn absolute(p: &std::path::Path) -> PathBuf {
 }
 
 /// The daemon itself, in the foreground or as the detached child.
-fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
+fn run(home: &Home, loaded: &Loaded, detached: bool, rebuild_store: bool) -> Result<()> {
     if detached {
         // A new session: no controlling terminal, no SIGHUP when the operator's shell exits.
         let _ = rustix::process::setsid();
@@ -267,12 +293,24 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
     }
 
     let cfg = &loaded.config;
+    let store_aside = set_aside_databases(home, rebuild_store)?;
     let db = QueueDb::open_for_daemon(&home.queue_db(), &cfg.queue)
         .map_err(|e| crate::error::queue_unusable(&e, crate::error::Doing::Start))
         .inspect_err(|e| {
             tracing::error!("{}", e.what);
         })?;
+    // Checked before anything is recovered or run, and kept open while the daemon runs (see
+    // `store`): a damaged store is refused, never silently replaced.
+    let store = crate::store::Store::open_checked(&home.store_db())
+        .map_err(|e| crate::error::store_unusable(&home.store_db(), &e))
+        .inspect_err(|e| {
+            tracing::error!("{}", e.what);
+        })?;
     let recovered = recovery::recover_if_needed(home, &db, &instance_id)?;
+    let (rebuild_notice, rebuild_jobs) = match &store_aside {
+        Some(aside) => queue_rebuild(home, &db, loaded, aside)?,
+        None => Default::default(),
+    };
     recovery::write_marker(
         home,
         &recovery::Marker {
@@ -330,6 +368,13 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
         if let Some(row) = &recovered {
             eprintln!("{RECOVERED}{}", recovery::describe(row));
         }
+        for line in &rebuild_notice {
+            eprintln!("{NOTICE}{line}");
+        }
+        if !rebuild_jobs.is_empty() {
+            let ids: Vec<String> = rebuild_jobs.iter().map(i64::to_string).collect();
+            eprintln!("{REBUILD_JOBS}{}", ids.join(" "));
+        }
         eprintln!("{READY}{pid}");
         // From here on anything written to stderr (a panic, say) belongs in the log.
         if let Some(f) = stderr_sink {
@@ -338,6 +383,9 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
     } else {
         if let Some(row) = &recovered {
             println!("{}", recovery::describe(row));
+        }
+        for line in &rebuild_notice {
+            println!("{line}");
         }
         println!("orchestrator running in the foreground (pid {pid}); press Ctrl-C to stop");
     }
@@ -356,6 +404,8 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
         &mut live,
         signals,
     ));
+    // The workers are done with the store: closing the last connection checkpoints its log.
+    drop(store);
     // A reload may have changed it.
     let audit_on = live.loaded.config.security.audit_logging;
 
@@ -377,6 +427,79 @@ fn run(home: &Home, loaded: &Loaded, detached: bool) -> Result<()> {
 }
 
 /// SQLite fails in confusing ways on a full disk; refuse to start before that.
+/// Before the databases are opened: with `--rebuild-store`, the store and its side files go
+/// into a new `backups/replaced-*` folder (returned); and side files whose database is gone
+/// (set aside by hand, or by a rebuild a kill interrupted) are moved out of the way, so SQLite
+/// never replays a stale log into a new database.
+fn set_aside_databases(home: &Home, rebuild_store: bool) -> Result<Option<PathBuf>> {
+    let cannot = |e: std::io::Error| {
+        OperatorError::failure(
+            format!("cannot set the old database files aside: {e}"),
+            "the orchestrator did not start; nothing was deleted (see backups/ in the home)",
+            topics::START_REFUSED,
+        )
+    };
+    let aside = if rebuild_store {
+        crate::backup::set_aside(home, &home.store_db()).map_err(cannot)?
+    } else {
+        None
+    };
+    for db in [home.queue_db(), home.store_db()] {
+        if let Some(dir) = crate::backup::set_aside_orphans(home, &db).map_err(cannot)? {
+            tracing::warn!(
+                "side files of a missing {} were moved to {}",
+                db.file_name().unwrap_or_default().to_string_lossy(),
+                display_path(&dir)
+            );
+        }
+    }
+    Ok(aside)
+}
+
+/// After `--rebuild-store` set the store aside: one run of every enabled source fills the new
+/// store (documents are keyed by source and item, so nothing is stored twice). Audited.
+/// Returns the lines that tell the operator what happened, and the runs' ids.
+fn queue_rebuild(
+    home: &Home,
+    db: &QueueDb,
+    loaded: &Loaded,
+    aside: &std::path::Path,
+) -> Result<(Vec<String>, Vec<i64>)> {
+    let mut queued = Vec::new();
+    let mut ids = Vec::new();
+    for source in loaded.config.sources.iter().filter(|s| s.enabled) {
+        let job =
+            crate::jobs::enqueue_run(db.conn(), source, "rebuild-store", "orchestrator", now_ms())
+                .map_err(|e| crate::error::queue_error(home, e))?;
+        queued.push(json!({"source": source.name, "job": job.id()}));
+        ids.push(job.id());
+    }
+    audit(
+        home,
+        loaded.config.security.audit_logging,
+        "store.rebuild",
+        json!({"set_aside": display_path(aside), "runs": queued}),
+    );
+    let lines = vec![
+        format!(
+            "the document store was set aside in {} (delete it yourself once you are sure)",
+            display_path(aside)
+        ),
+        format!(
+            "queued a run of {} to rebuild it (jobs {})",
+            match queued.len() {
+                1 => "the 1 enabled source".to_string(),
+                n => format!("each of the {n} enabled sources"),
+            },
+            ids.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ];
+    Ok((lines, ids))
+}
+
 fn check_free_space(home: &Home, min_free_mb: u64) -> Result<()> {
     let Ok(free) = crate::home::free_bytes(home.root()) else {
         return Ok(());
@@ -608,7 +731,7 @@ pub fn stop(home: &Home, force: bool, audit_on: bool) -> Result<()> {
             topics::STOPPING,
         )
     })?;
-    let grace = QueueDb::open_existing(&home.queue_db())
+    let grace = QueueDb::read_existing(&home.queue_db())
         .ok()
         .flatten()
         .and_then(|db| db.latest_instance().ok().flatten())

@@ -241,7 +241,7 @@ impl Running {
 /// of an older futurnal records none).
 pub fn running(home: &Home) -> Option<Running> {
     let info = lock::holder(home)??;
-    let db = QueueDb::open_existing(&home.queue_db()).ok()??;
+    let db = QueueDb::read_existing(&home.queue_db()).ok()??;
     read_running(db.conn(), &info.instance_id)
 }
 

@@ -90,7 +90,7 @@ pub struct Recovery {
 /// Gather the status. `config` is `Err(message)` when the configuration does not load.
 pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose: bool) -> Status {
     let holder = lock::holder(home);
-    let db = QueueDb::open_existing(&home.queue_db());
+    let db = QueueDb::read_existing(&home.queue_db());
     let mut queue = Map::new();
     let mut instance = None;
     let mut recovery = None;
