@@ -15,6 +15,8 @@
 //! - talking to operators: `error` (operator errors, worded for the command), `cli`.
 
 mod backup;
+#[doc(hidden)]
+pub mod bench_api;
 mod cli;
 mod clock;
 mod config;
