@@ -10,8 +10,8 @@
 //! attempts finished since the latest daemon instance started, so they start again exactly when
 //! the daemon restarts (as a process's own counters do); the listener adds only attempts it has
 //! not counted, so retention never makes one go down
-//! (`tests::counters_never_go_down_when_old_attempts_are_pruned`). store.db is read at most once
-//! per `STORE_REFRESH` by the listener: its readers make the jobs' writers wait.
+//! (`tests::counters_never_go_down_when_old_attempts_are_pruned`). store.db's figures are read at
+//! every scrape: one `source_stats` row per source, and (WAL) its readers never block writers.
 //! The listener binds loopback only (the configuration refuses anything else), runs on its own
 //! thread with its own connections (queue.db is WAL: its readers never block the daemon), answers
 //! one client at a time, reading at most `MAX_REQUEST` bytes within `CLIENT_DEADLINE` in all
@@ -38,11 +38,6 @@ use crate::home::Home;
 use crate::jobs::JobState;
 use crate::queue::QueueDb;
 use crate::store::Store;
-
-/// How long the listener serves store.db's figures before reading them again: counting them reads
-/// the whole `documents` table (0.3 s for 800 MB of documents, seconds when not cached), and while
-/// a reader holds store.db (a rollback journal, not WAL) the jobs' writers wait to commit.
-const STORE_REFRESH: Duration = Duration::from_secs(60);
 
 /// Upper bounds of the job duration histogram, in seconds.
 const DURATION_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0];
@@ -148,14 +143,7 @@ fn render(home: &Home, kept: &mut Kept) -> String {
         tracing::debug!("metrics: queue.db not read: {e}");
     }
 
-    let figures = match &kept.store {
-        Some((at, figures)) if at.elapsed() < STORE_REFRESH => figures.clone(),
-        _ => {
-            let figures = store_figures(home);
-            kept.store = Some((Instant::now(), figures.clone()));
-            figures
-        }
-    };
+    let figures = store_figures(home);
     if let Some(rows) = &figures {
         out.family(
             "futurnal_source_documents",
@@ -353,7 +341,7 @@ fn store_figures(home: &Home) -> Option<StoreFigures> {
 
 /// What the listener keeps between scrapes: the counters and the duration histogram summed from
 /// `telemetry_attempts`, to which it adds only the rows it has not seen (by id), so retention
-/// pruning old rows never makes a counter go down; and store.db's figures, for `STORE_REFRESH`.
+/// pruning old rows never makes a counter go down.
 /// `render_prometheus` starts from an empty one.
 #[derive(Default)]
 struct Kept {
@@ -369,8 +357,6 @@ struct Kept {
     failures: BTreeMap<(String, String), i64>,
     /// kind -> count, sum of milliseconds, count at or under each of `DURATION_BUCKETS`.
     durations: BTreeMap<String, (i64, i64, Vec<i64>)>,
-    /// store.db's figures and when they were read (see `STORE_REFRESH`).
-    store: Option<(Instant, Option<StoreFigures>)>,
 }
 
 impl Kept {
@@ -944,10 +930,10 @@ mod tests {
         assert_eq!(count(&render_prometheus(&home)), 10.0);
     }
 
-    /// The listener reads store.db at most once per `STORE_REFRESH` (its readers hold up the
-    /// jobs' writers); an export reads it every time.
+    /// Every scrape reads store.db's figures afresh (kept by triggers, so it costs a row per
+    /// source), including a document written by hand.
     #[test]
-    fn the_listener_reads_store_figures_at_most_once_per_refresh() {
+    fn every_scrape_shows_the_stores_current_figures() {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path());
         drop(Store::open(&home.store_db()).unwrap());
@@ -970,11 +956,8 @@ mod tests {
         let mut kept = Kept::default();
         assert_eq!(docs(&render(&home, &mut kept)).as_deref(), Some("1"));
         add("b");
-        assert_eq!(docs(&render(&home, &mut kept)).as_deref(), Some("1"));
-        assert_eq!(docs(&render_prometheus(&home)).as_deref(), Some("2"));
-        // Once the figures are older than the refresh, they are read again.
-        kept.store.as_mut().unwrap().0 -= STORE_REFRESH;
         assert_eq!(docs(&render(&home, &mut kept)).as_deref(), Some("2"));
+        assert_eq!(docs(&render_prometheus(&home)).as_deref(), Some("2"));
     }
 
     /// A client that sends nothing, or dribbles its request, holds the listener for at most the
