@@ -187,13 +187,23 @@ pub fn backup(
     let started = std::time::Instant::now();
     home::create_private_dir(dir).map_err(on(dir))?;
     remove_stale_temporaries(dir);
-    let mut name = timestamp();
+    let stamp = timestamp();
+    let name_for = |n: u32| {
+        if n == 1 {
+            stamp.clone()
+        } else {
+            format!("{stamp}-{n}")
+        }
+    };
     let mut n = 1;
-    while dir.join(&name).exists() {
+    while dir.join(name_for(n)).exists() {
         n += 1;
-        name = format!("{}-{n}", timestamp());
     }
-    let tmp = dir.join(format!("{TMP_PREFIX}{name}-{}", std::process::id()));
+    let tmp = dir.join(format!(
+        "{TMP_PREFIX}{}-{}",
+        name_for(n),
+        std::process::id()
+    ));
     home::create_private_dir(&tmp).map_err(on(&tmp))?;
     let mut manifest = Manifest {
         futurnal_version: env!("CARGO_PKG_VERSION").into(),
@@ -236,8 +246,19 @@ pub fn backup(
     io::Write::write_all(&mut m, &json)?;
     m.sync_all()?;
     sync_dir(&tmp)?;
-    let path = dir.join(&name);
-    fs::rename(&tmp, &path)?;
+    // Another backup (the daemon's schedule, an operator's command) may have taken the name
+    // meanwhile: renaming onto its complete folder fails, and the next free name is used.
+    let path = loop {
+        let path = dir.join(name_for(n));
+        if fs::symlink_metadata(&path).is_err() {
+            match fs::rename(&tmp, &path) {
+                Ok(()) => break path,
+                Err(_) if fs::symlink_metadata(&path).is_ok() => {}
+                Err(e) => return Err(on(&path)(e)),
+            }
+        }
+        n += 1;
+    };
     sync_dir(dir)?;
     let removed = prune(dir, keep)?;
     let bytes = manifest.files.iter().map(|f| f.size).sum();
@@ -547,8 +568,12 @@ fn prune(dir: &Path, keep: usize) -> io::Result<Vec<PathBuf>> {
     let excess = all.len().saturating_sub(keep.max(1));
     let mut removed = Vec::new();
     for old in all.into_iter().take(excess) {
-        fs::remove_dir_all(&old)?;
-        removed.push(old);
+        match fs::remove_dir_all(&old) {
+            Ok(()) => removed.push(old),
+            // A concurrent backup's retention removed it first.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(removed)
 }

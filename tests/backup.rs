@@ -711,3 +711,69 @@ fn a_slow_scheduled_backup_never_stalls_claims_or_stop() {
     );
     assert!(backups(&s).is_empty());
 }
+
+/// The Disaster recovery chapter's table of `backup list --format json` fields names exactly the
+/// fields every entry has, whatever it is.
+#[test]
+fn the_book_documents_every_field_of_backup_list() {
+    let s = Sandbox::new();
+    let dir = s.futurnal_home().join("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_file(&dir.join("notes.txt"), "not a backup");
+    let list = listed(&s);
+    let mut fields: Vec<String> = list[0].as_object().unwrap().keys().cloned().collect();
+    fields.sort();
+
+    let chapter = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/disaster-recovery.md"),
+    )
+    .unwrap();
+    let section = chapter
+        .split("### Listing backups")
+        .nth(1)
+        .expect("the section")
+        .split("\n### ")
+        .next()
+        .unwrap();
+    let mut documented: Vec<String> = section
+        .lines()
+        .skip_while(|l| !l.starts_with("| field | meaning |"))
+        .skip(2)
+        .take_while(|l| l.starts_with("| `"))
+        .map(|l| l.split('`').nth(1).unwrap().to_string())
+        .collect();
+    documented.sort();
+    assert_eq!(documented, fields);
+}
+
+/// A scheduled backup and an operator's can start in the same second: both complete, under
+/// different names, and neither's retention trips over the other's.
+#[test]
+fn concurrent_backups_both_complete_under_distinct_names() {
+    let s = Sandbox::new();
+    ingested_home(&s, 5);
+    s.ok(&["orchestrator", "stop"]);
+    s.write_config(&format!(
+        "backup:\n  keep: 3\nsources:\n  - name: bulk\n    type: local_files\n    path: {}\n",
+        s.home().join("Bulk").display()
+    ));
+    for _ in 0..4 {
+        let children: Vec<Child> = (0..3)
+            .map(|_| {
+                let mut c = s.cmd(&["orchestrator", "backup"]);
+                c.stdout(Stdio::null()).stderr(Stdio::piped());
+                c.spawn().unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", describe(&out));
+        }
+    }
+    let all = backups(&s);
+    assert_eq!(all.len(), 3, "backup.keep = 3: {all:?}");
+    for b in all {
+        s.ok(&["orchestrator", "backup", "verify", b.to_str().unwrap()]);
+    }
+    assert_eq!(s.audit_events("backup").len(), 12);
+}
