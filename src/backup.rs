@@ -583,12 +583,15 @@ fn prune(dir: &Path, keep: usize) -> io::Result<Vec<PathBuf>> {
 /// none), so the loop never waits on one. At most one runs at a time. A failed one is logged and
 /// tried again one schedule period after it started, never stopping the daemon. The schedule is
 /// read from the running configuration at each tick, so a reload changes it.
+/// How often the scheduler looks at the backups folder while nothing is due.
+const RECHECK_MS: i64 = 1000;
+
 #[derive(Default)]
 pub struct Scheduler {
     running: Option<std::thread::JoinHandle<()>>,
     /// When this daemon last started one (a failure waits a period, like a success).
     last_attempt: Option<i64>,
-    /// Nothing is due before this time under this schedule text: most ticks read nothing.
+    /// Nothing to look at before this time under this schedule text: most ticks read nothing.
     not_before: Option<(String, i64)>,
 }
 
@@ -634,7 +637,8 @@ impl Scheduler {
                     ),
                 }
             }
-            Some(at) => self.not_before = Some((text.clone(), at)),
+            // Backups moved away or deleted make one due sooner: look again within a second.
+            Some(at) => self.not_before = Some((text.clone(), at.min(now + RECHECK_MS))),
             None => self.not_before = Some((text.clone(), i64::MAX)),
         }
     }

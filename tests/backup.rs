@@ -777,3 +777,35 @@ fn concurrent_backups_both_complete_under_distinct_names() {
     }
     assert_eq!(s.audit_events("backup").len(), 12);
 }
+
+/// A backup is due once the folder holds none, however long the schedule: moving the backups to
+/// another disk makes the daemon take one at once, not when the old newest would have aged.
+#[test]
+fn moving_the_backups_away_makes_a_scheduled_backup_due_at_once() {
+    let s = Sandbox::new();
+    let dir = s.write_notes("Bulk", 5);
+    s.write_config(&format!(
+        "backup:\n  schedule: 24h\nsources:\n  - name: bulk\n    type: local_files\n    path: {}\n",
+        dir.display()
+    ));
+    s.ok(&["orchestrator", "backup"]);
+    s.start();
+    // The daemon has ticked (a run was claimed and finished) and found the backup fresh.
+    s.ok(&["orchestrator", "sources", "trigger", "bulk", "--wait"]);
+    assert!(
+        s.audit_events("backup")
+            .iter()
+            .all(|e| e["scheduled"] == false)
+    );
+    let offsite = s.home().join("offsite");
+    std::fs::create_dir(&offsite).unwrap();
+    for b in backups(&s) {
+        std::fs::rename(&b, offsite.join(b.file_name().unwrap())).unwrap();
+    }
+    wait_until("a scheduled backup", Duration::from_secs(20), || {
+        s.audit_events("backup")
+            .iter()
+            .any(|e| e["scheduled"] == true)
+    });
+    assert_eq!(backups(&s).len(), 1);
+}
