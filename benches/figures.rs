@@ -159,6 +159,7 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
 fn thousands(n: usize) -> String {
     match n {
         n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000_000 && n % 100_000 == 0 => format!("{:.1}M", n as f64 / 1e6),
         n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
         n if n >= 1_000 && n % 100 == 0 => format!("{:.1}k", n as f64 / 1_000.0),
         n => n.to_string(),
@@ -220,12 +221,39 @@ fn machine_line(opts: &Opts) -> String {
     let load = read("/proc/loadavg");
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
     format!(
-        "Machine: {cores} cores ({cpu}), {:.1} GiB memory, Linux {}, sqlite3 {sqlite}; load average at start {}; scale {}",
+        "Machine: {cores} cores ({cpu}), {:.1} GiB memory, Linux {}, sqlite3 {sqlite}; futurnal {}; load average at start {}; scale {}",
         mem_kb as f64 / 1_048_576.0,
         read("/proc/sys/kernel/osrelease").trim(),
+        revision(),
         load.join(" "),
         opts.scale
     )
+}
+
+/// The commit the bench was built from, and whether the tree had changes besides it (cargo
+/// builds the working tree).
+fn revision() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            format!(
+                "{head}{}",
+                if dirty { " + uncommitted changes" } else { "" }
+            )
+        }
+        None => "(not a git checkout)".into(),
+    }
 }
 
 /// The best of `n` runs of `cmd`, which must succeed.
@@ -324,41 +352,55 @@ impl Home {
     /// `kill -9` the running daemon and wait until it is gone.
     fn kill9(&self) {
         let pid = self.lock_pid().expect("a running daemon");
-        kill9_and_wait(pid);
+        assert!(
+            kill9_and_wait(pid),
+            "pid {pid} still runs 10 s after kill -9"
+        );
     }
 }
 
 impl Drop for Home {
     fn drop(&mut self) {
         for pid in self.daemons.borrow().iter() {
-            kill9_and_wait(*pid);
+            // No panic here: this may run while unwinding.
+            if !kill9_and_wait(*pid) {
+                eprintln!("warning: pid {pid} still runs 10 s after kill -9");
+            }
         }
     }
 }
 
-/// SIGKILL `pid` and poll (with a deadline) until it is gone or a zombie: the kernel has then
-/// released its locks.
-fn kill9_and_wait(pid: i64) {
+/// SIGKILL `pid` and poll (with a deadline) until it is gone, or a zombie whose other threads
+/// have all exited: only then has the kernel closed its files and released its locks (a
+/// multi-threaded process's leader turns zombie while its other threads still run).
+fn kill9_and_wait(pid: i64) -> bool {
     let alive = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(')')
-                    .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(false)
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        !(zombie && threads <= 1)
     };
     if !alive() {
-        return;
+        return true;
     }
     let _ = Command::new("kill")
         .args(["-9", &pid.to_string()])
         .stderr(Stdio::null())
         .status();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while alive() && Instant::now() < deadline {
+    while alive() {
+        if Instant::now() > deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
+    true
 }
 
 /// `futurnal --version`, best of 10: what any command costs before it does anything.
@@ -659,13 +701,25 @@ fn queue_db_figures(opts: &Opts, root: &Path, table: &mut Table) {
     }
 }
 
-/// What one worker thread saw.
+/// What one worker thread saw. `claims`: every claim's time, busy ones included.
 #[derive(Default)]
 struct WorkerTally {
     claims: Vec<Duration>,
     finished: usize,
     coalesced: usize,
     empty_claims: usize,
+    busy: usize,
+}
+
+#[derive(PartialEq)]
+enum Claim {
+    Finished,
+    Empty,
+    Busy,
+}
+
+fn busy(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
 }
 
 /// What one durable commit costs here: `n` one-row transactions through the same SQLite
@@ -723,37 +777,47 @@ fn queue_throughput(opts: &Opts, root: &Path, table: &mut Table) {
                         let q = Queue::open(db).expect("queue.db opens");
                         let instance = format!("bench-{w}");
                         let mut tally = WorkerTally::default();
-                        let claim_one = |tally: &mut WorkerTally| -> bool {
+                        // A busy queue.db (the 5 s busy timeout ran out) is counted and the
+                        // step tried again, as the daemon's next tick would.
+                        let claim_one = |tally: &mut WorkerTally| -> Claim {
                             let t = Instant::now();
-                            let job = q
-                                .claim(now_ms(), &instance, 60_000, claimable)
-                                .expect("claim");
-                            let took = t.elapsed();
+                            let job = q.claim(now_ms(), &instance, 60_000, claimable);
+                            tally.claims.push(t.elapsed());
                             match job {
-                                Some(job) => {
-                                    tally.claims.push(took);
-                                    assert!(q.finish_succeeded(&job, now_ms()).expect("finish"));
+                                Ok(Some(job)) => {
+                                    loop {
+                                        match q.finish_succeeded(&job, now_ms()) {
+                                            Ok(done) => break assert!(done, "the job was ours"),
+                                            Err(e) if busy(&e) => tally.busy += 1,
+                                            Err(e) => panic!("finish: {e}"),
+                                        }
+                                    }
                                     tally.finished += 1;
-                                    true
+                                    Claim::Finished
                                 }
-                                None => {
+                                Ok(None) => {
                                     tally.empty_claims += 1;
-                                    false
+                                    Claim::Empty
                                 }
+                                Err(e) if busy(&e) => {
+                                    tally.busy += 1;
+                                    Claim::Busy
+                                }
+                                Err(e) => panic!("claim: {e}"),
                             }
                         };
                         barrier.wait();
                         for i in 0..each {
-                            if !q
-                                .enqueue_run(&own[i % own.len()], now_ms())
-                                .expect("enqueue")
-                            {
-                                tally.coalesced += 1;
+                            match q.enqueue_run(&own[i % own.len()], now_ms()) {
+                                Ok(true) => {}
+                                Ok(false) => tally.coalesced += 1,
+                                Err(e) if busy(&e) => tally.busy += 1,
+                                Err(e) => panic!("enqueue: {e}"),
                             }
                             claim_one(&mut tally);
                         }
                         // Whatever is still waiting (its source was running when claimed).
-                        while claim_one(&mut tally) {}
+                        while claim_one(&mut tally) != Claim::Empty {}
                         tally
                     })
                 })
@@ -780,14 +844,14 @@ fn queue_throughput(opts: &Opts, root: &Path, table: &mut Table) {
         let finished: usize = tallies.iter().map(|t| t.finished).sum();
         let coalesced: usize = tallies.iter().map(|t| t.coalesced).sum();
         let empty: usize = tallies.iter().map(|t| t.empty_claims).sum();
+        let busy: usize = tallies.iter().map(|t| t.busy).sum();
         let rate = finished as f64 / elapsed.as_secs_f64();
         let (p50, p99) = (pct(0.50), pct(0.99));
-        let mut note = String::new();
-        if coalesced + empty > 0 || left > 0 {
-            note = format!(
-                " ({coalesced} enqueues joined a waiting run, {empty} empty claims, {left} left unfinished)"
-            );
-        }
+        let max = claims.last().copied().unwrap_or_default();
+        let note = format!(
+            ", max {}; {coalesced} enqueues joined a waiting run, {empty} empty claims, {busy} steps refused busy (5 s busy timeout), {left} jobs left unfinished",
+            ms(max)
+        );
         table.push(
             format!(
                 "queue throughput, enqueue + claim + finish of {} no-op jobs, durable, library queue API, {workers} worker{}",
