@@ -3,7 +3,9 @@
 //! Owns: turning an expected-output block into line patterns, deciding whether real output
 //! matches, and aligning the two for a readable diff and for bless.
 //! Invariants: matching is exact apart from the documented elisions; trailing whitespace and
-//! trailing blank lines are ignored on both sides; a placeholder checks its value's shape.
+//! trailing blank lines are ignored on both sides; a placeholder checks its value's shape; bless
+//! rewrites only lines that no longer match, and keeps in them each placeholder word that still
+//! fits (the blessed text always matches the output it was blessed from).
 
 use regex::Regex;
 
@@ -205,20 +207,44 @@ pub fn compare(expected: &str, actual: &str) -> Comparison {
 impl Comparison {
     /// New expected text: keeps every pattern line (placeholders, `...`) that still matched, and
     /// takes real output for the rest.
+    ///
+    /// A line that really changed is rewritten from the real output, but the placeholders of the
+    /// old line it replaces are kept wherever they still fit their word (`job [NUMBER] succeeded
+    /// in [DURATION]: 7 new` when only the count changed), so a bless never writes run-specific
+    /// values over placeholders.
     pub fn blessed(&self) -> String {
         let mut out = String::new();
-        for d in &self.diff {
-            match d {
+        let mut k = 0;
+        while k < self.diff.len() {
+            match &self.diff[k] {
                 DiffLine::Same(pattern, _) => {
                     out.push_str(pattern);
                     out.push('\n');
+                    k += 1;
                 }
-                DiffLine::Extra(actual) => {
-                    out.push_str(actual);
-                    out.push('\n');
+                DiffLine::Elided(lines) => {
+                    if !lines.is_empty() {
+                        out.push_str("...\n");
+                    }
+                    k += 1;
                 }
-                DiffLine::Elided(lines) if !lines.is_empty() => out.push_str("...\n"),
-                DiffLine::Elided(_) | DiffLine::Missing(_) => {}
+                DiffLine::Missing(_) | DiffLine::Extra(_) => {
+                    // One hunk: the old lines it removes and the real lines that replace them.
+                    let mut old = Vec::new();
+                    let mut new = Vec::new();
+                    while let Some(d) = self.diff.get(k) {
+                        match d {
+                            DiffLine::Missing(p) => old.push(p.as_str()),
+                            DiffLine::Extra(a) => new.push(a.as_str()),
+                            _ => break,
+                        }
+                        k += 1;
+                    }
+                    for line in bless_hunk(&old, &new) {
+                        out.push_str(&line);
+                        out.push('\n');
+                    }
+                }
             }
         }
         out
@@ -239,6 +265,106 @@ impl Comparison {
         }
         out
     }
+}
+
+/// The real lines of a changed hunk, each keeping the placeholders of the old line it replaces.
+/// Old lines are paired in order, each new line with the first later old line that lends it a
+/// placeholder.
+fn bless_hunk(old: &[&str], new: &[&str]) -> Vec<String> {
+    let mut next_old = 0;
+    new.iter()
+        .map(|actual| {
+            for (i, pattern) in old.iter().enumerate().skip(next_old) {
+                if let Some(merged) = keep_placeholders(pattern, actual) {
+                    next_old = i + 1;
+                    return merged;
+                }
+            }
+            actual.to_string()
+        })
+        .collect()
+}
+
+/// `actual` with each of its words that a placeholder word of `pattern` still matches written as
+/// that placeholder word; `None` when no placeholder is kept or the result would not match
+/// `actual` (an elision that spanned words, for example).
+fn keep_placeholders(pattern: &str, actual: &str) -> Option<String> {
+    let has_placeholder = |w: &str| PLACEHOLDERS.iter().any(|(p, _, _)| w.contains(p));
+    if !has_placeholder(pattern) {
+        return None;
+    }
+    let p_words: Vec<&str> = pattern.split_whitespace().collect();
+    let a_words = word_ranges(actual);
+    let word_matches = |p: &str, a: &str| {
+        if has_placeholder(p) {
+            LinePattern::parse(p).matches(a)
+        } else {
+            p == a
+        }
+    };
+    // Longest common subsequence of words, a word matching when its pattern word accepts it.
+    let (n, m) = (p_words.len(), a_words.len());
+    let mut lcs = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if word_matches(p_words[i], &actual[a_words[j].clone()]) {
+                1 + lcs[i + 1][j + 1]
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let mut replace: Vec<Option<&str>> = vec![None; m];
+    let (mut i, mut j) = (0, 0);
+    while i < n && j < m {
+        if word_matches(p_words[i], &actual[a_words[j].clone()])
+            && lcs[i][j] == 1 + lcs[i + 1][j + 1]
+        {
+            if has_placeholder(p_words[i]) {
+                replace[j] = Some(p_words[i]);
+            }
+            i += 1;
+            j += 1;
+        } else if lcs[i + 1][j] >= lcs[i][j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    if replace.iter().all(Option::is_none) {
+        return None;
+    }
+    let mut merged = String::new();
+    let mut last = 0;
+    for (range, with) in a_words.iter().zip(&replace) {
+        merged.push_str(&actual[last..range.start]);
+        merged.push_str(with.unwrap_or(&actual[range.clone()]));
+        last = range.end;
+    }
+    merged.push_str(&actual[last..]);
+    LinePattern::parse(&merged)
+        .matches(actual)
+        .then_some(merged)
+}
+
+/// Byte ranges of the whitespace-separated words of `text`, taken from its own char boundaries.
+fn word_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (c.is_whitespace(), start) {
+            (true, Some(s)) => {
+                out.push(s..i);
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push(s..text.len());
+    }
+    out
 }
 
 /// Replaces run-specific literal paths in real output with their stand-ins.
@@ -334,6 +460,45 @@ mod tests {
         assert!(!c.matched);
         let b = c.blessed();
         assert!(compare(&b, "head\nx\ny\nTAIL\n").matched, "{b}");
+    }
+
+    #[test]
+    fn bless_keeps_placeholders_in_a_line_that_changed_elsewhere() {
+        // The counts changed; the duration did not stop being a duration.
+        let expected = "job [NUMBER] succeeded in [DURATION]: 6 new, 0 changed\nsame line\n";
+        let actual = "job 1 succeeded in 85ms: 7 new, 0 changed\nsame line\n";
+        let c = compare(expected, actual);
+        assert!(!c.matched);
+        let b = c.blessed();
+        assert_eq!(
+            b,
+            "job [NUMBER] succeeded in [DURATION]: 7 new, 0 changed\nsame line\n"
+        );
+        // The next run, with another job number and duration, still matches.
+        assert!(compare(&b, "job 2 succeeded in 1.2s: 7 new, 0 changed\nsame line\n").matched);
+    }
+
+    #[test]
+    fn bless_pairs_a_changed_line_with_its_own_old_line() {
+        // A line inserted before the changed one must not take the placeholders of another.
+        let expected = "pid [PID] at [TIMESTAMP]\nwrote [NUMBER] rows to [PATH]\ntail\n";
+        let actual = "pid 9 at 2026-11-29T10:00:00Z\nnew line\nwrote 4 rows into /tmp/x\ntail\n";
+        let b = compare(expected, actual).blessed();
+        assert_eq!(
+            b,
+            "pid [PID] at [TIMESTAMP]\nnew line\nwrote [NUMBER] rows into [PATH]\ntail\n"
+        );
+        assert!(compare(&b, actual).matched);
+    }
+
+    #[test]
+    fn bless_takes_the_real_line_when_no_placeholder_still_fits() {
+        let c = compare("took [DURATION] for [NUMBER]\n", "took forever for many\n");
+        assert_eq!(c.blessed(), "took forever for many\n");
+        // An elision that spans words is not kept half way: the result must match the real line.
+        let c = compare("x [..] z y\n", "x anything here z w\n");
+        let b = c.blessed();
+        assert!(compare(&b, "x anything here z w\n").matched, "{b}");
     }
 
     #[test]

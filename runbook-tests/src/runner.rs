@@ -948,6 +948,36 @@ mod tests {
         assert_eq!(r.scenarios, 1);
     }
 
+    /// Bless rewrites only what changed: placeholders that still fit stay in the file, lines that
+    /// still match stay as written, and the blessed chapter passes on the next (different) run.
+    #[test]
+    fn bless_writes_only_what_changed_and_keeps_placeholders() {
+        let (_dir, file) = chapter(
+            "```bash\necho \"job $((RANDOM + 1)) succeeded in $((RANDOM % 900 + 1))ms: 7 new\"\n\
+             echo \"pid $$\"\necho kept\n```\n\n\
+             ```output\njob [NUMBER] succeeded in [DURATION]: 6 new\npid [PID]\nkept\n```\n",
+        );
+        let r = run_chapter(
+            &file,
+            &Options {
+                bless: true,
+                ..opts(1000)
+            },
+        );
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert_eq!(r.blessed, 1);
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(
+            text.ends_with(
+                "```output\njob [NUMBER] succeeded in [DURATION]: 7 new\npid [PID]\nkept\n```\n"
+            ),
+            "{text}"
+        );
+        let again = run_chapter(&file, &opts(1000));
+        assert!(again.failures.is_empty(), "{:?}", again.failures);
+        assert_eq!(again.blessed, 0);
+    }
+
     #[test]
     fn mountinfo_paths_are_unescaped() {
         assert_eq!(
