@@ -18,8 +18,10 @@
 //!   3), beside the same on an empty queue;
 //! - `queue`: enqueue + claim + finish of no-op jobs through the library's own queue code
 //!   (`futurnal::bench_api`, durable: WAL, synchronous FULL) with 1, 2 and 8 threads, each with
-//!   its own connection: jobs/s and claim latency p50/p99; other queues' figures are printed as
-//!   literature, not measured here;
+//!   its own connection: jobs/s and claim latency p50/p99, beside one durable commit measured
+//!   on the same disk just before; other queues' figures are printed as literature, not measured
+//!   here; and through the daemon: 200 no-op source runs (empty folders) queued while it is
+//!   stopped, run with 1, 2 and 8 workers, the rate read from the jobs' own timestamps;
 //! - `book`: the whole book verified by the harness, timed by `benches/figures.sh --book` (cargo
 //!   holds the build directory while a bench runs, so a bench cannot run cargo itself).
 //!
@@ -261,6 +263,14 @@ fn best_of(n: usize, mut run: impl FnMut() -> Duration) -> Duration {
     (0..n).map(|_| run()).min().expect("n > 0")
 }
 
+/// One `local_files` source of the `sources:` list, run only when triggered.
+fn source_yaml(name: &str, path: &Path) -> String {
+    format!(
+        "  - name: {name}\n    type: local_files\n    path: \"{}\"\n    schedule: manual\n",
+        path.display()
+    )
+}
+
 /// A temporary home for the real binary: HOME and FUTURNAL_HOME under `root`, a clean
 /// environment, and every daemon it started killed when dropped.
 struct Home {
@@ -299,14 +309,10 @@ impl Home {
     }
     /// One `local_files` source, run only when triggered.
     fn configure(&self, name: &str, path: &Path) {
-        std::fs::write(
-            self.futurnal_home().join("config/orchestrator.yaml"),
-            format!(
-                "sources:\n  - name: {name}\n    type: local_files\n    path: \"{}\"\n    schedule: manual\n",
-                path.display()
-            ),
-        )
-        .unwrap();
+        self.write_config(&format!("sources:\n{}", source_yaml(name, path)));
+    }
+    fn write_config(&self, yaml: &str) {
+        std::fs::write(self.futurnal_home().join("config/orchestrator.yaml"), yaml).unwrap();
     }
     fn cmd<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
         let mut c = Command::new(BIN);
@@ -739,9 +745,11 @@ fn durable_commit(dir: &Path, n: usize) -> Duration {
     t.elapsed() / n as u32
 }
 
-fn queue_throughput(opts: &Opts, root: &Path, table: &mut Table) {
+/// Returns each worker count's rate (jobs/s), the daemon's reference.
+fn queue_throughput(opts: &Opts, root: &Path, table: &mut Table) -> Vec<(usize, f64)> {
+    let mut rates = Vec::new();
     if !opts.wants("queue") {
-        return;
+        return rates;
     }
     let total = opts.n(20_000, 200);
     for workers in [1usize, 2, 8] {
@@ -846,6 +854,7 @@ fn queue_throughput(opts: &Opts, root: &Path, table: &mut Table) {
         let empty: usize = tallies.iter().map(|t| t.empty_claims).sum();
         let busy: usize = tallies.iter().map(|t| t.busy).sum();
         let rate = finished as f64 / elapsed.as_secs_f64();
+        rates.push((workers, rate));
         let (p50, p99) = (pct(0.50), pct(0.99));
         let max = claims.last().copied().unwrap_or_default();
         let note = format!(
@@ -866,6 +875,114 @@ fn queue_throughput(opts: &Opts, root: &Path, table: &mut Table) {
             format!("{:.2}× the commit floor; {:.2}× goqite's", rate / floor, rate / 18_500.0),
             "≥ 25k jobs/s, p99 claim ≤ 5 ms",
             Some(rate >= 25_000.0 && p99 <= Duration::from_millis(5)),
+        );
+    }
+    rates
+}
+
+/// Queue throughput through the daemon: `jobs` runs of sources with empty folders (no-op jobs)
+/// queued by SQL while it is stopped, then run by a daemon with `workers` workers (the hardware
+/// cap off, so 8 runs on any machine). The rate is read from the jobs' own timestamps: jobs over
+/// the time from the first claim to the last finish.
+fn daemon_throughput(opts: &Opts, root: &Path, library: &[(usize, f64)], table: &mut Table) {
+    if !opts.wants("queue") {
+        return;
+    }
+    let jobs = opts.n(200, 20);
+    for workers in [1usize, 2, 8] {
+        let dir = root.join(format!("daemon-throughput-{workers}"));
+        let home = Home::new(&dir);
+        let mut yaml = format!(
+            "workers:\n  max_workers: {workers}\n  hardware_cap_enabled: false\nsources:\n"
+        );
+        for i in 0..jobs {
+            let folder = dir.join(format!("empty/s{i}"));
+            std::fs::create_dir_all(&folder).unwrap();
+            yaml.push_str(&source_yaml(&format!("s{i}"), &folder));
+        }
+        home.write_config(&yaml);
+        home.ok(&["orchestrator", "start"]);
+        home.ok(&["orchestrator", "stop"]);
+        let (pend, run) = (JobState::Pending.as_str(), JobKind::SourceRun.as_str());
+        let now = now_ms();
+        let conn = rusqlite::Connection::open(home.queue_db()).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn.execute_batch(&format!(
+            "BEGIN;
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {jobs} - 1)
+             INSERT INTO jobs (source, kind, state, trigger, scheduled_for, max_attempts,
+                 created_at, updated_at)
+             SELECT 's' || i, '{run}', '{pend}', 'manual', {now}, 3, {now}, {now} FROM n;
+             INSERT INTO job_events (job_id, at, from_state, to_state, actor, reason)
+                 SELECT id, created_at, NULL, '{pend}', 'cli', 'queued (manual)' FROM jobs
+                 WHERE state = '{pend}';
+             COMMIT;"
+        ))
+        .expect("the runs are queued");
+        home.ok(&["orchestrator", "start"]);
+        // A failed run would wait for its retry's backoff: only pending and running count as
+        // still to do, and the row says how many succeeded.
+        let open = format!(
+            "'{}', '{}'",
+            JobState::Pending.as_str(),
+            JobState::Running.as_str()
+        );
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let waiting: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM jobs WHERE state IN ({open})"),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            if waiting == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{waiting} jobs still open after 600 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (done, first, last, ok): (i64, i64, i64, i64) = conn
+            .query_row(
+                "SELECT count(*), min(started_at), max(finished_at), sum(state = ?1) FROM jobs",
+                [JobState::Succeeded.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        let mut runs: Vec<i64> = conn
+            .prepare("SELECT finished_at - started_at FROM jobs")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        runs.sort();
+        home.ok(&["orchestrator", "stop"]);
+        let span = Duration::from_millis((last - first).max(1) as u64);
+        let rate = done as f64 / span.as_secs_f64();
+        let library_rate = library
+            .iter()
+            .find(|(w, _)| *w == workers)
+            .map_or(f64::NAN, |(_, r)| *r);
+        table.push(
+            format!(
+                "queue throughput through the daemon: {done} no-op source runs (empty folders), {workers} worker{}",
+                if workers == 1 { "" } else { "s" }
+            ),
+            format!(
+                "{rate:.1} jobs/s ({} from first claim to last finish); a run takes p50 {} ms, p99 {} ms; {} of {done} succeeded",
+                ms(span),
+                runs[runs.len() / 2],
+                runs[(runs.len() - 1) * 99 / 100],
+                ok
+            ),
+            format!("the library queue API, {workers} worker{}: {library_rate:.0} jobs/s", if workers == 1 { "" } else { "s" }),
+            format!("{:.3}×", rate / library_rate),
+            "≥ 25k jobs/s",
+            Some(rate >= 25_000.0),
         );
     }
 }
@@ -919,7 +1036,8 @@ fn main() {
     let t = Instant::now();
     ingest_and_list(&opts, root, &mut table);
     queue_db_figures(&opts, root, &mut table);
-    queue_throughput(&opts, root, &mut table);
+    let library = queue_throughput(&opts, root, &mut table);
+    daemon_throughput(&opts, root, &library, &mut table);
     book_row(&opts, &mut table);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!();
