@@ -60,6 +60,13 @@ pub enum Command {
     },
     /// Help for a command, or the operator book: `futurnal help runbook [TOPIC]`
     Help {
+        /// With `runbook`: print straight out, without a pager (also accepted after `runbook`)
+        #[arg(long)]
+        no_pager: bool,
+        /// With `runbook`: list the sections of every chapter that mention all these words
+        /// (also accepted after `runbook`)
+        #[arg(long)]
+        search: bool,
         /// `runbook [TOPIC...]`, or a command such as `orchestrator start`
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -220,7 +227,11 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         set: cli.set.clone(),
     };
     match cli.command {
-        Command::Help { args } => help::run(&args).map_err(Into::into),
+        Command::Help {
+            args,
+            no_pager,
+            search,
+        } => help::run(&args, help::Options { no_pager, search }).map_err(Into::into),
         Command::Runbook { command } => runbook_cmd::run(command),
         Command::Telemetry { command } => {
             telemetry_cmd::run(&Home::resolve()?, &overrides, command)
