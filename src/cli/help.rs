@@ -95,7 +95,9 @@ fn runbook_help(words: &[String], opts: Options) -> Result<()> {
     match runbook::find(&query) {
         Ok(found) => {
             let mut text = render::render(found.markdown(), width);
-            text.push('\n');
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
             if let Found::Section {
                 chapter, heading, ..
             } = &found
@@ -199,7 +201,7 @@ fn search(words: &[String], width: usize, opts: Options) -> Result<()> {
         if hits.len() == 1 { "s" } else { "" }
     );
     for hit in &hits {
-        let head = format!("  {}  {}", hit.topic, hit.heading);
+        let head = format!("  {}  ({})", hit.topic, hit.chapter_title);
         out.push_str(&render::ellipsize(&head, width));
         out.push('\n');
         out.push_str(&render::ellipsize(&format!("      {}", hit.line), width));
