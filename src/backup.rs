@@ -382,7 +382,8 @@ fn newest_backup_ms(dir: &Path) -> Option<i64> {
 pub enum ListedKind {
     /// A backup (named by its UTC time), usable or not: see `problem`.
     Backup,
-    /// `replaced-<time>`: what a restore replaced, kept for the operator to delete.
+    /// `replaced-<time>`: what a restore (or `start --rebuild-store`) moved out of the way, kept
+    /// for the operator to delete.
     Replaced,
     /// `.tmp-*`: a backup being written, or one a kill interrupted (the next backup removes it).
     Incomplete,

@@ -564,7 +564,10 @@ fn backup_list_shows_backups_oldest_first_what_restores_kept_and_broken_folders(
         out.starts_with("6 backups in ~/.futurnal/backups, oldest first:\n"),
         "{out}"
     );
-    assert!(out.contains("kept by restores"), "{out}");
+    assert!(
+        out.contains("\nset aside by restores and rebuilds"),
+        "{out}"
+    );
     assert!(out.contains("\nnot backups:\n"), "{out}");
     // Another folder (`backup --to`), and one that does not exist.
     let elsewhere = s.home().join("transfer");

@@ -230,7 +230,7 @@ fn list(dir: &Path, format: TableOrJson) -> Result<(), CommandError> {
     let replaced: Vec<&Listed> = of(ListedKind::Replaced).collect();
     if !replaced.is_empty() {
         println!(
-            "kept by restores (what they replaced, not backups; delete them once you are sure):"
+            "set aside by restores and rebuilds (not backups; delete them once you are sure):"
         );
         for r in replaced {
             println!(
