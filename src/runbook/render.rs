@@ -418,20 +418,39 @@ pub fn render_table(rows: &[Vec<Vec<Piece>>], width: usize) -> String {
     let widths = if natural_total <= width {
         natural
     } else {
-        // Share the room beyond each column's widest word in proportion to what it still wants.
+        // Share the room beyond each column's widest word in proportion to what its typical
+        // cell still wants (the 80th percentile of its cells' widths: one long cell must not
+        // widen a column of short ones), then give what is left to columns still wrapped.
+        let mut typical = vec![1usize; columns];
+        for (c, t) in typical.iter_mut().enumerate() {
+            let mut cells: Vec<usize> = words
+                .iter()
+                .map(|row| {
+                    let ws = &row[c];
+                    ws.iter().map(word_width).sum::<usize>() + ws.len().saturating_sub(1)
+                })
+                .collect();
+            cells.sort_unstable();
+            *t = cells[(cells.len() - 1) * 4 / 5].clamp(min[c], natural[c]);
+        }
         let extra = width - min_total;
-        let wants: Vec<usize> = natural.iter().zip(&min).map(|(n, m)| n - m).collect();
+        let wants: Vec<usize> = typical.iter().zip(&min).map(|(t, m)| t - m).collect();
         let all_wants: usize = wants.iter().sum::<usize>().max(1);
         let mut widths: Vec<usize> = min
             .iter()
             .zip(&wants)
-            .map(|(m, w)| m + extra * w / all_wants)
+            .map(|(m, w)| m + (extra * w / all_wants).min(*w))
             .collect();
         let mut left = width - (widths.iter().sum::<usize>() + gaps);
         while left > 0 {
             let Some(c) = (0..columns)
                 .filter(|c| widths[*c] < natural[*c])
-                .max_by_key(|c| natural[*c] - widths[*c])
+                .max_by_key(|c| {
+                    (
+                        typical[*c].saturating_sub(widths[*c]),
+                        natural[*c] - widths[*c],
+                    )
+                })
             else {
                 break;
             };
