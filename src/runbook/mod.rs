@@ -313,6 +313,17 @@ pub fn search(words: &[String]) -> Vec<Hit> {
     if words.is_empty() {
         return Vec::new();
     }
+    // Which chapter a bare heading slug opens: `find`'s rule for an exact slug (a chapter's own
+    // slug first, then the first chapter in book order with that heading), computed once.
+    let mut opens: std::collections::HashMap<String, &'static str> = CHAPTERS
+        .iter()
+        .map(|c| (c.slug.to_string(), ""))
+        .collect();
+    for c in CHAPTERS {
+        for h in headings(c.text) {
+            opens.entry(h.slug).or_insert(c.slug);
+        }
+    }
     let mut scored: Vec<(usize, usize, Hit)> = Vec::new();
     let mut order = 0;
     for c in CHAPTERS {
@@ -336,13 +347,7 @@ pub fn search(words: &[String]) -> Vec<Hit> {
             let topic = if i == 0 && h.level == 1 {
                 c.slug.to_string()
             } else {
-                let alone = find(&h.slug).ok().is_some_and(|f| match f {
-                    Found::Section {
-                        chapter, heading, ..
-                    } => chapter.slug == c.slug && heading.slug == h.slug,
-                    Found::Chapter(_) => false,
-                });
-                if alone {
+                if opens.get(&h.slug) == Some(&c.slug) {
                     h.slug.clone()
                 } else {
                     format!("{}#{}", c.slug, h.slug)
