@@ -315,10 +315,8 @@ pub fn search(words: &[String]) -> Vec<Hit> {
     }
     // Which chapter a bare heading slug opens: `find`'s rule for an exact slug (a chapter's own
     // slug first, then the first chapter in book order with that heading), computed once.
-    let mut opens: std::collections::HashMap<String, &'static str> = CHAPTERS
-        .iter()
-        .map(|c| (c.slug.to_string(), ""))
-        .collect();
+    let mut opens: std::collections::HashMap<String, &'static str> =
+        CHAPTERS.iter().map(|c| (c.slug.to_string(), "")).collect();
     for c in CHAPTERS {
         for h in headings(c.text) {
             opens.entry(h.slug).or_insert(c.slug);
