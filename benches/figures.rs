@@ -663,10 +663,11 @@ fn queue_db_figures(opts: &Opts, root: &Path, table: &mut Table) {
         );
         home.ok(&["orchestrator", "start"]);
         let what = format!(
-            "{} jobs ({} finished + {} pending)",
+            "{} jobs ({} finished + {} pending; queue.db {})",
             thousands(finished + pending),
             thousands(finished),
-            thousands(pending)
+            thousands(pending),
+            mb_text(db_size(&home.queue_db()))
         );
         if status {
             let ours = best_of(7, || {
