@@ -499,3 +499,66 @@ mod tests {
         assert_eq!(closest("xyzzy"), Vec::<String>::new());
     }
 }
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    /// Every `(futurnal help runbook TOPIC)` the renderer prints for a link opens the heading
+    /// the link points to: in the chapter it names, or in its own chapter for `#anchor`.
+    #[test]
+    fn every_link_hint_of_the_book_opens_its_target() {
+        let mut checked = 0;
+        let mut wrong = Vec::new();
+        for c in CHAPTERS {
+            let mut targets = Vec::new();
+            for event in new_cmark_parser(c.text, &MarkdownOptions::default()) {
+                if let Event::Start(Tag::Link { dest_url, .. }) = event
+                    && !dest_url.contains("://")
+                    && !dest_url.starts_with("mailto:")
+                {
+                    targets.push(dest_url.to_string());
+                }
+            }
+            for target in &targets {
+                let printed = render::link_hint(target).unwrap_or_default();
+                let topic = printed.trim_start_matches("futurnal help runbook ");
+                let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+                let file = file
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches(".md");
+                let chapter = if file.is_empty() { c.slug } else { file };
+                let want = if anchor.is_empty() {
+                    format!("chapter {chapter}")
+                } else {
+                    format!("{chapter}#{anchor}")
+                };
+                let got = match find(topic) {
+                    Ok(Found::Chapter(c)) => format!("chapter {}", c.slug),
+                    Ok(Found::Section {
+                        chapter, heading, ..
+                    }) if heading.level == 1 => {
+                        format!("chapter {}", chapter.slug)
+                    }
+                    Ok(Found::Section {
+                        chapter, heading, ..
+                    }) => {
+                        format!("{}#{}", chapter.slug, heading.slug)
+                    }
+                    Err(_) => "nothing".into(),
+                };
+                checked += 1;
+                if got != want {
+                    wrong.push(format!(
+                        "{}: link {target} prints {topic}, which opens {got}",
+                        c.slug
+                    ));
+                }
+            }
+        }
+        assert!(checked > 10, "only {checked} links: is the walk broken?");
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+}

@@ -867,7 +867,7 @@ pub fn render(markdown: &str, width: usize) -> String {
 }
 
 /// Where a link goes, said for a terminal reader.
-fn link_hint(url: &str) -> Option<String> {
+pub(crate) fn link_hint(url: &str) -> Option<String> {
     if url.starts_with("http://") || url.starts_with("https://") || url.starts_with("mailto:") {
         return Some(url.to_string());
     }
