@@ -58,9 +58,12 @@ pub fn width_from(columns: Option<&str>, terminal: Option<usize>) -> usize {
         .clamp(MIN_WIDTH, MAX_WIDTH)
 }
 
-/// Display width of plain text.
+/// Display width of plain text. Terminals differ on emoji sequences (`👩‍👩‍👧` is one glyph two
+/// columns wide in some, three glyphs in others), so this takes the wider of the two counts:
+/// a line may come out a little short, never too long.
 pub fn text_width(text: &str) -> usize {
-    UnicodeWidthStr::width(text)
+    let by_char: usize = text.chars().map(char_width).sum();
+    UnicodeWidthStr::width(text).max(by_char)
 }
 
 fn char_width(c: char) -> usize {
@@ -1037,6 +1040,18 @@ mod tests {
             columns.iter().all(|c| *c == columns[0]),
             "{columns:?}\n{text}"
         );
+    }
+
+    #[test]
+    fn emoji_sequences_count_at_their_widest() {
+        // One glyph of two columns, or three of two each, depending on the terminal.
+        assert_eq!(text_width("👩\u{200d}👩\u{200d}👧"), 6);
+        assert_eq!(text_width("日本"), 4);
+        assert_eq!(text_width("abc"), 3);
+        let line = format!("```text\n{}\n```\n", "👩\u{200d}👩\u{200d}👧 ".repeat(12));
+        for l in plain_at(&line, 40).lines() {
+            assert!(text_width(l) <= 40, "{l}");
+        }
     }
 
     /// Every chapter of the book at 60, 80 and 120 columns: no line is wider than the terminal.
