@@ -39,6 +39,26 @@ fn no_pager_and_search_work_before_and_after_runbook() {
 }
 
 #[test]
+fn help_after_runbook_lists_the_topics_and_an_unknown_option_is_refused() {
+    let s = Sandbox::new();
+    let list = s.run(&["help", "runbook"]);
+    let help = s.run(&["help", "runbook", "--help"]);
+    assert!(help.status.success(), "{}", describe(&help));
+    assert_eq!(help.stdout, list.stdout);
+    let bad = s.run(&["help", "runbook", "--pager", "config"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
+    let err = stderr(&bad);
+    assert!(
+        err.contains("`--pager` is not an option of `futurnal help runbook`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("runbook: futurnal help runbook reading-the-book-in-the-terminal"),
+        "{err}"
+    );
+}
+
+#[test]
 fn columns_sets_the_width_and_piped_output_is_80_wide() {
     let s = Sandbox::new();
     let widest = |out: &std::process::Output| {

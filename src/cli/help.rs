@@ -38,12 +38,30 @@ pub fn run(args: &[String], opts: Options) -> Result<()> {
             // words, so the reader's own flags are taken from there too, wherever they stand.
             let mut opts = opts;
             let mut words = Vec::new();
+            let mut usage = false;
             for word in &args[1..] {
                 match word.as_str() {
                     "--no-pager" => opts.no_pager = true,
                     "--search" => opts.search = true,
+                    // The topic list says how to use the reader.
+                    "-h" | "--help" => usage = true,
+                    w if w.starts_with('-') && w.len() > 1 => {
+                        return Err(OperatorError::new(
+                            ExitCode::Usage,
+                            format!(
+                                "`{w}` is not an option of `futurnal help runbook`; its options \
+                                 are --no-pager and --search"
+                            ),
+                            "nothing was shown; correct the command and try again",
+                            topics::READING_THE_BOOK,
+                        ));
+                    }
                     _ => words.push(word.clone()),
                 }
+            }
+            if usage {
+                words.clear();
+                opts.search = false;
             }
             runbook_help(&words, opts)
         }
