@@ -213,37 +213,32 @@ pub fn diagnose_file(path: &Path) -> Result<(), OpenError> {
     quick_check(&conn)
 }
 
-/// Open a database read-only; `Ok(None)` when it does not exist. A read-only connection never
-/// writes, checkpoints or creates the file.
+/// Open a database so that no statement can change it; `Ok(None)` when it does not exist.
+///
+/// Never `immutable`, and the file is never opened outside SQLite (not even to read its header):
+/// closing any descriptor of a database file drops every POSIX lock the process holds on it, so
+/// in the daemon's process the sqlite3 shell then took itself for the last connection and
+/// deleted the write-ahead log the daemon went on writing to (found by the book: a reload request
+/// the daemon never saw; `tests::a_read_only_open_never_blinds_a_writer_in_the_same_process`).
+/// - With a -wal file (a daemon runs, or one was killed), SQLite's read-only mode, which never
+///   checkpoints, changes or removes the log and shared memory.
+/// - Without one (no connection anywhere), read-write with `query_only`: no statement can
+///   write, and the -wal and -shm files a WAL database creates on opening are removed again on
+///   close, empty (nothing to checkpoint).
 pub fn open_read_only(path: &Path) -> Result<Option<Connection>, OpenError> {
     if !path.exists() {
         return Ok(None);
     }
     precheck(path)?;
-    // A WAL database without its -wal file is open nowhere (the last connection to close
-    // removes it), so it is read as it is, `immutable`: a read-only connection would otherwise
-    // create -wal and -shm files it cannot remove. A daemon that opens it meanwhile changes the
-    // file itself only at its first checkpoint, a thousand pages of writes later, long after a
-    // command's reads. A rollback-journal database is read with ordinary shared locks: its
-    // writers change the file in place.
-    let immutable = in_wal_mode(path) && !with_suffix(path, "-wal").exists();
-    let uri = format!(
-        "file:{}{}",
-        uri_path(path),
-        if immutable {
-            "?mode=ro&immutable=1"
-        } else {
-            "?mode=ro"
-        }
-    );
-    let conn = Connection::open_with_flags(
-        uri,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| diagnose(path, e, ""))?;
-    conn.busy_timeout(Duration::from_secs(2))
+    let flags = if with_suffix(path, "-wal").exists() {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| diagnose(path, e, ""))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| diagnose(path, e, ""))?;
+    conn.execute_batch("PRAGMA query_only = ON")
         .map_err(|e| diagnose(path, e, ""))?;
     // Reading the schema finds a file that is not a database at all, cheaply.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
@@ -253,34 +248,10 @@ pub fn open_read_only(path: &Path) -> Result<Option<Connection>, OpenError> {
     Ok(Some(conn))
 }
 
-/// Whether the database file's header says WAL mode (file format bytes 18 and 19 are 2). A file
-/// too short or unreadable says no, and the open that follows reports it.
-fn in_wal_mode(path: &Path) -> bool {
-    use std::io::Read;
-    let mut header = [0u8; 20];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut header))
-        .is_ok_and(|()| header[18] == 2 && header[19] == 2)
-}
-
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
-}
-
-/// A path as a `file:` URI path: every byte but unreserved ones and `/` percent-encoded.
-fn uri_path(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = String::new();
-    for &b in path.as_os_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Open an existing database read-write for a short-lived reader (no create, no migration).
@@ -332,7 +303,7 @@ pub fn open_migrated(
     wal: bool,
     synchronous: &str,
     migrations: &[&str],
-    integrity_check: bool,
+    integrity_check: Check,
     page_size: Option<u32>,
 ) -> Result<Connection, OpenError> {
     precheck(path)?;
@@ -358,9 +329,7 @@ pub fn open_migrated(
         "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
     ))
     .map_err(sql)?;
-    if integrity_check {
-        quick_check(&conn)?;
-    }
+    check(&conn, integrity_check)?;
     migrate(&conn, migrations)?;
     Ok(conn)
 }
@@ -382,6 +351,53 @@ fn set_journal_mode(conn: &Connection, mode: &str) -> rusqlite::Result<String> {
                 std::thread::sleep(Duration::from_millis(5));
             }
             other => return other,
+        }
+    }
+}
+
+/// How much of a database an open checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Nothing beyond what opening reads (the header and the schema).
+    None,
+    /// `PRAGMA quick_check` of every table and index except these (large, growing) tables: a
+    /// bounded cost, whatever the history. The rest is for a full check.
+    Except(&'static [&'static str]),
+    /// `PRAGMA quick_check`: every page, a cost that grows with the file.
+    Full,
+}
+
+/// Run `check` on an open database.
+pub fn check(conn: &Connection, check: Check) -> Result<(), OpenError> {
+    match check {
+        Check::None => Ok(()),
+        Check::Full => quick_check(conn),
+        Check::Except(large) => {
+            let tables: Vec<String> = {
+                let mut stmt = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                    .map_err(sql)?;
+                stmt.query_map([], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+                    .map_err(sql)?
+            };
+            for table in tables.iter().filter(|t| !large.contains(&t.as_str())) {
+                let rows: Vec<String> = {
+                    let mut stmt = conn
+                        .prepare(&format!(
+                            "PRAGMA quick_check(\"{}\")",
+                            table.replace('"', "\"\"")
+                        ))
+                        .map_err(sql)?;
+                    stmt.query_map([], |r| r.get(0))
+                        .and_then(|rows| rows.collect())
+                        .map_err(sql)?
+                };
+                if !(rows.len() == 1 && rows[0] == "ok") {
+                    return Err(OpenError::IntegrityCheck(rows));
+                }
+            }
+            Ok(())
         }
     }
 }
@@ -496,7 +512,7 @@ mod tests {
             false,
             "FULL",
             &["CREATE TABLE t (x);"],
-            true,
+            Check::Full,
             None,
         )
         .unwrap();
@@ -506,7 +522,15 @@ mod tests {
         r.execute_batch("COMMIT").unwrap();
 
         let queue = dir.path().join("queue.db");
-        let q = open_migrated(&queue, true, "FULL", &["CREATE TABLE t (x);"], true, None).unwrap();
+        let q = open_migrated(
+            &queue,
+            true,
+            "FULL",
+            &["CREATE TABLE t (x);"],
+            Check::Full,
+            None,
+        )
+        .unwrap();
         q.execute_batch("INSERT INTO t VALUES (1)").unwrap();
         for f in files_of(&queue).iter().take(3) {
             assert_eq!(mode(f), 0o600, "{}", f.display());
@@ -523,8 +547,15 @@ mod tests {
         );
         for wal in [true, false] {
             let path = dir.path().join(format!("ro-{wal}.db"));
-            let w =
-                open_migrated(&path, wal, "FULL", &["CREATE TABLE t (x);"], true, None).unwrap();
+            let w = open_migrated(
+                &path,
+                wal,
+                "FULL",
+                &["CREATE TABLE t (x);"],
+                Check::Full,
+                None,
+            )
+            .unwrap();
             w.execute_batch("INSERT INTO t VALUES (1)").unwrap();
             drop(w);
             let before: Vec<bool> = files_of(&path).iter().map(|f| f.exists()).collect();
@@ -559,5 +590,42 @@ mod tests {
         let link = dir.path().join("link.db");
         std::os::unix::fs::symlink(&garbage, &link).unwrap();
         assert!(matches!(precheck(&link), Err(OpenError::Link(_))));
+    }
+
+    /// With `immutable`, closing the reader dropped the writer's locks: the sqlite3 shell then
+    /// took itself for the last connection and deleted the log the writer went on writing to.
+    #[test]
+    fn a_read_only_open_never_blinds_a_writer_in_the_same_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let writer = open_migrated(
+            &path,
+            true,
+            "FULL",
+            &["CREATE TABLE t (x);"],
+            Check::Full,
+            None,
+        )
+        .unwrap();
+        writer.execute_batch("INSERT INTO t VALUES (1)").unwrap();
+        let reader_path = path.clone();
+        std::thread::spawn(move || {
+            let r = open_read_only(&reader_path).unwrap().unwrap();
+            quick_check(&r).unwrap();
+        })
+        .join()
+        .unwrap();
+        let shell = |sql: &str| {
+            let out = std::process::Command::new("sqlite3")
+                .arg(&path)
+                .arg(sql)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        shell("INSERT INTO t VALUES (2)");
+        writer.execute_batch("INSERT INTO t VALUES (3)").unwrap();
+        assert_eq!(shell("SELECT count(*) FROM t"), "3");
     }
 }

@@ -131,6 +131,11 @@ impl Home {
     pub fn recovery_marker(&self) -> PathBuf {
         self.root.join(".orchestrator_recovery")
     }
+    /// Written when a running daemon's background integrity check failed: the next start checks
+    /// every page before it accepts work (see `daemon::integrity`).
+    pub fn integrity_marker(&self) -> PathBuf {
+        self.root.join(".integrity_check_failed")
+    }
     /// Space kept allocated beside queue.db and released on a full disk, so a job's outcome can
     /// still be recorded there (see `workers`).
     pub fn queue_reserve(&self) -> PathBuf {
@@ -330,9 +335,13 @@ fn role(rel: &Path) -> Role {
     };
     match (first.as_ref(), second.as_deref()) {
         ("logs" | "backups", None) => Role::WrittenDir,
-        ("orchestrator.lock" | ".orchestrator_recovery" | "queue.db-reserve", None) => {
-            Role::WrittenFile
-        }
+        (
+            "orchestrator.lock"
+            | ".orchestrator_recovery"
+            | ".integrity_check_failed"
+            | "queue.db-reserve",
+            None,
+        ) => Role::WrittenFile,
         (name, None)
             if DATABASES.iter().any(|db| {
                 name == *db

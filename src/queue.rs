@@ -185,6 +185,19 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Kept while callers still name the clock through the queue; it lives in `clock`.
 pub use crate::clock::now_ms;
 
+/// The tables that grow with history: a start's synchronous check leaves them to the full check
+/// that runs in the background (`daemon::integrity`), so a start costs the same at 1M jobs.
+pub const LARGE_TABLES: &[&str] = &[
+    "jobs",
+    "job_events",
+    "job_item_errors",
+    "telemetry_attempts",
+    "telemetry_samples",
+    "daemon_instances",
+    "recoveries",
+    "config_reloads",
+];
+
 /// A connection to queue.db.
 pub struct QueueDb {
     conn: Connection,
@@ -216,9 +229,20 @@ fn open_error(path: &Path, err: OpenError) -> QueueError {
 }
 
 impl QueueDb {
-    /// Open for the daemon: create if missing, set pragmas, check integrity, migrate.
+    /// Open as the daemon does, checking every page: create if missing, set pragmas, check
+    /// integrity, migrate.
     pub fn open_for_daemon(path: &Path, cfg: &QueueConfig) -> Result<QueueDb> {
-        let conn = crate::db::open_migrated(path, cfg.wal_mode, "FULL", MIGRATIONS, true, None)
+        QueueDb::open_for_start(path, cfg, crate::db::Check::Full)
+    }
+
+    /// `open_for_daemon` with the start's `check`: all but `LARGE_TABLES`, whose pages the
+    /// daemon checks in the background (`daemon::integrity`), unless a check failed before.
+    pub fn open_for_start(
+        path: &Path,
+        cfg: &QueueConfig,
+        check: crate::db::Check,
+    ) -> Result<QueueDb> {
+        let conn = crate::db::open_migrated(path, cfg.wal_mode, "FULL", MIGRATIONS, check, None)
             .map_err(|e| open_error(path, e))?;
         conn.execute_batch(&format!(
             "PRAGMA wal_autocheckpoint = {};",

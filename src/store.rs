@@ -70,6 +70,10 @@ impl Prepared {
     }
 }
 
+/// The tables that grow with what is ingested: a start's synchronous check leaves them to the
+/// background check (`daemon::integrity`).
+pub const LARGE_TABLES: &[&str] = &["documents", "scan_state"];
+
 /// store.db's page size, set when the file is created.
 pub const PAGE_SIZE: u32 = 16384;
 
@@ -294,21 +298,31 @@ impl Store {
         // Created private (by `open_migrated`) before SQLite opens it: SQLite gives the database
         // the umask's mode and its journal the database's. Large pages suit documents of tens of
         // kilobytes: fewer overflow pages per body.
-        let conn =
-            crate::db::open_migrated(path, true, "NORMAL", MIGRATIONS, false, Some(PAGE_SIZE))
-                .map_err(|e| store_failure(path, e))?;
+        let conn = crate::db::open_migrated(
+            path,
+            true,
+            "NORMAL",
+            MIGRATIONS,
+            crate::db::Check::None,
+            Some(PAGE_SIZE),
+        )
+        .map_err(|e| store_failure(path, e))?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
         })
     }
 
-    /// Open (creating if needed) for the daemon's start: also runs SQLite's quick check, so a
-    /// damaged store is refused before any run writes to it. The error is the diagnosis, worded
-    /// for the operator by `error::store_unusable`.
-    pub fn open_checked(path: &Path) -> Result<Store, crate::db::OpenError> {
+    /// Open (creating if needed) for the daemon's start, with SQLite's quick check (`check`: a
+    /// start checks all but `LARGE_TABLES`, and those in the background), so a damaged store is
+    /// refused before any run writes to it. The error is the diagnosis, worded for the operator
+    /// by `error::store_unusable`.
+    pub fn open_checked(
+        path: &Path,
+        check: crate::db::Check,
+    ) -> Result<Store, crate::db::OpenError> {
         let conn =
-            crate::db::open_migrated(path, true, "NORMAL", MIGRATIONS, true, Some(PAGE_SIZE))?;
+            crate::db::open_migrated(path, true, "NORMAL", MIGRATIONS, check, Some(PAGE_SIZE))?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -868,8 +882,15 @@ mod tests {
     fn the_migration_counts_existing_documents() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.db");
-        let old =
-            crate::db::open_migrated(&path, true, "NORMAL", &MIGRATIONS[..2], false, None).unwrap();
+        let old = crate::db::open_migrated(
+            &path,
+            true,
+            "NORMAL",
+            &MIGRATIONS[..2],
+            crate::db::Check::None,
+            None,
+        )
+        .unwrap();
         old.execute_batch(
             "INSERT INTO documents (source, item, kind, title, body, metadata, chunks, links,
                 content_hash, size, ingested_at, updated_at, deleted_at, container)

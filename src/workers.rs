@@ -155,7 +155,14 @@ impl Pool {
         }
         self.watch_cancels(db, now);
         self.keep_leases(db, now);
-        if self.draining {
+        self.fill(db, now);
+    }
+
+    /// Claim jobs while a worker is free. Called at every tick and as soon as a job finishes,
+    /// so a free worker takes the next due job at once rather than at the next tick.
+    fn fill(&mut self, db: &QueueDb, now: i64) {
+        let conn = db.conn();
+        if self.draining || self.running.len() >= self.max {
             return;
         }
         if !jobs::any_due(conn, now).unwrap_or(true) {
@@ -425,6 +432,8 @@ impl Pool {
                     );
                     self.unrecorded.push((r, result));
                     self.record_retry_at = Instant::now() + RECORD_RETRY;
+                } else {
+                    self.fill(db, now_ms());
                 }
             }
         }

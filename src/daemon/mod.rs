@@ -14,6 +14,7 @@
 //! else is handled; a signal or message that arrives meanwhile is handled right after, not lost.
 //! Nothing long runs on it: each job has its own thread, and parsing runs on `parse_pool`.
 
+pub mod integrity;
 pub mod lock;
 pub mod recovery;
 pub mod reload;
@@ -294,18 +295,21 @@ fn run(home: &Home, loaded: &Loaded, detached: bool, rebuild_store: bool) -> Res
 
     let cfg = &loaded.config;
     let store_aside = set_aside_databases(home, rebuild_store)?;
-    let db = QueueDb::open_for_daemon(&home.queue_db(), &cfg.queue)
+    // What grows with history is checked after the start, in the background (`integrity`).
+    let checks = integrity::start_checks(home);
+    let db = QueueDb::open_for_start(&home.queue_db(), &cfg.queue, checks.0)
         .map_err(|e| crate::error::queue_unusable(&e, crate::error::Doing::Start))
         .inspect_err(|e| {
             tracing::error!("{}", e.what);
         })?;
     // Checked before anything is recovered or run, and kept open while the daemon runs (see
     // `store`): a damaged store is refused, never silently replaced.
-    let store = crate::store::Store::open_checked(&home.store_db())
+    let store = crate::store::Store::open_checked(&home.store_db(), checks.1)
         .map_err(|e| crate::error::store_unusable(&home.store_db(), &e))
         .inspect_err(|e| {
             tracing::error!("{}", e.what);
         })?;
+    integrity::passed_at_start(home, checks);
     let recovered = recovery::recover_if_needed(home, &db, &instance_id)?;
     let (rebuild_notice, rebuild_jobs) = match &store_aside {
         Some(aside) => queue_rebuild(home, &db, loaded, aside)?,
@@ -390,6 +394,7 @@ fn run(home: &Home, loaded: &Loaded, detached: bool, rebuild_store: bool) -> Res
         println!("orchestrator running in the foreground (pid {pid}); press Ctrl-C to stop");
     }
 
+    let integrity = integrity::check_in_background(home, checks);
     let (pool, messages) = Pool::new(home, cfg, &instance_id, workers_max as usize);
     let mut live = reload::Live {
         loaded: loaded.clone(),
@@ -402,7 +407,7 @@ fn run(home: &Home, loaded: &Loaded, detached: bool, rebuild_store: bool) -> Res
         pool,
         messages,
         &mut live,
-        signals,
+        Wakeups { signals, integrity },
     ));
     // The workers are done with the store: closing the last connection checkpoints its log.
     drop(store);
@@ -547,6 +552,13 @@ impl Signals {
     }
 }
 
+/// What, besides jobs and timers, the main loop answers: signals, and damage the background
+/// integrity check found (`None`: the start checked every page).
+struct Wakeups {
+    signals: Signals,
+    integrity: Option<std::sync::mpsc::Receiver<integrity::Failed>>,
+}
+
 async fn main_loop(
     home: &Home,
     db: &QueueDb,
@@ -554,13 +566,16 @@ async fn main_loop(
     mut pool: Pool,
     mut messages: UnboundedReceiver<workers::Message>,
     live: &mut reload::Live,
-    signals: Signals,
+    wakeups: Wakeups,
 ) -> String {
-    let Signals {
-        mut term,
-        mut int,
-        mut hup,
-    } = signals;
+    let Wakeups {
+        signals: Signals {
+            mut term,
+            mut int,
+            mut hup,
+        },
+        integrity,
+    } = wakeups;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut beat = tokio::time::interval(HEARTBEAT);
@@ -578,6 +593,12 @@ async fn main_loop(
             }
             Some(msg) = messages.recv() => pool.handle(db, msg),
             _ = tick.tick() => {
+                // Damage the background check found stops the daemon before anything else.
+                if let Some(failed) = integrity.as_ref().and_then(|rx| rx.try_recv().ok()) {
+                    let text = integrity::record_failure(home, &failed);
+                    tracing::error!("{text}");
+                    break "the background integrity check found damage".into();
+                }
                 pool.tick(db);
                 telemetry.prune_step(db);
                 backups.tick(home, &live.loaded, now_ms());
