@@ -229,7 +229,7 @@ pub fn claim(
     let tx = immediate(conn)?;
     let found: Option<(Job, i64)> = tx
         .prepare_cached(&format!(
-            "WITH src (src_name, src_concurrency, src_attempts) AS (
+            "WITH src (src_name, src_concurrency, src_attempts) AS MATERIALIZED (
                  SELECT json_extract(value, '$.name'), json_extract(value, '$.concurrency'),
                         json_extract(value, '$.attempts')
                  FROM json_each(?3)),
