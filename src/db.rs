@@ -423,6 +423,11 @@ pub fn user_version(conn: &Connection) -> Result<i64, OpenError> {
 
 fn migrate(conn: &Connection, migrations: &[&str]) -> Result<(), OpenError> {
     let supported = migrations.len() as i64;
+    // Up to date (every open but the first after an upgrade): no write lock at all, so opening
+    // the store for each job never waits for another job's batch.
+    if user_version(conn)? == supported {
+        return Ok(());
+    }
     // Each step reads the version and migrates under one write lock (BEGIN IMMEDIATE): two
     // processes opening a new database at once (the daemon's first run and a CLI command, say)
     // must not both apply the same migration.
