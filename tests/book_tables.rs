@@ -73,13 +73,59 @@ fn configuration_reference_matches_the_schema() {
             vec![
                 k.path.to_string(),
                 k.kind.to_string(),
-                k.default_doc.to_string(),
+                // The value `Config::default()` holds (or a machine-dependent rule, itself
+                // checked against its function): never a hand-written copy.
+                k.default_doc(),
                 k.env.to_string(),
                 k.doc.to_string(),
             ]
         })
         .collect();
     assert_eq!(book, code);
+}
+
+/// The sources table lists exactly the fields a source has, and each optional scalar field's
+/// default is the one `SourceConfig::new` (what an absent field takes) really holds.
+#[test]
+fn sources_table_matches_the_source_fields() {
+    let rows = table_after(&chapter("configuration.md"), "### Sources", "field");
+    let source = futurnal::SourceConfig::new("n", futurnal::SourceType::LocalFiles, "/n");
+    let json = serde_json::to_value(&source).unwrap();
+    let fields = json.as_object().unwrap();
+    let mut book: Vec<String> = Vec::new();
+    for row in &rows {
+        for name in row[0].split(',') {
+            let name = name.trim().trim_matches('`').to_string();
+            let Some(value) = fields.get(&name) else {
+                panic!("the sources table documents `{name}`, which a source does not have");
+            };
+            let what = &row[2];
+            let default = match value {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                serde_json::Value::Bool(b) => Some(b.to_string()),
+                // Lists default to empty and `retry` to the global section: said in prose.
+                _ => None,
+            };
+            if row[1] == "no"
+                && let Some(d) = default
+            {
+                assert!(
+                    what.contains(&format!("(default {d}"))
+                        || what.contains(&format!("{d}` (default)")),
+                    "`{name}`: the reference does not give its default {d}: {what}"
+                );
+            }
+            book.push(name);
+        }
+    }
+    let mut code: Vec<String> = fields.keys().cloned().collect();
+    book.sort();
+    code.sort();
+    assert_eq!(
+        book, code,
+        "the sources table and the fields of a source differ"
+    );
 }
 
 #[test]

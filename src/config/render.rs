@@ -26,6 +26,43 @@ pub(super) fn yaml_scalar(v: &serde_json::Value) -> String {
     }
 }
 
+/// Every field of a source, in the order `config show` prints them: all of `SourceConfig`
+/// (tested), the effective `retry` included.
+pub(super) const SOURCE_FIELDS: &[&str] = &[
+    "name",
+    "type",
+    "path",
+    "schedule",
+    "priority",
+    "enabled",
+    "include",
+    "exclude",
+    "max_item_mb",
+    "concurrency",
+    "items_per_second",
+    "retry",
+];
+
+/// A value on one line: scalars as YAML scalars, lists and maps in flow style.
+fn yaml_flow(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(yaml_flow).collect::<Vec<_>>().join(", ")
+        ),
+        // Only a source's `retry` is a map: its keys in the `retry` section's order.
+        serde_json::Value::Object(map) => format!(
+            "{{{}}}",
+            KEYS.iter()
+                .filter_map(|k| k.path.strip_prefix("retry."))
+                .filter_map(|k| map.get(k).map(|v| format!("{k}: {}", yaml_flow(v))))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => yaml_scalar(other),
+    }
+}
+
 impl Loaded {
     /// `config show` as annotated YAML.
     pub fn to_annotated_yaml(&self) -> String {
@@ -56,24 +93,21 @@ impl Loaded {
             for s in &self.config.sources {
                 let json = serde_json::to_value(s).unwrap_or_default();
                 let mut first = true;
-                for field in [
-                    "name", "type", "path", "schedule", "priority", "enabled", "include", "exclude",
-                ] {
-                    let v = &json[field];
-                    let text = match v {
-                        serde_json::Value::Array(items) => format!(
-                            "[{}]",
-                            items.iter().map(yaml_scalar).collect::<Vec<_>>().join(", ")
-                        ),
-                        other => yaml_scalar(other),
-                    };
+                for field in SOURCE_FIELDS {
+                    let text = yaml_flow(&json[*field]);
                     let lead = if first { "  - " } else { "    " };
                     first = false;
                     rows.push((format!("{lead}{field}: {text}"), String::new()));
                 }
             }
         }
-        let width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+        // Only lines with an origin are aligned: a long source line must not push them all right.
+        let width = rows
+            .iter()
+            .filter(|(_, origin)| !origin.is_empty())
+            .map(|(l, _)| l.len())
+            .max()
+            .unwrap_or(0);
         let mut out = String::new();
         for (line, origin) in rows {
             if origin.is_empty() {
@@ -118,12 +152,16 @@ pub fn template() -> String {
             let _ = write!(out, "\n{sec}:\n");
             section = sec;
         }
-        let value = if key.path == "workers.max_workers" {
-            "8".to_string()
+        // The value this machine really uses; a machine-dependent default also states its rule,
+        // so the file still explains itself when copied to another machine.
+        let value = defaults.value_yaml(key.path).unwrap_or_default();
+        let default = key.default_doc();
+        let default = if default == value {
+            default
         } else {
-            defaults.value_yaml(key.path).unwrap_or_default()
+            format!("{default} ({value} on this machine)")
         };
-        let _ = writeln!(out, "  # {} Default: {}.", key.doc, key.default_doc);
+        let _ = writeln!(out, "  # {} Default: {default}.", key.doc);
         let _ = writeln!(out, "  # {name}: {value}");
     }
     out.push_str(
@@ -144,6 +182,54 @@ mod tests {
     use super::*;
     use crate::config::load::parse_file;
     use crate::config::schema::Origins;
+
+    #[test]
+    fn template_shows_the_value_this_machine_uses() {
+        let text = template();
+        let expected = format!(
+            "  # max_workers: {}\n",
+            Config::default().workers.max_workers
+        );
+        assert!(text.contains(&expected), "{text}");
+    }
+
+    #[test]
+    fn show_prints_every_field_of_a_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.yaml");
+        std::fs::write(
+            &path,
+            "sources:\n  - name: notes\n    type: local_files\n    path: /n\n    retry: {max_attempts: 5}\n",
+        )
+        .unwrap();
+        let layering = crate::config::Layering {
+            path: std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec(),
+            explicit: true,
+            ..Default::default()
+        };
+        let loaded = crate::config::load_recorded(&layering).unwrap();
+        let shown = loaded.to_annotated_yaml();
+        for line in [
+            "    max_item_mb: 64\n",
+            "    concurrency: 1\n",
+            "    items_per_second: 0\n",
+            "    retry: {max_attempts: 5, base_delay_seconds: 30, backoff_multiplier: 2.0, max_delay_seconds: 3600, jitter: 0.2}\n",
+        ] {
+            assert!(shown.contains(line), "{line:?} missing from\n{shown}");
+        }
+        // Every field `SourceConfig` has is listed.
+        let json = serde_json::to_value(&loaded.config.sources[0]).unwrap();
+        let mut fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut listed = SOURCE_FIELDS.to_vec();
+        fields.sort();
+        listed.sort();
+        assert_eq!(fields, listed);
+    }
 
     #[test]
     fn template_parses_to_defaults() {

@@ -46,9 +46,40 @@ pub struct KeySpec {
     pub path: &'static str,
     pub env: &'static str,
     pub kind: &'static str,
-    pub default_doc: &'static str,
     pub doc: &'static str,
 }
+
+impl KeySpec {
+    /// The default as the reference and `config init` document it: the value `Config::default()`
+    /// really holds, spelled as YAML; for a default that depends on the machine, its rule
+    /// (`MACHINE_DEFAULTS`). Never a second hand-written copy of a value.
+    pub fn default_doc(&self) -> String {
+        match MACHINE_DEFAULTS.iter().find(|m| m.path == self.path) {
+            Some(m) => m.rule.to_string(),
+            None => Config::default().value_yaml(self.path).unwrap_or_default(),
+        }
+    }
+}
+
+/// A default computed from the machine: documented by its rule, and the rule is checked against
+/// the function that computes the value for every CPU count from 1 to 64 (`model`).
+#[cfg_attr(not(test), allow(dead_code))] // `model` and `code` are read by that check only
+pub struct MachineDefault {
+    pub path: &'static str,
+    pub rule: &'static str,
+    /// The documented rule as a function of the CPU count, for the test.
+    pub model: fn(u32) -> u32,
+    /// The function the default really comes from, as a function of the CPU count.
+    pub code: fn(u32) -> u32,
+}
+
+/// The only keys whose reference default is a rule rather than a value.
+pub const MACHINE_DEFAULTS: &[MachineDefault] = &[MachineDefault {
+    path: "workers.max_workers",
+    rule: "CPU count, at most 8",
+    model: |cpus| cpus.min(8),
+    code: max_workers_for,
+}];
 
 type Check<T> = fn(&T) -> Result<(), String>;
 
@@ -119,14 +150,18 @@ pub(super) fn cpu_count() -> u32 {
 }
 
 fn default_max_workers() -> u32 {
-    cpu_count().min(8)
+    max_workers_for(cpu_count())
+}
+
+fn max_workers_for(cpus: u32) -> u32 {
+    cpus.min(8)
 }
 
 macro_rules! schema {
     ($(
         $section:ident : $Section:ident / $FileSection:ident {
             $( $key:ident : $ty:ty = $default:expr ;
-               env $env:literal ; kind $kind:literal ; default_doc $ddoc:literal ;
+               env $env:literal ; kind $kind:literal ;
                check $check:expr ; doc $doc:literal ; )*
         }
     )*) => {
@@ -162,7 +197,7 @@ macro_rules! schema {
         pub const KEYS: &[KeySpec] = &[
             $( $( KeySpec {
                 path: concat!(stringify!($section), ".", stringify!($key)),
-                env: $env, kind: $kind, default_doc: $ddoc, doc: $doc,
+                env: $env, kind: $kind, doc: $doc,
             }, )* )*
         ];
 
@@ -223,115 +258,115 @@ schema! {
     workers: Workers / FileWorkers {
         max_workers: u32 = default_max_workers();
             env "FUTURNAL_WORKERS_MAX_WORKERS"; kind "integer";
-            default_doc "CPU count, at most 8";
+
             check |v| in_range(*v, 1, 64);
             doc "Size of the worker pool: how many jobs run at once.";
         hardware_cap_enabled: bool = true;
-            env "FUTURNAL_WORKERS_HARDWARE_CAP_ENABLED"; kind "boolean"; default_doc "true";
+            env "FUTURNAL_WORKERS_HARDWARE_CAP_ENABLED"; kind "boolean";
             check any_bool;
             doc "Never run more workers than the machine has CPUs, whatever max_workers says.";
         shutdown_grace_seconds: u64 = 30;
-            env "FUTURNAL_WORKERS_SHUTDOWN_GRACE_SECONDS"; kind "integer"; default_doc "30";
+            env "FUTURNAL_WORKERS_SHUTDOWN_GRACE_SECONDS"; kind "integer";
             check |v| in_range(*v, 0, 3600);
             doc "How long a graceful stop waits for in-flight jobs before cancelling them.";
         stall_timeout_seconds: u64 = 300;
-            env "FUTURNAL_WORKERS_STALL_TIMEOUT_SECONDS"; kind "integer"; default_doc "300";
+            env "FUTURNAL_WORKERS_STALL_TIMEOUT_SECONDS"; kind "integer";
             check |v| in_range(*v, 10, 86_400);
             doc "A running job that reports no progress for this long is taken back and retried.";
         cancel_grace_seconds: u64 = 10;
-            env "FUTURNAL_WORKERS_CANCEL_GRACE_SECONDS"; kind "integer"; default_doc "10";
+            env "FUTURNAL_WORKERS_CANCEL_GRACE_SECONDS"; kind "integer";
             check |v| in_range(*v, 1, 3600);
             doc "How long a cancelled running job may take to stop before it is marked cancelled.";
     }
     retry: Retry / FileRetry {
         max_attempts: u32 = 3;
-            env "FUTURNAL_RETRY_MAX_ATTEMPTS"; kind "integer"; default_doc "3";
+            env "FUTURNAL_RETRY_MAX_ATTEMPTS"; kind "integer";
             check |v| in_range(*v, 1, 20);
             doc "Attempts a job gets before it is quarantined.";
         base_delay_seconds: u64 = 30;
-            env "FUTURNAL_RETRY_BASE_DELAY_SECONDS"; kind "integer"; default_doc "30";
+            env "FUTURNAL_RETRY_BASE_DELAY_SECONDS"; kind "integer";
             check |v| in_range(*v, 1, 86_400);
             doc "Delay before the first retry.";
         backoff_multiplier: f64 = 2.0;
-            env "FUTURNAL_RETRY_BACKOFF_MULTIPLIER"; kind "number"; default_doc "2.0";
+            env "FUTURNAL_RETRY_BACKOFF_MULTIPLIER"; kind "number";
             check |v| in_range(*v, 1.0, 10.0);
             doc "Each further retry waits this many times longer than the previous one.";
         max_delay_seconds: u64 = 3600;
-            env "FUTURNAL_RETRY_MAX_DELAY_SECONDS"; kind "integer"; default_doc "3600";
+            env "FUTURNAL_RETRY_MAX_DELAY_SECONDS"; kind "integer";
             check |v| in_range(*v, 1, 604_800);
             doc "Upper bound of a retry delay.";
         jitter: f64 = 0.2;
-            env "FUTURNAL_RETRY_JITTER"; kind "number"; default_doc "0.2";
+            env "FUTURNAL_RETRY_JITTER"; kind "number";
             check |v| in_range(*v, 0.0, 1.0);
             doc "Random spread added to each delay, as a fraction of it (0.2 = ±20%).";
     }
     queue: Queue / FileQueue {
         wal_mode: bool = true;
-            env "FUTURNAL_QUEUE_WAL_MODE"; kind "boolean"; default_doc "true";
+            env "FUTURNAL_QUEUE_WAL_MODE"; kind "boolean";
             check any_bool;
             doc "Write-ahead logging for queue.db: readers never block the daemon.";
         min_free_mb: u64 = 100;
-            env "FUTURNAL_QUEUE_MIN_FREE_MB"; kind "integer"; default_doc "100";
+            env "FUTURNAL_QUEUE_MIN_FREE_MB"; kind "integer";
             check |v| in_range(*v, 0, 10_000_000);
             doc "The orchestrator refuses to start with less free disk space than this (MiB) in its home.";
         checkpoint_interval: u32 = 1000;
-            env "FUTURNAL_QUEUE_CHECKPOINT_INTERVAL"; kind "integer"; default_doc "1000";
+            env "FUTURNAL_QUEUE_CHECKPOINT_INTERVAL"; kind "integer";
             check |v| in_range(*v, 10, 100_000);
             doc "WAL pages after which SQLite copies the log back into queue.db.";
     }
     telemetry: Telemetry / FileTelemetry {
         retention_days: u32 = 90;
-            env "FUTURNAL_TELEMETRY_RETENTION_DAYS"; kind "integer"; default_doc "90";
+            env "FUTURNAL_TELEMETRY_RETENTION_DAYS"; kind "integer";
             check |v| in_range(*v, 1, 3650);
             doc "Days of telemetry and of finished jobs kept; older ones are pruned (never a waiting, running or quarantined job).";
         sample_interval_seconds: u64 = 60;
-            env "FUTURNAL_TELEMETRY_SAMPLE_INTERVAL_SECONDS"; kind "integer"; default_doc "60";
+            env "FUTURNAL_TELEMETRY_SAMPLE_INTERVAL_SECONDS"; kind "integer";
             check |v| in_range(*v, 1, 3600);
             doc "How often the daemon records the queue's depth, oldest waiting job, workers busy, WAL size and free disk.";
         metrics_listen: String = String::new();
-            env "FUTURNAL_TELEMETRY_METRICS_LISTEN"; kind "string"; default_doc "\"\" (off)";
+            env "FUTURNAL_TELEMETRY_METRICS_LISTEN"; kind "string";
             check loopback_or_empty;
             doc "Loopback address where the daemon serves Prometheus metrics at /metrics, such as 127.0.0.1:9464; empty turns it off.";
     }
     health: Health / FileHealth {
         min_free_mb: u64 = 1024;
-            env "FUTURNAL_HEALTH_MIN_FREE_MB"; kind "integer"; default_doc "1024";
+            env "FUTURNAL_HEALTH_MIN_FREE_MB"; kind "integer";
             check |v| in_range(*v, 0, 10_000_000);
             doc "Health warns when the home's disk has less free space than this (MiB); it fails below queue.min_free_mb.";
         max_pending_age_minutes: u64 = 60;
-            env "FUTURNAL_HEALTH_MAX_PENDING_AGE_MINUTES"; kind "integer"; default_doc "60";
+            env "FUTURNAL_HEALTH_MAX_PENDING_AGE_MINUTES"; kind "integer";
             check |v| in_range(*v, 1, 525_600);
             doc "Health warns when a job has been due for longer than this without being claimed.";
         min_throughput_mbps: f64 = 5.0;
-            env "FUTURNAL_HEALTH_MIN_THROUGHPUT_MBPS"; kind "number"; default_doc "5.0";
+            env "FUTURNAL_HEALTH_MIN_THROUGHPUT_MBPS"; kind "number";
             check |v| in_range(*v, 0.0, 100_000.0);
             doc "Health warns when the last hour's jobs read their sources slower than this (MB/s); 0 turns the check off.";
         max_quarantined: u64 = 0;
-            env "FUTURNAL_HEALTH_MAX_QUARANTINED"; kind "integer"; default_doc "0";
+            env "FUTURNAL_HEALTH_MAX_QUARANTINED"; kind "integer";
             check |v| in_range(*v, 0, 1_000_000);
             doc "Health warns when more jobs than this wait in quarantine for an operator.";
         max_wal_mb: u64 = 256;
-            env "FUTURNAL_HEALTH_MAX_WAL_MB"; kind "integer"; default_doc "256";
+            env "FUTURNAL_HEALTH_MAX_WAL_MB"; kind "integer";
             check |v| in_range(*v, 1, 1_000_000);
             doc "Health warns when queue.db's write-ahead log is larger than this (MiB).";
     }
     backup: Backup / FileBackup {
         keep: u32 = 7;
-            env "FUTURNAL_BACKUP_KEEP"; kind "integer"; default_doc "7";
+            env "FUTURNAL_BACKUP_KEEP"; kind "integer";
             check |v| in_range(*v, 1, 10_000);
             doc "Backups `orchestrator backup` keeps in its folder; it removes older ones after writing a new one.";
         schedule: String = "manual".into();
-            env "FUTURNAL_BACKUP_SCHEDULE"; kind "string"; default_doc "manual (off)";
+            env "FUTURNAL_BACKUP_SCHEDULE"; kind "string";
             check backup_schedule;
             doc "When the running orchestrator takes a backup under backups/ by itself, written like a source's schedule (`24h`, `0 3 * * *`): due once the newest backup there is older; `manual` turns it off.";
     }
     security: Security / FileSecurity {
         audit_logging: bool = true;
-            env "FUTURNAL_SECURITY_AUDIT_LOGGING"; kind "boolean"; default_doc "true";
+            env "FUTURNAL_SECURITY_AUDIT_LOGGING"; kind "boolean";
             check any_bool;
             doc "Record operator actions (start, stop, recovery) in logs/audit.log.";
         path_redaction: bool = true;
-            env "FUTURNAL_SECURITY_PATH_REDACTION"; kind "boolean"; default_doc "true";
+            env "FUTURNAL_SECURITY_PATH_REDACTION"; kind "boolean";
             check any_bool;
             doc "Keep item paths out of the logs, and absolute paths out of stored error messages.";
     }
@@ -468,6 +503,23 @@ mod tests {
             let expected = format!("FUTURNAL_{}", key.path.to_uppercase().replace('.', "_"));
             assert_eq!(key.env, expected, "{}", key.path);
         }
+    }
+
+    #[test]
+    fn machine_defaults_follow_their_documented_rule() {
+        for m in MACHINE_DEFAULTS {
+            assert!(KEYS.iter().any(|k| k.path == m.path), "{}", m.path);
+            for cpus in 1..=64 {
+                assert_eq!(
+                    (m.code)(cpus),
+                    (m.model)(cpus),
+                    "{} with {cpus} CPUs",
+                    m.path
+                );
+            }
+        }
+        let here = Config::default().value_yaml("workers.max_workers");
+        assert_eq!(here, Some(max_workers_for(cpu_count()).to_string()));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! `.queue` is null and `.queue_error` says why (no count that reads as an empty, healthy queue),
 //! and the command exits `ExitCode::Database` (`tests/health.rs::status_*`). It reads a few rows
 //! (`job_state_counts`, the latest instance and recovery), never the whole job table.
+//! The config row is the running daemon's file, unless the command names another one with
+//! `--config` or `FUTURNAL_CONFIG`: then it is that file, as the command reads it
+//! (`tests/config_gate.rs::status_with_another_config_reports_that_file`).
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -140,6 +143,17 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
         .as_ref()
         .map(|l| l.config.queue.min_free_mb)
         .unwrap_or_else(|_| crate::config::Queue::default().min_free_mb);
+    // A file named with --config or FUTURNAL_CONFIG that is not the one the daemon runs is what
+    // the operator asked about: report it (absent, invalid) rather than the daemon's.
+    let (asked, explicit) = match &config {
+        Ok(l) => (l.file.path.clone(), l.file.explicit),
+        Err((path, _)) => (path.clone(), *path != home.default_config()),
+    };
+    let live_config = live.filter(|i| {
+        !explicit
+            || std::path::absolute(&asked).ok()
+                == std::path::absolute(std::path::Path::new(&i.config_path)).ok()
+    });
     let (config_path, config_present, config_error, workers_max) = match config {
         Ok(l) => (
             display_path(&l.file.path),
@@ -157,14 +171,18 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
         uptime_seconds: lock_info.as_ref().map(|l| (now - l.started_at) / 1000),
         version: env!("CARGO_PKG_VERSION").to_string(),
         home: display_path(home.root()),
-        config_path: live
+        config_path: live_config
             .map(|i| display_path(std::path::Path::new(&i.config_path)))
             .unwrap_or(config_path),
-        config_present: live
+        config_present: live_config
             .map(|i| std::path::Path::new(&i.config_path).exists())
             .unwrap_or(config_present),
         // The running daemon validated its own file at start; the CLI's view does not apply.
-        config_error: if live.is_some() { None } else { config_error },
+        config_error: if live_config.is_some() {
+            None
+        } else {
+            config_error
+        },
         workers: Workers {
             // Every running job belongs to the live daemon (recovery requeues the others).
             busy: live.map(|_| count(&queue, JobState::Running)).unwrap_or(0),
