@@ -46,6 +46,8 @@ mod telemetry;
 mod workers;
 
 pub use cli::main;
+#[doc(hidden)]
+pub use cli::reference::{command as cli_command, markdown as cli_reference};
 pub use config::{KEYS, SourceConfig, SourceType};
 pub use daemon::reload::{Running, running};
 pub use error::ExitCode;

@@ -3,9 +3,16 @@
 //!
 //! Filters: `cargo test --test book -- WORD` runs chapters whose file name contains WORD.
 //! Bless: `RUNBOOK_BLESS=1 cargo test --test book -- WORD` rewrites expected-output blocks.
+//! A whole-book run also applies the CLI-surface gate (tests/cli_surface.rs) and prints its
+//! coverage after the harness report.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+// The gate's own tests run in its test target; here only `gate` is used.
+#[path = "cli_surface.rs"]
+#[allow(dead_code)]
+mod cli_surface;
 
 /// Every queue.db a chapter left behind: each job's history accounts for its state
 /// (`futurnal::history_violations`). A database a chapter damaged on purpose is skipped.
@@ -72,7 +79,15 @@ fn main() -> ExitCode {
     };
     let summary = runbook_tests::run(&files, &opts);
     print!("{}", runbook_tests::report::render(&summary, &opts));
-    if summary.passed() {
+    // The surface is the whole book's: a run of some chapters cannot judge it.
+    let surface_ok = if filters.is_empty() {
+        let gate = cli_surface::gate(root);
+        print!("{}", gate.report());
+        gate.problems.is_empty()
+    } else {
+        true
+    };
+    if summary.passed() && surface_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -12,6 +12,7 @@ mod health_cmd;
 mod help;
 mod jobs_cmd;
 mod quarantine_cmd;
+pub mod reference;
 mod runbook_cmd;
 mod sources_cmd;
 mod telemetry_cmd;
@@ -89,6 +90,18 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
+    },
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page futurnal.1, or write one page per command with --dir
+    Man {
+        /// Write futurnal.1, futurnal-orchestrator.1, ... into this folder instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -233,6 +246,11 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
             search,
         } => help::run(&args, help::Options { no_pager, search }).map_err(Into::into),
         Command::Runbook { command } => runbook_cmd::run(command),
+        Command::Completions { shell } => {
+            reference::completions(shell);
+            Ok(())
+        }
+        Command::Man { dir } => reference::man(dir.as_deref()),
         Command::Telemetry { command } => {
             telemetry_cmd::run(&Home::resolve()?, &overrides, command)
         }

@@ -36,8 +36,10 @@ pub enum QuarantineCommand {
         /// Every quarantined job matching --reason and --source
         #[arg(long, conflicts_with = "job_id")]
         all: bool,
+        /// With --all: only jobs of this error class, such as parse_error
         #[arg(long, requires = "all")]
         reason: Option<String>,
+        /// With --all: only jobs of this source
         #[arg(long, requires = "all")]
         source: Option<String>,
         /// What was done about it; kept in the job's timeline
@@ -52,8 +54,10 @@ pub enum QuarantineCommand {
         /// Only jobs quarantined more than this many days ago
         #[arg(long, value_name = "DAYS")]
         older_than_days: Option<u32>,
+        /// Only jobs of this error class, such as parse_error
         #[arg(long)]
         reason: Option<String>,
+        /// Only jobs of this source
         #[arg(long)]
         source: Option<String>,
         /// Purge every quarantined job (needed when no filter is given)
