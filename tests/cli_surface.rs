@@ -822,7 +822,7 @@ mod tests {
     }
 
     #[test]
-    fn a_flag_that_does_not_exist_fails_the_gate_even_in_a_skipped_block() {
+    fn unknown_flags_fail_even_in_skipped_blocks_and_a_refusal_must_show_its_error() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("book").join("src");
         std::fs::create_dir_all(&src).unwrap();
@@ -831,7 +831,23 @@ mod tests {
             "<!-- runbook: skip=\"example\" -->\n```bash\nfuturnal orchestrator stop --nope\n```\n",
         )
         .unwrap();
+        // A refusal is documented only when the block's output shows clap's error.
+        let refusal = "<!-- runbook: exit=2 -->\n```bash\nfuturnal orchestrator statsu\n```\n";
+        std::fs::write(
+            src.join("b.md"),
+            format!("{refusal}\n```output\nerror: unrecognized subcommand 'statsu'\n...\n```\n"),
+        )
+        .unwrap();
+        std::fs::write(src.join("c.md"), refusal).unwrap();
         let g = gate(dir.path());
+        assert!(!g.problems.iter().any(|p| p.starts_with("book/src/b.md")));
+        assert!(
+            g.problems
+                .iter()
+                .any(|p| p.starts_with("book/src/c.md:3: `futurnal orchestrator statsu`")),
+            "{:?}",
+            g.problems
+        );
         assert!(
             g.problems
                 .iter()
@@ -839,8 +855,15 @@ mod tests {
             "{:?}",
             g.problems
         );
-        // And nothing is exercised by a skipped block.
+        // And nothing is exercised by a skipped block: every option is reported as a gap.
         assert_eq!(g.flags.0, 0);
+        assert!(g.problems.iter().any(|p| {
+            p.starts_with("`futurnal orchestrator stop --force` is used by no executed block")
+        }));
+        assert!(
+            g.report()
+                .contains(&format!("0 of {} flags exercised", g.flags.1))
+        );
     }
 
     #[test]
