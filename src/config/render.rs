@@ -2,8 +2,9 @@
 //! file `config init` writes.
 //!
 //! Owns: how values are spelled as YAML scalars for operators.
-//! Invariants: the template parses back to exactly the defaults (tested); every key of `KEYS`
-//! appears in both forms, in documentation order.
+//! Invariants: the template parses back to exactly the defaults (tested) and shows the value
+//! this machine uses; every key of `KEYS` appears in both forms, in documentation order, and
+//! every field of a source (`SOURCE_FIELDS`, its effective `retry` included) in `config show`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -5,7 +5,9 @@
 //! Owns: `Config` and its sections, `KEYS`, `SourceConfig`, `Priority`, `Origin`, and the
 //! `File*` types serde reads orchestrator.yaml into (every value `Spanned`, for provenance).
 //! Invariants: every scalar key is declared once, in `schema!`; the file types deny unknown
-//! fields; no number passes its check when it is NaN or infinite.
+//! fields; no number passes its check when it is NaN or infinite. A key's documented default is
+//! the value `Config::default()` holds (`KeySpec::default_doc`), except the keys of
+//! `MACHINE_DEFAULTS`, documented by a rule that is tested against the function computing it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
