@@ -185,18 +185,56 @@ pub fn print_json(value: &impl serde::Serialize) {
     let _ = writeln!(out);
 }
 
+/// The runbook topic for a usage error: the section that teaches the deepest command the words
+/// name (`orchestrator jobs cancel` without `--reason`: managing-jobs), found by walking the real
+/// command tree; the operator guide when not even the first word is a command.
 fn topic_for_args(args: &[std::ffi::OsString]) -> &'static str {
-    match args
+    let mut command = reference::command();
+    let mut path: Vec<String> = Vec::new();
+    let mut words = args
         .iter()
         .skip(1)
-        .map(|a| a.to_string_lossy())
-        .find(|a| !a.starts_with('-'))
-        .as_deref()
-    {
-        Some("config") => topics::CONFIGURATION,
-        Some("runbook") => topics::RUNBOOK_HARNESS,
-        Some("help") => topics::READING_THE_BOOK,
-        Some("telemetry") => topics::TELEMETRY,
+        .map(|a| a.to_string_lossy().into_owned());
+    while let Some(word) = words.next() {
+        if let Some(long) = word.strip_prefix("--") {
+            // An option's separate value is not a command: skip it.
+            let takes_value = !long.contains('=')
+                && command
+                    .get_arguments()
+                    .find(|a| a.get_long() == Some(long))
+                    .is_some_and(|a| a.get_action().takes_values());
+            if takes_value {
+                words.next();
+            }
+            continue;
+        }
+        if word.starts_with('-') {
+            continue;
+        }
+        let Some(sub) = command.find_subcommand(&word).cloned() else {
+            break;
+        };
+        path.push(sub.get_name().to_string());
+        command = sub;
+    }
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    match path.as_slice() {
+        ["config", ..] => topics::CONFIGURATION,
+        ["runbook", ..] => topics::RUNBOOK_HARNESS,
+        ["help", ..] => topics::READING_THE_BOOK,
+        ["audit", ..] | ["orchestrator", "audit", ..] => topics::AUDIT_LOG,
+        ["completions", ..] | ["man", ..] => topics::COMPLETIONS,
+        ["orchestrator", "start", ..] => topics::STARTING,
+        ["orchestrator", "stop", ..] => topics::STOPPING,
+        ["orchestrator", "status", ..] => topics::CHECKING_STATUS,
+        ["orchestrator", "reload", ..] => topics::CONFIG_RELOAD,
+        ["orchestrator", "sources", ..] => topics::MANAGING_SOURCES,
+        ["orchestrator", "jobs", ..] => topics::MANAGING_JOBS,
+        ["orchestrator", "quarantine", ..] => topics::QUARANTINE,
+        ["orchestrator", "health", ..] => topics::HEALTH_CHECKS,
+        ["orchestrator", "telemetry", ..] => topics::TELEMETRY,
+        ["orchestrator", "backup", ..] => topics::BACKUPS,
+        ["orchestrator", "restore", ..] => topics::RESTORE,
         _ => "operator-guide",
     }
 }
@@ -361,4 +399,41 @@ pub fn unknown(what: impl Into<String>, topic: &'static str) -> OperatorError {
         "nothing was run; pick one of the names listed above",
         topic,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topic_for_args;
+    use crate::runbook::topics;
+
+    fn topic(words: &str) -> &'static str {
+        let args: Vec<std::ffi::OsString> = std::iter::once("futurnal")
+            .chain(words.split_whitespace())
+            .map(Into::into)
+            .collect();
+        topic_for_args(&args)
+    }
+
+    /// Issue 12: every usage error under `orchestrator` pointed at the whole operator guide.
+    #[test]
+    fn a_usage_error_names_the_section_of_the_deepest_command() {
+        assert_eq!(topic("orchestrator jobs cancel 3"), topics::MANAGING_JOBS);
+        assert_eq!(
+            topic("--config /tmp/x.yaml orchestrator quarantine retry --all"),
+            topics::QUARANTINE
+        );
+        // An option's value is not taken for a command, even one spelled like one.
+        assert_eq!(
+            topic("--set workers.max_workers=2 --config jobs orchestrator sources trigger"),
+            topics::MANAGING_SOURCES
+        );
+        assert_eq!(topic("orchestrator start --bogus"), topics::STARTING);
+        assert_eq!(topic("orchestrator backup verify"), topics::BACKUPS);
+        assert_eq!(topic("orchestrator restore"), topics::RESTORE);
+        assert_eq!(topic("audit verify --bogus"), topics::AUDIT_LOG);
+        assert_eq!(topic("completions tcsh"), topics::COMPLETIONS);
+        assert_eq!(topic("config validate --bogus"), topics::CONFIGURATION);
+        assert_eq!(topic("orchestrator statsu"), "operator-guide");
+        assert_eq!(topic("bogus"), "operator-guide");
+    }
 }

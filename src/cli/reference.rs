@@ -41,7 +41,7 @@ pub fn man(dir: Option<&Path>) -> Result<(), CommandError> {
             ExitCode::Failure,
             format!("the man page could not be written: {e}"),
             "nothing else was changed; pass --dir a folder that exists and you may write to",
-            topics::READING_THE_BOOK,
+            topics::COMPLETIONS,
         )
         .into()
     })

@@ -39,11 +39,18 @@ pub const BACKUPS: &str = "backups";
 pub const RESTORE: &str = "restoring-a-backup";
 // Security (security.rs, cli/audit_cmd.rs).
 pub const AUDIT_LOG: &str = "the-audit-log";
+// The command line (cli/mod.rs usage errors, cli/reference.rs).
+pub const STARTING: &str = "starting-the-orchestrator";
+pub const CHECKING_STATUS: &str = "checking-status";
+pub const COMPLETIONS: &str = "completions-and-the-man-page";
 
 /// Every topic (the test below checks each resolves).
 #[cfg(test)]
 pub(crate) const ALL: &[&str] = &[
     HOME_AND_FILES,
+    STARTING,
+    CHECKING_STATUS,
+    COMPLETIONS,
     START_REFUSED,
     ALREADY_RUNNING,
     STOPPING,
