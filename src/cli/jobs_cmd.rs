@@ -47,7 +47,23 @@ pub enum JobsCommand {
         /// Why; kept in the job's timeline
         #[arg(long)]
         reason: String,
+        /// `json`: the job id, whether it was running, and its state after the request
+        #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+        format: TableOrJson,
     },
+}
+
+/// `jobs cancel --format json`: one object, documented in managing-jobs.md ("Cancelling a
+/// job", its field table is checked by `tests/json_shapes.rs`).
+#[derive(Debug, serde::Serialize)]
+pub struct CancelReport {
+    pub job_id: i64,
+    /// It was running: the daemon stops it at its next item.
+    pub was_running: bool,
+    /// The job's state when the command returned: `cancelled`, or `running` while it finishes
+    /// its current item (or until the orchestrator starts), or how it ended meanwhile.
+    pub state: JobState,
+    pub reason: String,
 }
 
 /// queue.db, read-only unless the command changes a job.
@@ -250,7 +266,11 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
             }
             super::sources_cmd::wait_for(home, &db, job_id)
         }
-        JobsCommand::Cancel { job_id, reason } => {
+        JobsCommand::Cancel {
+            job_id,
+            reason,
+            format,
+        } => {
             let reason = reason.trim().to_string();
             if reason.is_empty() {
                 return Err(OperatorError::new(
@@ -280,10 +300,23 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
                         "was_running": matches!(o, CancelOutcome::Requested)}),
                 );
             }
+            let json = format == TableOrJson::Json;
+            let report = |state: JobState, was_running: bool| {
+                print_json(&CancelReport {
+                    job_id,
+                    was_running,
+                    state,
+                    reason: reason.clone(),
+                })
+            };
             match outcome {
                 None => Err(no_such_job(home, Some(&db), job_id).into()),
                 Some(CancelOutcome::Cancelled) => {
-                    println!("cancelled job {job_id}: it was waiting and will not run");
+                    if json {
+                        report(JobState::Cancelled, false);
+                    } else {
+                        println!("cancelled job {job_id}: it was waiting and will not run");
+                    }
                     Ok(())
                 }
                 Some(CancelOutcome::AlreadyFinished(state)) => Err(OperatorError::failure(
@@ -294,6 +327,10 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
                 .into()),
                 Some(CancelOutcome::Requested) => {
                     if lock::holder(home).is_none() {
+                        if json {
+                            report(JobState::Running, true);
+                            return Ok(());
+                        }
                         println!(
                             "cancel requested for job {job_id}; the orchestrator is not running, so it \
                              is cancelled when it starts"
@@ -312,10 +349,18 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
                             .map_err(|e| sql(home, e))?
                             .ok_or_else(|| no_such_job(home, Some(&db), job_id))?;
                         if job.state != JobState::Running {
-                            println!("{}", outcome_line(&job));
+                            if json {
+                                report(job.state, true);
+                            } else {
+                                println!("{}", outcome_line(&job));
+                            }
                             return Ok(());
                         }
                         if Instant::now() > deadline {
+                            if json {
+                                report(job.state, true);
+                                return Ok(());
+                            }
                             println!(
                                 "cancel requested for job {job_id}; it is still finishing its current item"
                             );

@@ -48,6 +48,9 @@ pub enum QuarantineCommand {
         /// With --all: time between retried jobs, so they do not all start at once
         #[arg(long, default_value = "1s", requires = "all")]
         pace: String,
+        /// `json`: every retried job and when it runs
+        #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+        format: TableOrJson,
     },
     /// Delete quarantined jobs for good
     Purge {
@@ -66,7 +69,35 @@ pub enum QuarantineCommand {
         /// Show exactly what would be purged, and purge nothing
         #[arg(long)]
         dry_run: bool,
+        /// `json`: whether it was a dry run, and every job purged (or that would be)
+        #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+        format: TableOrJson,
     },
+}
+
+/// `quarantine retry --format json`, documented in managing-jobs.md ("Retrying quarantined
+/// jobs"; its field tables are checked by `tests/json_shapes.rs`).
+#[derive(Debug, serde::Serialize)]
+pub struct Retried {
+    pub retried: Vec<RetriedJob>,
+    pub orchestrator_running: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct RetriedJob {
+    pub job_id: i64,
+    pub source: String,
+    /// The item it retries; null for a source run.
+    pub item: Option<String>,
+    /// When it may run: now, or later by `--pace`.
+    pub runs_at: String,
+}
+
+/// `quarantine purge --format json`: the jobs as `quarantine list --format json` shows them.
+#[derive(Debug, serde::Serialize)]
+pub struct Purged {
+    pub dry_run: bool,
+    pub jobs: Vec<serde_json::Value>,
 }
 
 fn sql(home: &Home, e: rusqlite::Error) -> OperatorError {
@@ -183,6 +214,7 @@ pub fn run(
             source,
             note,
             pace,
+            format,
         } => {
             check_reason(&reason)?;
             if job_id.is_none() && !all {
@@ -222,8 +254,16 @@ pub fn run(
                 )
                 .into());
             }
+            let running = daemon::lock::holder(home).is_some();
             if jobs.is_empty() {
-                println!("no quarantined jobs match; nothing to retry");
+                if format == TableOrJson::Json {
+                    print_json(&Retried {
+                        retried: Vec::new(),
+                        orchestrator_running: running,
+                    });
+                } else {
+                    println!("no quarantined jobs match; nothing to retry");
+                }
                 return Ok(());
             }
             let loaded = super::sources_cmd::effective_config(home, overrides).ok();
@@ -245,6 +285,22 @@ pub fn run(
                 "quarantine.retry",
                 json!({"jobs": jobs.iter().map(|j| j.id).collect::<Vec<_>>(), "note": note}),
             );
+            if format == TableOrJson::Json {
+                print_json(&Retried {
+                    retried: jobs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, job)| RetriedJob {
+                            job_id: job.id,
+                            source: job.source.clone(),
+                            item: job.item.clone(),
+                            runs_at: display::timestamp(now + pace_ms * i as i64),
+                        })
+                        .collect(),
+                    orchestrator_running: running,
+                });
+                return Ok(());
+            }
             for (i, job) in jobs.iter().enumerate() {
                 let when = if i == 0 || pace_ms == 0 {
                     "now".to_string()
@@ -258,7 +314,7 @@ pub fn run(
                     job.item.as_deref().unwrap_or("source run")
                 );
             }
-            if daemon::lock::holder(home).is_none() {
+            if !running {
                 println!("the orchestrator is not running: they run when it starts");
             }
             Ok(())
@@ -269,6 +325,7 @@ pub fn run(
             source,
             all,
             dry_run,
+            format,
         } => {
             check_reason(&reason)?;
             if older_than_days.is_none() && reason.is_none() && source.is_none() && !all {
@@ -287,13 +344,28 @@ pub fn run(
                 before,
                 id: None,
             })?;
+            let json = format == TableOrJson::Json;
+            let report = |jobs: &[Job]| {
+                print_json(&Purged {
+                    dry_run,
+                    jobs: jobs.iter().map(entry).collect(),
+                })
+            };
             if jobs.is_empty() {
-                println!("no quarantined jobs match; nothing to purge");
+                if json {
+                    report(&jobs);
+                } else {
+                    println!("no quarantined jobs match; nothing to purge");
+                }
                 return Ok(());
             }
             let rows: Vec<Vec<String>> = jobs.iter().map(line).collect();
             let count = display::plural(jobs.len() as i64, "quarantined job");
             if dry_run {
+                if json {
+                    report(&jobs);
+                    return Ok(());
+                }
                 println!("would purge {count}:");
                 print!("{}", display::columns(&HEADERS, &rows));
                 return Ok(());
@@ -307,6 +379,10 @@ pub fn run(
                 .map(|l| l.config.security.audit_logging)
                 .unwrap_or(true);
             audit(home, audit_on, "quarantine.purge", json!({ "jobs": ids }));
+            if json {
+                report(&jobs);
+                return Ok(());
+            }
             println!("purged {count}:");
             print!("{}", display::columns(&HEADERS, &rows));
             Ok(())

@@ -45,6 +45,9 @@ pub enum SourcesCommand {
         /// Wait for the run to finish; the exit status reflects its outcome
         #[arg(long)]
         wait: bool,
+        /// `json`: the job id, whether it joined a waiting run and, with --wait, the outcome
+        #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+        format: TableOrJson,
     },
 }
 
@@ -137,7 +140,8 @@ fn source_json(
             })
         })
     });
-    let status = if !s.enabled {
+    // `state`, as the table's STATE column and every job's `state` say.
+    let source_state = if !s.enabled {
         "disabled"
     } else if paused.is_some() {
         "paused"
@@ -164,12 +168,12 @@ fn source_json(
         "schedule": s.schedule,
         "priority": s.priority,
         "enabled": s.enabled,
-        "status": status,
+        "state": source_state,
         "paused": paused,
         "last_run": runs.and_then(|r| run(&r.0)),
         "last_success": runs.and_then(|r| run(&r.1)),
         "next_run_at": state
-            .filter(|_| status == "active")
+            .filter(|_| source_state == "active")
             .and_then(|st| st.next_run_at)
             .map(display::timestamp),
         "documents": stats.map(|x| x.documents).unwrap_or(0),
@@ -260,7 +264,7 @@ pub fn run(
                     vec![
                         s["name"].as_str().unwrap_or_default().to_string(),
                         s["type"].as_str().unwrap_or_default().to_string(),
-                        s["status"].as_str().unwrap_or_default().to_string(),
+                        s["state"].as_str().unwrap_or_default().to_string(),
                         display::truncate(s["schedule"].as_str().unwrap_or_default(), 12),
                         s["documents"].to_string(),
                         display::size(s["bytes"].as_u64().unwrap_or(0)),
@@ -321,7 +325,7 @@ pub fn run(
                 ("source", source.name.clone()),
                 ("type", info["type"].as_str().unwrap_or_default().into()),
                 ("path", display_path(&source.path)),
-                ("state", info["status"].as_str().unwrap_or_default().into()),
+                ("state", info["state"].as_str().unwrap_or_default().into()),
                 ("schedule", source.schedule.clone()),
                 (
                     "priority",
@@ -437,7 +441,9 @@ pub fn run(
             }
             Ok(())
         }
-        SourcesCommand::Trigger { name, wait } => trigger(home, &loaded, &name, wait),
+        SourcesCommand::Trigger { name, wait, format } => {
+            trigger(home, &loaded, &name, wait, format)
+        }
     }
 }
 
@@ -447,7 +453,59 @@ pub fn actor() -> String {
     "operator".into()
 }
 
-fn trigger(home: &Home, loaded: &Loaded, name: &str, wait: bool) -> Result<(), CommandError> {
+/// `sources trigger --format json`: one object, documented in managing-sources.md
+/// ("Triggering a run", its field table is checked by `tests/json_shapes.rs`).
+#[derive(Debug, serde::Serialize)]
+pub struct Triggered {
+    pub source: String,
+    pub job_id: i64,
+    /// The source already had a run waiting: this trigger joined it instead of queueing another.
+    pub joined: bool,
+    pub orchestrator_running: bool,
+    pub paused: bool,
+    /// With `--wait`: how the run ended; null without it.
+    pub outcome: Option<Outcome>,
+}
+
+/// How a waited-for job ended: its state and figures, as `jobs show` has them.
+#[derive(Debug, serde::Serialize)]
+pub struct Outcome {
+    pub state: jobs::JobState,
+    pub duration_ms: Option<i64>,
+    pub documents_new: i64,
+    pub documents_changed: i64,
+    pub documents_deleted: i64,
+    pub documents_unchanged: i64,
+    pub items_skipped: i64,
+    pub items_failed: i64,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub fn of(job: &jobs::Job) -> Outcome {
+        Outcome {
+            state: job.state,
+            duration_ms: job.duration_ms(),
+            documents_new: job.docs_new,
+            documents_changed: job.docs_changed,
+            documents_deleted: job.docs_deleted,
+            documents_unchanged: job.docs_unchanged,
+            items_skipped: job.items_skipped,
+            items_failed: job.items_failed,
+            error_class: job.error_class.clone(),
+            error: job.last_error.clone(),
+        }
+    }
+}
+
+fn trigger(
+    home: &Home,
+    loaded: &Loaded,
+    name: &str,
+    wait: bool,
+    format: TableOrJson,
+) -> Result<(), CommandError> {
     let source = find_source(loaded, name)?;
     if !source.enabled {
         return Err(OperatorError::failure(
@@ -491,13 +549,38 @@ fn trigger(home: &Home, loaded: &Loaded, name: &str, wait: bool) -> Result<(), C
     let db = queue_for_write(home)?;
     let enqueued = jobs::enqueue_run(db.conn(), source, "manual", &actor(), now_ms())
         .map_err(|e| sql(home, e))?;
+    let joined = matches!(enqueued, Enqueued::Coalesced(_));
     crate::security::audit(
         home,
         loaded.config.security.audit_logging,
         "source.trigger",
-        json!({"source": source.name, "job": enqueued.id(),
-               "joined": matches!(enqueued, Enqueued::Coalesced(_))}),
+        json!({"source": source.name, "job": enqueued.id(), "joined": joined}),
     );
+    let paused = jobs::source_states(db.conn())
+        .ok()
+        .and_then(|s| s.get(name).cloned())
+        .is_some_and(|st| st.paused_at.is_some());
+    if format == TableOrJson::Json {
+        let job = if wait {
+            Some(await_job(home, &db, enqueued.id(), false)?)
+        } else {
+            None
+        };
+        print_json(&Triggered {
+            source: source.name.clone(),
+            job_id: enqueued.id(),
+            joined,
+            orchestrator_running: running,
+            paused,
+            outcome: job.as_ref().map(Outcome::of),
+        });
+        return match job {
+            Some(job) if job.state != jobs::JobState::Succeeded => {
+                Err(CommandError::Reported(ExitCode::Failure.code()))
+            }
+            _ => Ok(()),
+        };
+    }
     match enqueued {
         Enqueued::New(id) => println!("queued run job {id} for source {name}"),
         Enqueued::Coalesced(id) => {
@@ -507,11 +590,7 @@ fn trigger(home: &Home, loaded: &Loaded, name: &str, wait: bool) -> Result<(), C
     if !running {
         println!("the orchestrator is not running: the job runs when it starts");
     }
-    if let Some(st) = jobs::source_states(db.conn())
-        .ok()
-        .and_then(|s| s.get(name).cloned())
-        && st.paused_at.is_some()
-    {
+    if paused {
         println!(
             "source {name} is paused: the job runs after `futurnal orchestrator sources resume {name}`"
         );
@@ -541,9 +620,27 @@ pub fn wait_for_all(home: &Home, ids: &[i64]) -> Result<(), CommandError> {
     result
 }
 
-/// Poll a job until it finishes (or its attempt fails), showing progress on a terminal.
+/// Poll a job until it finishes (or its attempt fails), showing progress on a terminal; print
+/// how it ended, and fail unless it succeeded.
 pub fn wait_for(home: &Home, db: &QueueDb, id: i64) -> Result<(), CommandError> {
-    let bar = std::io::stderr().is_terminal().then(|| {
+    let job = await_job(home, db, id, true)?;
+    println!("{}", super::jobs_cmd::outcome_line(&job));
+    if job.state == jobs::JobState::Succeeded {
+        Ok(())
+    } else {
+        Err(CommandError::Reported(ExitCode::Failure.code()))
+    }
+}
+
+/// Poll a job until it finishes (or its attempt fails), with a progress bar when `progress` and
+/// stderr is a terminal; the job as it ended.
+fn await_job(
+    home: &Home,
+    db: &QueueDb,
+    id: i64,
+    progress: bool,
+) -> Result<jobs::Job, CommandError> {
+    let bar = (progress && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -597,10 +694,5 @@ pub fn wait_for(home: &Home, db: &QueueDb, id: i64) -> Result<(), CommandError> 
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    println!("{}", super::jobs_cmd::outcome_line(&job));
-    if job.state == jobs::JobState::Succeeded {
-        Ok(())
-    } else {
-        Err(CommandError::Reported(ExitCode::Failure.code()))
-    }
+    Ok(job)
 }

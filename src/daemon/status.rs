@@ -8,7 +8,9 @@
 //! (`job_state_counts`, the latest instance and recovery), never the whole job table.
 //! The config row is the running daemon's file, unless the command names another one with
 //! `--config` or `FUTURNAL_CONFIG`: then it is that file, as the command reads it
-//! (`tests/config_gate.rs::status_with_another_config_reports_that_file`).
+//! (`tests/config_gate.rs::status_with_another_config_reports_that_file`). Paths in the JSON
+//! (`.home`, `.config_path`, `.database.path`) are absolute; only the table shortens them to `~`
+//! (`tests/json_shapes.rs`).
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -31,8 +33,10 @@ pub struct Status {
     pub started_at: Option<String>,
     pub uptime_seconds: Option<i64>,
     pub version: String,
-    pub home: String,
-    pub config_path: String,
+    /// Absolute; the table shows it with `~`.
+    pub home: PathBuf,
+    /// Absolute; the table shows it with `~`.
+    pub config_path: PathBuf,
     pub config_present: bool,
     pub config_error: Option<String>,
     pub workers: Workers,
@@ -154,14 +158,15 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
             || std::path::absolute(&asked).ok()
                 == std::path::absolute(std::path::Path::new(&i.config_path)).ok()
     });
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let (config_path, config_present, config_error, workers_max) = match config {
         Ok(l) => (
-            display_path(&l.file.path),
+            absolute(&l.file.path),
             l.file.present,
             None,
             l.effective_workers() as i64,
         ),
-        Err((path, e)) => (display_path(&path), path.exists(), Some(e), 0),
+        Err((path, e)) => (absolute(&path), path.exists(), Some(e), 0),
     };
     Status {
         running,
@@ -170,9 +175,9 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
         started_at: lock_info.as_ref().map(|l| display::timestamp(l.started_at)),
         uptime_seconds: lock_info.as_ref().map(|l| (now - l.started_at) / 1000),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        home: display_path(home.root()),
+        home: absolute(home.root()),
         config_path: live_config
-            .map(|i| display_path(std::path::Path::new(&i.config_path)))
+            .map(|i| absolute(std::path::Path::new(&i.config_path)))
             .unwrap_or(config_path),
         config_present: live_config
             .map(|i| std::path::Path::new(&i.config_path).exists())
@@ -247,14 +252,12 @@ pub fn render_table(s: &Status, home: &Home, verbose: bool) -> String {
     };
     rows.push(("orchestrator", state));
     rows.push(("version", s.version.clone()));
-    rows.push(("home", s.home.clone()));
+    rows.push(("home", display_path(&s.home)));
+    let config_path = display_path(&s.config_path);
     let config = match (&s.config_error, s.config_present) {
-        (Some(_), _) => format!(
-            "{} (invalid: run `futurnal config validate`)",
-            s.config_path
-        ),
-        (None, true) => s.config_path.clone(),
-        (None, false) => format!("{} (absent: built-in defaults)", s.config_path),
+        (Some(_), _) => format!("{config_path} (invalid: run `futurnal config validate`)"),
+        (None, true) => config_path,
+        (None, false) => format!("{config_path} (absent: built-in defaults)"),
     };
     rows.push(("config", config));
     rows.push((
