@@ -256,3 +256,23 @@ fn a_huge_schedule_interval_is_rejected_with_its_range() {
         describe(&out)
     );
 }
+
+/// `futurnal ... | head -n 1` panicked with "failed printing to stdout: Broken pipe" (found by
+/// the checklists chapter). A command whose reader has gone away now ends quietly.
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let s = Sandbox::new();
+    let mut child = s
+        .cmd(&["orchestrator", "status"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the command writes, as `head -n 1` does after its line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // Status 0, not 141: `cmd | head` must not fail a script running with `set -o pipefail`.
+    assert!(out.status.success(), "{:?}", out.status);
+}

@@ -239,12 +239,33 @@ fn topic_for_args(args: &[std::ffi::OsString]) -> &'static str {
     }
 }
 
+/// `futurnal ... | head -n 1`: when the reader goes away, a command ends quietly with status 0,
+/// as `grep` and `rg` do, instead of a panic message. Rust ignores SIGPIPE, so `println!` fails
+/// with EPIPE and panics; restoring SIGPIPE instead would make `cmd | head` fail under
+/// `set -o pipefail` (status 141), which scripts and this book's harness use.
+fn quiet_on_closed_pipe() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        previous(info);
+    }));
+}
+
 /// Entry point used by the binary.
 pub fn main() -> std::process::ExitCode {
     // args_os: paths need not be UTF-8 (`--config` takes any path), and `std::env::args` panics
     // on one that is not; clap reports any other non-UTF-8 argument as a usage error.
     crate::metrics::set_health_probe(health_cmd::probe);
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    quiet_on_closed_pipe();
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
