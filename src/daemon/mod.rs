@@ -16,6 +16,7 @@
 
 pub mod integrity;
 pub mod lock;
+pub mod notify;
 pub mod recovery;
 pub mod reload;
 pub mod status;
@@ -392,6 +393,9 @@ fn run(home: &Home, loaded: &Loaded, detached: bool, rebuild_store: bool) -> Res
             println!("{line}");
         }
         println!("orchestrator running in the foreground (pid {pid}); press Ctrl-C to stop");
+        // Under systemd (`Type=notify`): ready now, not when the process started.
+        notify::enable();
+        notify::send("READY=1");
     }
 
     let integrity = integrity::check_in_background(home, checks);
@@ -614,6 +618,7 @@ async fn main_loop(
             }
         }
     };
+    notify::send("STOPPING=1");
     let grace = Duration::from_secs(live.loaded.config.workers.shutdown_grace_seconds);
     // Graceful stop: no new work; in-flight jobs get the grace to finish, then are interrupted
     // and handed back to the queue.
