@@ -12,6 +12,7 @@ mod health_cmd;
 mod help;
 mod jobs_cmd;
 mod quarantine_cmd;
+mod quickstart_cmd;
 pub mod reference;
 mod runbook_cmd;
 mod sources_cmd;
@@ -49,6 +50,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The first minute: a demo home with sample notes, started and ingested, and what to try next
+    Quickstart(quickstart_cmd::QuickstartArgs),
     /// Start, stop and inspect the orchestrator daemon
     Orchestrator {
         #[command(subcommand)]
@@ -224,6 +227,7 @@ fn topic_for_args(args: &[std::ffi::OsString]) -> &'static str {
         ["help", ..] => topics::READING_THE_BOOK,
         ["audit", ..] | ["orchestrator", "audit", ..] => topics::AUDIT_LOG,
         ["completions", ..] | ["man", ..] => topics::COMPLETIONS,
+        ["quickstart", ..] => topics::QUICKSTART,
         ["orchestrator", "start", ..] => topics::STARTING,
         ["orchestrator", "stop", ..] => topics::STOPPING,
         ["orchestrator", "status", ..] => topics::CHECKING_STATUS,
@@ -305,6 +309,7 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
             search,
         } => help::run(&args, help::Options { no_pager, search }).map_err(Into::into),
         Command::Runbook { command } => runbook_cmd::run(command),
+        Command::Quickstart(args) => quickstart_cmd::run(args),
         Command::Completions { shell } => {
             reference::completions(shell);
             Ok(())

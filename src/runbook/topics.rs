@@ -43,6 +43,7 @@ pub const AUDIT_LOG: &str = "the-audit-log";
 pub const STARTING: &str = "starting-the-orchestrator";
 pub const CHECKING_STATUS: &str = "checking-status";
 pub const COMPLETIONS: &str = "completions-and-the-man-page";
+pub const QUICKSTART: &str = "the-first-minute";
 
 /// Every topic (the test below checks each resolves).
 #[cfg(test)]
@@ -51,6 +52,7 @@ pub(crate) const ALL: &[&str] = &[
     STARTING,
     CHECKING_STATUS,
     COMPLETIONS,
+    QUICKSTART,
     START_REFUSED,
     ALREADY_RUNNING,
     STOPPING,
