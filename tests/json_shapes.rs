@@ -503,3 +503,31 @@ fn status_json_carries_absolute_paths_and_every_field_monitoring_documents() {
     }
     s.ok(&["orchestrator", "stop"]);
 }
+
+#[test]
+fn config_show_json_names_the_file_absolutely_in_its_origins() {
+    let s = Sandbox::new();
+    write_file(&s.root().join("mine.yaml"), "workers:\n  max_workers: 1\n");
+    let shown = s.json(&[
+        "--config",
+        "mine.yaml",
+        "config",
+        "show",
+        "--format",
+        "json",
+    ]);
+    let file = s.root().join("mine.yaml");
+    assert_eq!(
+        shown["config_file"]["path"],
+        file.to_str().unwrap(),
+        "{shown}"
+    );
+    assert_eq!(
+        shown["origins"]["workers.max_workers"],
+        format!("{}:2:16", file.display()).as_str()
+    );
+    assert_eq!(shown["origins"]["retry.jitter"], "default");
+    // The text form keeps the path as given.
+    let text = stdout(&s.ok(&["--config", "mine.yaml", "config", "show"]));
+    assert!(text.contains("# config file: mine.yaml"), "{text}");
+}

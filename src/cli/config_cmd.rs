@@ -1,4 +1,8 @@
 //! `futurnal config validate | show | init`.
+//!
+//! Invariant: `--format json` prints one serialized value, with a state named `state`, paths
+//! absolute and the text form's exit status; the book lists the fields of `config validate` in a
+//! `| field | type | meaning |` table that `tests/json_shapes.rs` checks against real output.
 
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
@@ -66,6 +70,24 @@ pub struct ProblemJson {
     pub at: String,
     pub key: String,
     pub message: String,
+}
+
+/// `config show --format json` with the file's path absolute, in `config_file.path` and in every
+/// origin in the file (which name it as the text does, with `~`).
+fn absolute_paths(mut json: serde_json::Value, loaded: &Loaded) -> serde_json::Value {
+    let given = &loaded.file.path;
+    let file = std::path::absolute(given).unwrap_or_else(|_| given.clone());
+    json["config_file"]["path"] = json!(file);
+    let shown = format!("{}:", display_path(given));
+    if let Some(origins) = json["origins"].as_object_mut() {
+        for origin in origins.values_mut() {
+            let at = origin.as_str().and_then(|o| o.strip_prefix(shown.as_str()));
+            if let Some(at) = at {
+                *origin = json!(format!("{}:{at}", file.display()));
+            }
+        }
+    }
+    json
 }
 
 /// `given` is the path as the loader was given it (its problems name it so), `file` absolute.
@@ -151,7 +173,7 @@ pub fn run(home: &Home, overrides: &Overrides, cmd: ConfigCommand) -> Result<()>
             let loaded = load(home, overrides)?;
             crate::daemon::reload::warn_if_stale(home);
             match format {
-                YamlOrJson::Json => super::print_json(&loaded.to_json()),
+                YamlOrJson::Json => super::print_json(&absolute_paths(loaded.to_json(), &loaded)),
                 YamlOrJson::Yaml => {
                     println!("# effective configuration; each value's origin is on its right");
                     println!(

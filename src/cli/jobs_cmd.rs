@@ -1,4 +1,8 @@
-//! `futurnal orchestrator jobs ...`: list, show, cancel.
+//! `futurnal orchestrator jobs ...`: list, show, wait, cancel.
+//!
+//! Invariant: `--format json` prints one serialized value, with a state named `state`, paths
+//! absolute and the text form's exit status; the book lists the fields of `jobs cancel` in a
+//! `| field | type | meaning |` table that `tests/json_shapes.rs` checks against real output.
 
 use std::time::{Duration, Instant};
 

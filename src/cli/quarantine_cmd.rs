@@ -1,4 +1,8 @@
 //! `futurnal orchestrator quarantine ...`: jobs an operator must look at.
+//!
+//! Invariant: `--format json` prints one serialized value, with a state named `state`, paths
+//! absolute and the text form's exit status; the book lists the fields of `quarantine retry` and `quarantine purge` in a
+//! `| field | type | meaning |` table that `tests/json_shapes.rs` checks against real output.
 
 use clap::Subcommand;
 use serde_json::json;

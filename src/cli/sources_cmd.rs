@@ -1,4 +1,8 @@
 //! `futurnal orchestrator sources ...`: list, show, pause, resume, trigger.
+//!
+//! Invariant: `--format json` prints one serialized value, with a state named `state`, paths
+//! absolute and the text form's exit status; the book lists the fields of `sources list` and `sources trigger` in a
+//! `| field | type | meaning |` table that `tests/json_shapes.rs` checks against real output.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
