@@ -114,10 +114,11 @@ pub fn record_failure(home: &Home, failed: &Failed) -> String {
         ),
         Database::Store => crate::error::store_unusable(&path, &error),
     };
+    // The start's advice ("did not start") does not fit here; the topic has what to do.
     let text = format!(
-        "{}; the orchestrator stops, and the next start checks every page first; {}; see \
-         `futurnal help runbook {}`",
-        refused.what, refused.safe, refused.topic
+        "{}; the orchestrator stopped, and the next start checks every page before it accepts \
+         work: see `futurnal help runbook {}`",
+        refused.what, refused.topic
     );
     if let Err(e) = write_private_atomic(&home.integrity_marker(), text.as_bytes()) {
         tracing::warn!("cannot write the integrity marker: {e}");

@@ -53,6 +53,9 @@ pub struct Status {
     pub heartbeat_age_seconds: Option<i64>,
     /// Free space on the home's filesystem (issue 7: a full disk is reported, not fatal).
     pub disk: Option<Disk>,
+    /// What the last background integrity check found, while its marker says the next start
+    /// must check every page (`daemon::integrity`); `None` otherwise.
+    pub integrity_problem: Option<String>,
 }
 
 /// Free space of the home's filesystem against `queue.min_free_mb`.
@@ -222,6 +225,9 @@ pub fn collect(home: &Home, config: Result<&Loaded, (PathBuf, String)>, verbose:
                 low: free < min,
             }
         }),
+        integrity_problem: std::fs::read_to_string(home.integrity_marker())
+            .ok()
+            .map(|text| text.trim().to_string()),
     }
 }
 
@@ -298,6 +304,9 @@ pub fn render_table(s: &Status, home: &Home, verbose: bool) -> String {
                 crate::runbook::topics::DISK_LOW
             ),
         ));
+    }
+    if let Some(problem) = &s.integrity_problem {
+        rows.push(("integrity", problem.clone()));
     }
     if let Some(r) = &s.last_recovery {
         rows.push((
