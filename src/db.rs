@@ -373,47 +373,39 @@ pub fn check(conn: &Connection, check: Check) -> Result<(), OpenError> {
         Check::None => Ok(()),
         Check::Full => quick_check(conn),
         Check::Except(large) => {
-            let tables: Vec<String> = {
-                let mut stmt = conn
-                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-                    .map_err(sql)?;
-                stmt.query_map([], |r| r.get(0))
-                    .and_then(|rows| rows.collect())
-                    .map_err(sql)?
-            };
+            let tables: Vec<String> = column(
+                conn,
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+            )?;
             for table in tables.iter().filter(|t| !large.contains(&t.as_str())) {
-                let rows: Vec<String> = {
-                    let mut stmt = conn
-                        .prepare(&format!(
-                            "PRAGMA quick_check(\"{}\")",
-                            table.replace('"', "\"\"")
-                        ))
-                        .map_err(sql)?;
-                    stmt.query_map([], |r| r.get(0))
-                        .and_then(|rows| rows.collect())
-                        .map_err(sql)?
-                };
-                if !(rows.len() == 1 && rows[0] == "ok") {
-                    return Err(OpenError::IntegrityCheck(rows));
-                }
+                let pragma = format!("PRAGMA quick_check(\"{}\")", table.replace('"', "\"\""));
+                verdict(column(conn, &pragma)?)?;
             }
             Ok(())
         }
     }
 }
 
+/// The first column of every row `sql` returns.
+fn column(conn: &Connection, sql_text: &str) -> Result<Vec<String>, OpenError> {
+    let mut stmt = conn.prepare(sql_text).map_err(sql)?;
+    stmt.query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(sql)
+}
+
+/// An integrity check's rows: a single `ok`, or the problems it found.
+fn verdict(rows: Vec<String>) -> Result<(), OpenError> {
+    if rows.len() == 1 && rows[0] == "ok" {
+        Ok(())
+    } else {
+        Err(OpenError::IntegrityCheck(rows))
+    }
+}
+
 /// `PRAGMA quick_check`: reads every page, so only worth it where a corrupt file must be refused.
 pub fn quick_check(conn: &Connection) -> Result<(), OpenError> {
-    let rows: Vec<String> = {
-        let mut stmt = conn.prepare("PRAGMA quick_check").map_err(sql)?;
-        stmt.query_map([], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .map_err(sql)?
-    };
-    if !(rows.len() == 1 && rows[0] == "ok") {
-        return Err(OpenError::IntegrityCheck(rows));
-    }
-    Ok(())
+    verdict(column(conn, "PRAGMA quick_check")?)
 }
 
 pub fn user_version(conn: &Connection) -> Result<i64, OpenError> {
