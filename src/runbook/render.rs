@@ -70,23 +70,38 @@ fn char_width(c: char) -> usize {
     UnicodeWidthChar::width(c).unwrap_or(0)
 }
 
-/// Cut `text` into pieces of at most `width` columns, at char boundaries (a lone character wider
-/// than `width` is a piece of its own).
+/// Cut `text` into pieces of at most `width` columns, never before a zero-width character (a
+/// combining mark, a variation selector, a joiner stays with the character before it, whose width
+/// it may change: `*` is 1 column, `*` with U+FE0F 2); a lone unit wider than `width` is a piece
+/// of its own.
 pub fn cut_to_width(text: &str, width: usize) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut used = 0;
-    for (i, c) in text.char_indices() {
-        let w = char_width(c);
-        if used + w > width && i > start {
-            out.push(&text[start..i]);
-            start = i;
+    for (begin, end) in units(text) {
+        let w = text_width(&text[begin..end]);
+        if used + w > width && begin > start {
+            out.push(&text[start..begin]);
+            start = begin;
             used = 0;
         }
         used += w;
     }
     if start < text.len() || out.is_empty() {
         out.push(&text[start..]);
+    }
+    out
+}
+
+/// Byte ranges of `text`'s units: a character with the zero-width ones that follow it.
+fn units(text: &str) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (i, c) in text.char_indices() {
+        let end = i + c.len_utf8();
+        match out.last_mut() {
+            Some(last) if char_width(c) == 0 => last.1 = end,
+            _ => out.push((i, end)),
+        }
     }
     out
 }
@@ -1170,7 +1185,7 @@ mod tests {
 
         proptest! {
             /// Wrapping any Unicode text never panics, keeps every character in order, and
-            /// keeps lines within the width except a lone character wider than it.
+            /// keeps lines within the width except a lone visible character wider than it.
             #[test]
             fn wrapping_keeps_every_character(text in "\\PC{0,200}", width in 1usize..40) {
                 let words = words_of(&text);
@@ -1181,7 +1196,10 @@ mod tests {
                 prop_assert_eq!(kept, want);
                 for (line, used) in &lines {
                     prop_assert_eq!(*used, text_width(line));
-                    prop_assert!(*used <= width || line.chars().count() == 1, "{:?} at {}", line, width);
+                    // Over the width only for one visible character wider than it, with the
+                    // zero-width marks that go with it ("\u{c46}\u{31ef}" at width 1, found by CI).
+                    let visible = line.chars().filter(|c| text_width(&c.to_string()) > 0).count();
+                    prop_assert!(*used <= width || visible == 1, "{:?} at {}", line, width);
                 }
             }
 
@@ -1209,6 +1227,23 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Found by the proptest in CI: a zero-width mark before a character wider than the line.
+    #[test]
+    fn a_zero_width_mark_before_a_wide_character_stays_with_it() {
+        let words = vec![vec![("\u{c46}\u{31ef}".to_string(), Style::new())]];
+        let lines = wrap_words(&words, 1);
+        let kept: String = lines.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(kept, "\u{c46}\u{31ef}");
+        assert!(lines.iter().all(|(l, used)| *used == text_width(l)));
+        // `*` is one column, `*` with U+FE0F two: a cut between them made a line of three
+        // columns at width 2 (also found by the proptest in CI).
+        let words = vec![vec![("*\u{fe0f}\u{1d4a2}A".to_string(), Style::new())]];
+        for (line, used) in wrap_words(&words, 2) {
+            assert_eq!(used, text_width(&line), "{line:?}");
+            assert!(used <= 2, "{line:?} is {used} columns");
         }
     }
 
