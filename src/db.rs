@@ -449,6 +449,18 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// A database with one table `t`, opened as the daemon opens queue.db, fully checked.
+    fn one_table(path: &Path, wal: bool) -> Result<Connection, OpenError> {
+        open_migrated(
+            path,
+            wal,
+            "FULL",
+            &["CREATE TABLE t (x);"],
+            Check::Full,
+            None,
+        )
+    }
+
     fn mode(p: &Path) -> u32 {
         std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
     }
@@ -504,30 +516,14 @@ mod tests {
         drop(c);
         // A write transaction in rollback-journal mode creates a -journal.
         let rollback = dir.path().join("rollback.db");
-        let r = open_migrated(
-            &rollback,
-            false,
-            "FULL",
-            &["CREATE TABLE t (x);"],
-            Check::Full,
-            None,
-        )
-        .unwrap();
+        let r = one_table(&rollback, false).unwrap();
         r.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
             .unwrap();
         assert_eq!(mode(&dir.path().join("rollback.db-journal")), 0o600);
         r.execute_batch("COMMIT").unwrap();
 
         let queue = dir.path().join("queue.db");
-        let q = open_migrated(
-            &queue,
-            true,
-            "FULL",
-            &["CREATE TABLE t (x);"],
-            Check::Full,
-            None,
-        )
-        .unwrap();
+        let q = one_table(&queue, true).unwrap();
         q.execute_batch("INSERT INTO t VALUES (1)").unwrap();
         for f in files_of(&queue).iter().take(3) {
             assert_eq!(mode(f), 0o600, "{}", f.display());
@@ -544,15 +540,7 @@ mod tests {
         );
         for wal in [true, false] {
             let path = dir.path().join(format!("ro-{wal}.db"));
-            let w = open_migrated(
-                &path,
-                wal,
-                "FULL",
-                &["CREATE TABLE t (x);"],
-                Check::Full,
-                None,
-            )
-            .unwrap();
+            let w = one_table(&path, wal).unwrap();
             w.execute_batch("INSERT INTO t VALUES (1)").unwrap();
             drop(w);
             let before: Vec<bool> = files_of(&path).iter().map(|f| f.exists()).collect();
@@ -595,15 +583,7 @@ mod tests {
     fn a_read_only_open_never_blinds_a_writer_in_the_same_process() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.db");
-        let writer = open_migrated(
-            &path,
-            true,
-            "FULL",
-            &["CREATE TABLE t (x);"],
-            Check::Full,
-            None,
-        )
-        .unwrap();
+        let writer = one_table(&path, true).unwrap();
         writer.execute_batch("INSERT INTO t VALUES (1)").unwrap();
         let reader_path = path.clone();
         std::thread::spawn(move || {

@@ -136,6 +136,19 @@ fn simple_commands(
         }
         chars.len()
     }
+    // A `...` substitution at i, inside quotes or not: returns the index after it, marks the word
+    // dynamic, records the body.
+    let backtick = |i: usize, cur: &mut Option<Word>, nested: &mut Vec<(usize, String)>, line| {
+        let end = chars[i + 1..]
+            .iter()
+            .position(|&c| c == '`')
+            .map_or(chars.len(), |p| i + 1 + p);
+        nested.push((line, chars[i + 1..end].iter().collect()));
+        let w = word(cur);
+        w.dynamic = true;
+        w.text.push_str("`…`");
+        end + 1
+    };
     // `$...` at i: returns the index after it, marks the word dynamic, records `$(...)` bodies.
     let dollar = |i: usize, cur: &mut Option<Word>, nested: &mut Vec<(usize, String)>, line| {
         let w = word(cur);
@@ -239,17 +252,7 @@ fn simple_commands(
                             i += 2;
                         }
                         '$' => i = dollar(i, &mut cur, &mut nested, line),
-                        '`' => {
-                            let end = chars[i + 1..]
-                                .iter()
-                                .position(|&c| c == '`')
-                                .map_or(chars.len(), |p| i + 1 + p);
-                            nested.push((line, chars[i + 1..end].iter().collect()));
-                            let w = word(&mut cur);
-                            w.dynamic = true;
-                            w.text.push_str("`…`");
-                            i = end + 1;
-                        }
+                        '`' => i = backtick(i, &mut cur, &mut nested, line),
                         ch => {
                             if ch == '\n' {
                                 line += 1;
@@ -262,17 +265,7 @@ fn simple_commands(
                 i += 1;
             }
             '$' => i = dollar(i, &mut cur, &mut nested, line),
-            '`' => {
-                let end = chars[i + 1..]
-                    .iter()
-                    .position(|&c| c == '`')
-                    .map_or(chars.len(), |p| i + 1 + p);
-                nested.push((line, chars[i + 1..end].iter().collect()));
-                let w = word(&mut cur);
-                w.dynamic = true;
-                w.text.push_str("`…`");
-                i = end + 1;
-            }
+            '`' => i = backtick(i, &mut cur, &mut nested, line),
             ';' | '&' | '|' | '(' | ')' => {
                 // `>&2`, `2>&1`, `&>` are redirections, handled below with '>'.
                 if c == '&' && chars.get(i + 1) == Some(&'>') {
