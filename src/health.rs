@@ -548,7 +548,7 @@ impl Ctx<'_> {
                      previous configuration",
                     stale.brief()
                 ),
-                topics::CONFIG_RELOAD,
+                topics::CONFIG_STALE,
             );
         }
         check(

@@ -55,4 +55,6 @@ pub use failure::ErrorClass;
 pub use home::{Home, free_bytes};
 pub use ingest::{INPUT_OUTCOMES, InputOutcome, Report, Run, input_outcome};
 pub use jobs::{JobState, history_violations};
+#[doc(hidden)]
+pub use runbook::topics::report as topics_report;
 pub use store::Store;

@@ -4,7 +4,8 @@
 //! Filters: `cargo test --test book -- WORD` runs chapters whose file name contains WORD.
 //! Bless: `RUNBOOK_BLESS=1 cargo test --test book -- WORD` rewrites expected-output blocks.
 //! A whole-book run also applies the CLI-surface gate (tests/cli_surface.rs) and prints its
-//! coverage after the harness report.
+//! coverage after the harness report, then the topics errors name (all must exist) and the
+//! troubleshooting entries no error names.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -83,7 +84,23 @@ fn main() -> ExitCode {
     let surface_ok = if filters.is_empty() {
         let gate = cli_surface::gate(root);
         print!("{}", gate.report());
-        gate.problems.is_empty()
+        let topics = futurnal::topics_report();
+        println!(
+            "topics: {} named by errors and health checks, {} missing from the book{}",
+            topics.named,
+            topics.missing.len(),
+            if topics.missing.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", topics.missing.join(", "))
+            }
+        );
+        println!(
+            "troubleshooting entries no error names ({}, found by symptom or `help runbook --search`): {}",
+            topics.unnamed_entries.len(),
+            topics.unnamed_entries.join(", ")
+        );
+        gate.problems.is_empty() && topics.missing.is_empty()
     } else {
         true
     };

@@ -275,7 +275,13 @@ fn the_config_check_fails_an_invalid_or_writable_file_and_warns_when_stale() {
     let file = s.config_file();
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replace("schedule: 1h", "schedule: 2h")).unwrap();
-    let c = assert_check(&s, "config", &[], "warn", "reloading-the-configuration");
+    let c = assert_check(
+        &s,
+        "config",
+        &[],
+        "warn",
+        "the-configuration-changed-but-the-orchestrator-still-runs-the-old-one",
+    );
     assert!(
         c["detail"]
             .as_str()

@@ -77,7 +77,7 @@ fn a_source_added_to_the_file_is_unknown_until_reload_then_runs() {
         "{err}"
     );
     assert!(
-        err.contains("runbook: futurnal help runbook reloading-the-configuration"),
+        err.contains("runbook: futurnal help runbook the-configuration-changed-but-the-orchestrator-still-runs-the-old-one"),
         "{err}"
     );
     assert!(s.jobs_of("two").is_empty(), "nothing was queued");
@@ -138,7 +138,7 @@ fn an_invalid_file_keeps_the_running_configuration() {
         "{err}"
     );
     assert!(
-        err.contains("runbook: futurnal help runbook reloading-the-configuration"),
+        err.contains("runbook: futurnal help runbook a-reload-is-refused"),
         "{err}"
     );
     let after = s.running();

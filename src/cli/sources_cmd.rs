@@ -537,7 +537,7 @@ fn trigger(
                 ),
                 "nothing was queued; apply the file with `futurnal orchestrator reload`, then \
                  trigger again",
-                topics::CONFIG_RELOAD,
+                topics::CONFIG_STALE,
             )
             .into());
         }

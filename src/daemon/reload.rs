@@ -594,7 +594,7 @@ pub fn stale_warning(stale: &Stale) -> String {
              run futurnal orchestrator reload (see futurnal help runbook {})",
             display_path(file),
             crate::display::plural(*problems as i64, "problem"),
-            topics::CONFIG_RELOAD
+            topics::RELOAD_REFUSED
         ),
     }
 }
@@ -686,7 +686,7 @@ pub fn command(home: &Home, overrides: &Overrides) -> std::result::Result<(), Co
                 what,
                 "nothing changed in the running orchestrator; fix the lines above (`futurnal \
                  config validate` checks them), then run `futurnal orchestrator reload` again",
-                topics::CONFIG_RELOAD,
+                topics::RELOAD_REFUSED,
             )
             .into())
         }
