@@ -339,7 +339,7 @@ pub fn queue_error(home: &crate::home::Home, e: rusqlite::Error) -> OperatorErro
 }
 
 /// A configuration that did not load or validate, as one operator error: every problem on its
-/// own line, nothing started or changed, the `configuration` topic.
+/// own line, nothing started or changed, the topic on validating a configuration.
 pub fn config_invalid(problems: &[crate::config::Problem]) -> OperatorError {
     use std::fmt::Write as _;
     let mut what = format!(
@@ -353,7 +353,7 @@ pub fn config_invalid(problems: &[crate::config::Problem]) -> OperatorError {
         ExitCode::Config,
         what,
         "nothing was started or changed; fix the lines above, then run `futurnal config validate`",
-        topics::CONFIGURATION,
+        topics::CONFIG_INVALID,
     )
 }
 

@@ -531,7 +531,7 @@ impl Ctx<'_> {
                 N,
                 Level::Fail,
                 format!("the configuration is invalid: {}", first_line(e)),
-                topics::CONFIGURATION,
+                topics::CONFIG_INVALID,
             );
         }
         if let Some(p) = self.unsafe_permissions() {

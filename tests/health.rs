@@ -296,7 +296,7 @@ fn the_config_check_fails_an_invalid_or_writable_file_and_warns_when_stale() {
     assert_check(&s, "config", &[], "fail", "the-home-is-not-private");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(&file, "sources: [").unwrap();
-    assert_check(&s, "config", &[], "fail", "configuration");
+    assert_check(&s, "config", &[], "fail", "validating");
 }
 
 #[test]

@@ -197,14 +197,14 @@ pub fn run(home: &Home, overrides: &Overrides, cmd: ConfigCommand) -> Result<()>
                     format!("{} already exists", display_path(&path)),
                     "nothing was written; edit the file, or pass --force to replace it (the old \
                      file is kept as .bak)",
-                    topics::CONFIGURATION,
+                    topics::CONFIG_CREATE,
                 ));
             }
             let fail = |e: std::io::Error| {
                 OperatorError::failure(
                     format!("cannot write {}: {e}", display_path(&path)),
                     "nothing was changed",
-                    topics::CONFIGURATION,
+                    topics::CONFIG_CREATE,
                 )
             };
             if let Some(parent) = path.parent() {

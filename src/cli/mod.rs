@@ -222,6 +222,9 @@ fn topic_for_args(args: &[std::ffi::OsString]) -> &'static str {
     }
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     match path.as_slice() {
+        ["config", "init", ..] => topics::CONFIG_CREATE,
+        ["config", "validate", ..] => topics::CONFIG_INVALID,
+        ["config", "show", ..] => topics::CONFIG_SHOW,
         ["config", ..] => topics::CONFIGURATION,
         ["runbook", ..] => topics::RUNBOOK_HARNESS,
         ["help", ..] => topics::READING_THE_BOOK,
@@ -458,7 +461,9 @@ mod tests {
         assert_eq!(topic("orchestrator restore"), topics::RESTORE);
         assert_eq!(topic("audit verify --bogus"), topics::AUDIT_LOG);
         assert_eq!(topic("completions tcsh"), topics::COMPLETIONS);
-        assert_eq!(topic("config validate --bogus"), topics::CONFIGURATION);
+        assert_eq!(topic("config validate --bogus"), topics::CONFIG_INVALID);
+        assert_eq!(topic("config init --bogus"), topics::CONFIG_CREATE);
+        assert_eq!(topic("config bogus"), topics::CONFIGURATION);
         assert_eq!(topic("orchestrator statsu"), "operator-guide");
         assert_eq!(topic("bogus"), "operator-guide");
     }

@@ -8,6 +8,9 @@ pub const START_REFUSED: &str = "orchestrator-wont-start";
 pub const ALREADY_RUNNING: &str = "already-running";
 pub const STOPPING: &str = "stopping-the-orchestrator";
 pub const CONFIGURATION: &str = "configuration";
+pub const CONFIG_CREATE: &str = "creating-the-file";
+pub const CONFIG_INVALID: &str = "validating";
+pub const CONFIG_SHOW: &str = "showing-the-effective-configuration";
 pub const MANAGING_SOURCES: &str = "managing-sources";
 pub const MANAGING_JOBS: &str = "managing-jobs";
 pub const QUARANTINE: &str = "managing-quarantine";
@@ -60,6 +63,9 @@ pub const ALL: &[&str] = &[
     ALREADY_RUNNING,
     STOPPING,
     CONFIGURATION,
+    CONFIG_CREATE,
+    CONFIG_INVALID,
+    CONFIG_SHOW,
     MANAGING_SOURCES,
     MANAGING_JOBS,
     QUARANTINE,
