@@ -102,7 +102,7 @@ fn no_such_job(home: &Home, db: Option<&QueueDb>, id: i64) -> OperatorError {
         ExitCode::Usage,
         what,
         "nothing was changed; `futurnal orchestrator jobs list` shows the recent jobs",
-        topics::MANAGING_JOBS,
+        topics::JOBS_LIST,
     )
 }
 
@@ -181,12 +181,7 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
                 .map(|t| display::parse_since(t, now_ms()))
                 .transpose()
                 .map_err(|e| {
-                    OperatorError::new(
-                        ExitCode::Usage,
-                        e,
-                        "nothing was shown",
-                        topics::MANAGING_JOBS,
-                    )
+                    OperatorError::new(ExitCode::Usage, e, "nothing was shown", topics::JOBS_LIST)
                 })?;
             let list = match &db {
                 Some(db) => jobs::list(
@@ -264,7 +259,7 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
                         job.state
                     ),
                     "nothing was changed; start the orchestrator, then wait again",
-                    topics::MANAGING_JOBS,
+                    topics::JOBS_INTERRUPTED,
                 )
                 .into());
             }
@@ -281,7 +276,7 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
                     ExitCode::Usage,
                     "--reason must say why the job is cancelled",
                     "nothing was changed; pass --reason \"...\"",
-                    topics::MANAGING_JOBS,
+                    topics::JOBS_CANCEL,
                 )
                 .into());
             }
@@ -326,7 +321,7 @@ pub fn run(home: &Home, cmd: JobsCommand) -> Result<(), CommandError> {
                 Some(CancelOutcome::AlreadyFinished(state)) => Err(OperatorError::failure(
                     format!("job {job_id} already finished ({state}); there is nothing to cancel"),
                     "nothing was changed",
-                    topics::MANAGING_JOBS,
+                    topics::JOBS_CANCEL,
                 )
                 .into()),
                 Some(CancelOutcome::Requested) => {

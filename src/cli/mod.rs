@@ -235,7 +235,13 @@ fn topic_for_args(args: &[std::ffi::OsString]) -> &'static str {
         ["orchestrator", "stop", ..] => topics::STOPPING,
         ["orchestrator", "status", ..] => topics::CHECKING_STATUS,
         ["orchestrator", "reload", ..] => topics::CONFIG_RELOAD,
+        ["orchestrator", "sources", "list" | "show", ..] => topics::SOURCES_LIST,
+        ["orchestrator", "sources", "trigger", ..] => topics::SOURCES_TRIGGER,
+        ["orchestrator", "sources", "pause" | "resume", ..] => topics::SOURCES_PAUSE,
         ["orchestrator", "sources", ..] => topics::MANAGING_SOURCES,
+        ["orchestrator", "jobs", "list", ..] => topics::JOBS_LIST,
+        ["orchestrator", "jobs", "show", ..] => topics::JOBS_SHOW,
+        ["orchestrator", "jobs", "cancel", ..] => topics::JOBS_CANCEL,
         ["orchestrator", "jobs", ..] => topics::MANAGING_JOBS,
         ["orchestrator", "quarantine", ..] => topics::QUARANTINE,
         ["orchestrator", "health", ..] => topics::HEALTH_CHECKS,
@@ -446,7 +452,8 @@ mod tests {
     /// Issue 12: every usage error under `orchestrator` pointed at the whole operator guide.
     #[test]
     fn a_usage_error_names_the_section_of_the_deepest_command() {
-        assert_eq!(topic("orchestrator jobs cancel 3"), topics::MANAGING_JOBS);
+        assert_eq!(topic("orchestrator jobs cancel 3"), topics::JOBS_CANCEL);
+        assert_eq!(topic("orchestrator jobs wait"), topics::MANAGING_JOBS);
         assert_eq!(
             topic("--config /tmp/x.yaml orchestrator quarantine retry --all"),
             topics::QUARANTINE
@@ -454,7 +461,7 @@ mod tests {
         // An option's value is not taken for a command, even one spelled like one.
         assert_eq!(
             topic("--set workers.max_workers=2 --config jobs orchestrator sources trigger"),
-            topics::MANAGING_SOURCES
+            topics::SOURCES_TRIGGER
         );
         assert_eq!(topic("orchestrator start --bogus"), topics::STARTING);
         assert_eq!(topic("orchestrator backup verify"), topics::BACKUPS);

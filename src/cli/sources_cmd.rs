@@ -99,7 +99,7 @@ pub fn find_source<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a SourceConfi
                 what,
                 "nothing was changed; use one of the names above, or declare the source in the \
                  configuration file",
-                topics::MANAGING_SOURCES,
+                topics::SOURCES_DECLARE,
             )
         })
 }
@@ -119,7 +119,7 @@ fn queue_for_write(home: &Home) -> Result<QueueDb> {
             ),
             "nothing was changed; start the orchestrator once (`futurnal orchestrator start`) to \
              create it",
-            topics::MANAGING_SOURCES,
+            topics::STARTING,
         )
     })
 }
@@ -406,7 +406,7 @@ pub fn run(
                     ExitCode::Usage,
                     "--reason must say why the source is paused",
                     "nothing was changed; pass --reason \"...\"",
-                    topics::MANAGING_SOURCES,
+                    topics::SOURCES_PAUSE,
                 )
                 .into());
             }
@@ -515,7 +515,7 @@ fn trigger(
         return Err(OperatorError::failure(
             format!("source `{name}` is disabled in the configuration (enabled: false)"),
             "nothing was queued; set `enabled: true`, then run `futurnal orchestrator reload`",
-            topics::MANAGING_SOURCES,
+            topics::SOURCES_TRIGGER,
         )
         .into());
     }
@@ -546,7 +546,7 @@ fn trigger(
         return Err(OperatorError::failure(
             "the orchestrator is not running, so the run cannot finish",
             "nothing was queued; start it with `futurnal orchestrator start`, then trigger again",
-            topics::MANAGING_SOURCES,
+            topics::SOURCES_TRIGGER,
         )
         .into());
     }
@@ -687,7 +687,7 @@ fn await_job(
                 return Err(OperatorError::failure(
                     format!("the orchestrator stopped while job {id} was {}", job.state),
                     "the job stays queued and resumes at the next start",
-                    topics::MANAGING_JOBS,
+                    topics::JOBS_INTERRUPTED,
                 )
                 .into());
             }

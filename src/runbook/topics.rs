@@ -12,7 +12,15 @@ pub const CONFIG_CREATE: &str = "creating-the-file";
 pub const CONFIG_INVALID: &str = "validating";
 pub const CONFIG_SHOW: &str = "showing-the-effective-configuration";
 pub const MANAGING_SOURCES: &str = "managing-sources";
+pub const SOURCES_DECLARE: &str = "declaring-sources";
+pub const SOURCES_LIST: &str = "listing-sources";
+pub const SOURCES_TRIGGER: &str = "triggering-a-run";
+pub const SOURCES_PAUSE: &str = "pausing-and-resuming";
 pub const MANAGING_JOBS: &str = "managing-jobs";
+pub const JOBS_LIST: &str = "listing-jobs";
+pub const JOBS_SHOW: &str = "job-details";
+pub const JOBS_CANCEL: &str = "cancelling-a-job";
+pub const JOBS_INTERRUPTED: &str = "when-the-orchestrator-stops-with-jobs-running";
 pub const QUARANTINE: &str = "managing-quarantine";
 pub const DISK_LOW: &str = "disk-space-is-low";
 pub const CORRUPT_DB: &str = "the-queue-database-is-corrupt";
@@ -67,7 +75,15 @@ pub const ALL: &[&str] = &[
     CONFIG_INVALID,
     CONFIG_SHOW,
     MANAGING_SOURCES,
+    SOURCES_DECLARE,
+    SOURCES_LIST,
+    SOURCES_TRIGGER,
+    SOURCES_PAUSE,
     MANAGING_JOBS,
+    JOBS_LIST,
+    JOBS_SHOW,
+    JOBS_CANCEL,
+    JOBS_INTERRUPTED,
     QUARANTINE,
     DISK_LOW,
     CORRUPT_DB,
