@@ -6,7 +6,8 @@
 #           because cargo holds the build directory while a bench runs.
 # Knobs (environment): FUTURNAL_BENCH_SCALE=0.05 scales every size down for a quick look;
 # FUTURNAL_BENCH_ONLY=queue,status runs only those figures (ingest, rescan, list, status,
-# restart, queue, book).
+# restart, queue, book); FUTURNAL_BENCH_BASELINE_BIN=/path/to/an/older/futurnal adds that build's
+# daemon throughput rows, each measured right after ours (a before/after in the same run).
 set -eu
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--book" ]; then

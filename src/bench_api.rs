@@ -1,7 +1,7 @@
 //! Hidden, public: the queue operations `benches/figures.rs` times, forwarded to the real code
-//! (`queue::QueueDb`, `jobs::enqueue_run`, `jobs::claim`, `jobs::finish` with the attempt's
-//! telemetry row, as `workers` records an ended attempt), so the benchmark measures what the
-//! daemon runs.
+//! (`queue::QueueDb`, `jobs::enqueue_run`/`enqueue_runs`, `jobs::claim`/`claim_batch`,
+//! `jobs::finish` with the attempt's telemetry row, as `workers` records an ended attempt, one
+//! job or several per transaction), so the benchmark measures what the daemon runs.
 //!
 //! Invariant: nothing here decides or writes anything itself; a change to the queue's code is
 //! measured as it is. Not a stable interface: only the benchmark uses it.
@@ -45,6 +45,26 @@ impl Queue {
             .map(|e| matches!(e, Enqueued::New(_)))
     }
 
+    /// Queue a run of each of `sources` in one transaction (`jobs::enqueue_runs`); how many
+    /// are new jobs (the rest joined a waiting one).
+    pub fn enqueue_runs(&self, sources: &[&SourceConfig], now: i64) -> rusqlite::Result<usize> {
+        let all = jobs::enqueue_runs(self.0.conn(), sources, "bench", "bench", now)?;
+        Ok(all.iter().filter(|e| matches!(e, Enqueued::New(_))).count())
+    }
+
+    /// The daemon's batch claim (`jobs::claim_batch`) of up to `max` jobs for `instance`.
+    pub fn claim_batch(
+        &self,
+        now: i64,
+        instance: &str,
+        lease_ms: i64,
+        claimable: &str,
+        max: usize,
+    ) -> rusqlite::Result<Vec<Claimed>> {
+        jobs::claim_batch(self.0.conn(), now, instance, lease_ms, claimable, max)
+            .map(|jobs| jobs.into_iter().map(Claimed).collect())
+    }
+
     /// The daemon's claim (`jobs::claim`) for `instance`.
     pub fn claim(
         &self,
@@ -59,29 +79,45 @@ impl Queue {
     /// A no-op job succeeded: its state change and its telemetry row in one transaction, as
     /// the daemon finishes an attempt. `false`: someone else changed the job first.
     pub fn finish_succeeded(&self, job: &Claimed, now: i64) -> rusqlite::Result<bool> {
-        let numbers = RunNumbers::default();
+        jobs::in_transaction(self.0.conn(), |tx| succeeded(tx, job, now))
+    }
+
+    /// Several no-op jobs succeeded: each its state change and telemetry row, all in one
+    /// transaction. How many were still ours to finish.
+    pub fn finish_succeeded_many(&self, done: &[Claimed], now: i64) -> rusqlite::Result<usize> {
         jobs::in_transaction(self.0.conn(), |tx| {
-            let applied = jobs::finish(
-                tx,
-                job.0.id,
-                Outcome::Succeeded,
-                now,
-                "daemon",
-                "done",
-                &numbers,
-                None,
-            )?;
-            if applied {
-                crate::telemetry::record_attempt(
-                    tx,
-                    &job.0,
-                    Outcome::Succeeded.state(),
-                    None,
-                    now,
-                    &numbers,
-                )?;
+            let mut n = 0;
+            for job in done {
+                n += usize::from(succeeded(tx, job, now)?);
             }
-            Ok(applied)
+            Ok(n)
         })
     }
+}
+
+/// One attempt's end as the daemon writes it: the state change, and the telemetry row when the
+/// change happened.
+fn succeeded(tx: &rusqlite::Transaction<'_>, job: &Claimed, now: i64) -> rusqlite::Result<bool> {
+    let numbers = RunNumbers::default();
+    let applied = jobs::finish(
+        tx,
+        job.0.id,
+        Outcome::Succeeded,
+        now,
+        "daemon",
+        "done",
+        &numbers,
+        None,
+    )?;
+    if applied {
+        crate::telemetry::record_attempt(
+            tx,
+            &job.0,
+            Outcome::Succeeded.state(),
+            None,
+            now,
+            &numbers,
+        )?;
+    }
+    Ok(applied)
 }

@@ -6,14 +6,16 @@
 //! paused or disabled source's jobs, and those of a source already running `concurrency` jobs
 //! (or already running its one `source_run`), are never candidates; among the rest the highest
 //! priority wins, a job gaining one level per `AGING_MS` it waits; an attempt is counted when a
-//! job is claimed. At most one `source_run` per source is waiting (triggers coalesce). A running
+//! job is claimed. `claim` is `claim_batch` of one: a batch takes, in one transaction, exactly
+//! the jobs as many single claims would. At most one `source_run` per source is waiting
+//! (triggers coalesce), and enqueueing many runs at once coalesces each as alone. A running
 //! job's lease (`lease_until`) is renewed while its worker reports progress; a job whose lease
 //! has lapsed is rescued by whichever daemon holds the home (see `expired_leases`).
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::model::{COLUMNS, Job, JobKind, JobState, job_from_row, priority_value};
-use super::transitions::{self, Change, apply, event, immediate, note};
+use super::transitions::{self, Change, apply, event, immediate, in_transaction, note};
 use crate::config::SourceConfig;
 use crate::failure::{ErrorClass, Failure};
 
@@ -47,11 +49,40 @@ pub fn enqueue_run(
     actor: &str,
     now: i64,
 ) -> rusqlite::Result<Enqueued> {
-    let tx = immediate(conn)?;
+    in_transaction(conn, |tx| enqueue_run_in(tx, source, trigger, actor, now))
+}
+
+/// `enqueue_run` for each of `sources`, in order, in one transaction: one durable commit for
+/// all of them, each request coalescing exactly as it would alone (a source named twice joins
+/// the run its first request queued).
+pub fn enqueue_runs(
+    conn: &Connection,
+    sources: &[&SourceConfig],
+    trigger: &str,
+    actor: &str,
+    now: i64,
+) -> rusqlite::Result<Vec<Enqueued>> {
+    in_transaction(conn, |tx| {
+        sources
+            .iter()
+            .map(|source| enqueue_run_in(tx, source, trigger, actor, now))
+            .collect()
+    })
+}
+
+fn enqueue_run_in(
+    tx: &Transaction<'_>,
+    source: &SourceConfig,
+    trigger: &str,
+    actor: &str,
+    now: i64,
+) -> rusqlite::Result<Enqueued> {
     let existing: Option<(i64, JobState, i64, i64)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT id, state, scheduled_for, updated_at FROM jobs
              WHERE source = ?1 AND kind = ?2 AND state IN (?3, ?4) ORDER BY id LIMIT 1",
+        )?
+        .query_row(
             params![
                 source.name,
                 JobKind::SourceRun,
@@ -72,7 +103,7 @@ pub fn enqueue_run(
                 params![id, now],
             )?;
             note(
-                &tx,
+                tx,
                 id,
                 state,
                 now,
@@ -80,26 +111,25 @@ pub fn enqueue_run(
                 &format!("brought forward ({trigger})"),
             )?;
         }
-        tx.commit()?;
         return Ok(Enqueued::Coalesced(id));
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO jobs (source, kind, state, priority, trigger, scheduled_for, max_attempts,
             created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?6)",
-        params![
-            source.name,
-            JobKind::SourceRun,
-            JobState::Pending,
-            priority_value(source.priority),
-            trigger,
-            now,
-            source.retry.max_attempts
-        ],
-    )?;
+    )?
+    .execute(params![
+        source.name,
+        JobKind::SourceRun,
+        JobState::Pending,
+        priority_value(source.priority),
+        trigger,
+        now,
+        source.retry.max_attempts
+    ])?;
     let id = tx.last_insert_rowid();
     event(
-        &tx,
+        tx,
         id,
         now,
         None,
@@ -107,7 +137,6 @@ pub fn enqueue_run(
         actor,
         &format!("queued ({trigger})"),
     )?;
-    tx.commit()?;
     Ok(Enqueued::New(id))
 }
 
@@ -216,9 +245,8 @@ pub fn claimable(sources: &[SourceConfig]) -> String {
     serde_json::Value::Array(list).to_string()
 }
 
-/// Claim the next runnable job for this instance (see the module's invariants). `sources` is
-/// `claimable(..)` of the daemon's configuration; the job's `max_attempts` becomes its source's
-/// policy now, so the daemon's configuration decides, not whoever queued the job.
+/// Claim the next runnable job for this instance (see the module's invariants): `claim_batch`
+/// of one.
 pub fn claim(
     conn: &Connection,
     now: i64,
@@ -226,28 +254,75 @@ pub fn claim(
     lease_ms: i64,
     sources: &str,
 ) -> rusqlite::Result<Option<Job>> {
+    Ok(claim_batch(conn, now, instance_id, lease_ms, sources, 1)?.pop())
+}
+
+/// Claim up to `max` runnable jobs for this instance in one IMMEDIATE transaction (one durable
+/// commit): the same jobs, in the same order, as `max` calls of `claim` at the same `now`
+/// (`jobs::tests::a_batch_claims_what_as_many_single_claims_would`). `sources` is
+/// `claimable(..)` of the daemon's configuration; each job's `max_attempts` becomes its
+/// source's policy now, so the daemon's configuration decides, not whoever queued the job.
+///
+/// How one query takes what `max` single claims would: a single claim takes the first job, in
+/// claim order, that its source can still run. Taking a job only ever blocks later jobs of the
+/// same source, so the jobs taken one by one come in claim order, and a source's share is: its
+/// first waiting `source_run` (none while one of its runs is running) and its item jobs, in
+/// claim order, up to its free slots (`concurrency` minus its running jobs). The query computes
+/// that share per source with window functions and takes the first `max` in claim order.
+pub fn claim_batch(
+    conn: &Connection,
+    now: i64,
+    instance_id: &str,
+    lease_ms: i64,
+    sources: &str,
+    max: usize,
+) -> rusqlite::Result<Vec<Job>> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
     let tx = immediate(conn)?;
-    let found: Option<(Job, i64)> = tx
+    let found: Vec<(Job, i64)> = tx
         .prepare_cached(&format!(
+            // The configured sources drive the join (`CROSS JOIN` keeps that order), each
+            // reading only its own waiting jobs by `jobs_by_source`: the planner's own choice
+            // scanned every due job once per source. The windows sort narrow rows; the chosen
+            // jobs' columns are read last, by id.
             "WITH src (src_name, src_concurrency, src_attempts) AS MATERIALIZED (
                  SELECT json_extract(value, '$.name'), json_extract(value, '$.concurrency'),
                         json_extract(value, '$.attempts')
                  FROM json_each(?3)),
              busy (busy_source, busy_runs, busy_all) AS (
                  SELECT source, SUM(kind = ?4), COUNT(*) FROM jobs WHERE state = ?5
-                 GROUP BY source)
-             SELECT {COLUMNS}, src_attempts FROM jobs
-             JOIN src ON src_name = source
-             LEFT JOIN busy ON busy_source = source
-             WHERE state IN (?6, ?7) AND scheduled_for <= ?1
-               AND NOT EXISTS (SELECT 1 FROM source_state
-                               WHERE name = source AND paused_at IS NOT NULL)
-               AND COALESCE(busy_all, 0) < src_concurrency
-               AND NOT (kind = ?4 AND COALESCE(busy_runs, 0) > 0)
-             ORDER BY priority * ?2 + (?1 - created_at) DESC, id
-             LIMIT 1"
+                 GROUP BY source),
+             candidate AS (
+                 SELECT id AS cand_id, source AS cand_source, kind AS cand_kind, src_attempts,
+                        src_concurrency - COALESCE(busy_all, 0) AS free_slots,
+                        priority * ?2 + (?1 - created_at) AS claim_rank
+                 FROM src CROSS JOIN jobs INDEXED BY jobs_by_source ON source = src_name
+                 LEFT JOIN busy ON busy_source = source
+                 WHERE state IN (?6, ?7) AND scheduled_for <= ?1
+                   AND NOT EXISTS (SELECT 1 FROM source_state
+                                   WHERE name = source AND paused_at IS NOT NULL)
+                   AND COALESCE(busy_all, 0) < src_concurrency
+                   AND NOT (kind = ?4 AND COALESCE(busy_runs, 0) > 0)),
+             numbered AS (
+                 SELECT *, CASE WHEN cand_kind = ?4 THEN ROW_NUMBER() OVER (
+                            PARTITION BY cand_source, cand_kind
+                            ORDER BY claim_rank DESC, cand_id) END AS run_no
+                 FROM candidate),
+             share AS (
+                 SELECT *, ROW_NUMBER() OVER (
+                            PARTITION BY cand_source ORDER BY claim_rank DESC, cand_id) AS slot
+                 FROM numbered WHERE run_no IS NULL OR run_no = 1),
+             chosen AS (
+                 SELECT cand_id, src_attempts, claim_rank FROM share
+                 WHERE slot <= free_slots
+                 ORDER BY claim_rank DESC, cand_id
+                 LIMIT ?8)
+             SELECT {COLUMNS}, src_attempts FROM chosen JOIN jobs ON id = cand_id
+             ORDER BY claim_rank DESC, id"
         ))?
-        .query_row(
+        .query_map(
             params![
                 now,
                 AGING_MS,
@@ -255,39 +330,41 @@ pub fn claim(
                 JobKind::SourceRun,
                 JobState::Running,
                 JobState::Pending,
-                JobState::Failed
+                JobState::Failed,
+                i64::try_from(max).unwrap_or(i64::MAX)
             ],
             |r| Ok((job_from_row(r)?, r.get(30)?)),
-        )
-        .optional()?;
-    let Some((mut job, attempts)) = found else {
-        tx.commit()?;
-        return Ok(None);
-    };
-    let reason = format!("attempt {} of {}", job.attempts + 1, attempts);
+        )?
+        .collect::<rusqlite::Result<_>>()?;
     let lease_until = now + lease_ms;
-    if !apply(
-        &tx,
-        job.id,
-        job.state,
-        Change::Claimed,
-        ", attempts = attempts + 1, started_at = ?2, finished_at = NULL, instance_id = ?5,
-            lease_until = ?6, items_done = 0, items_total = 0, max_attempts = ?7",
-        &[&instance_id, &lease_until, &attempts],
-        now,
-        "daemon",
-        &reason,
-    )? {
-        tx.commit()?;
-        return Ok(None);
+    let mut claimed = Vec::with_capacity(found.len());
+    for (mut job, attempts) in found {
+        let reason = format!("attempt {} of {}", job.attempts + 1, attempts);
+        // Under the write lock taken above nobody else changes the job; `false` is kept as a
+        // guard all the same.
+        if !apply(
+            &tx,
+            job.id,
+            job.state,
+            Change::Claimed,
+            ", attempts = attempts + 1, started_at = ?2, finished_at = NULL, instance_id = ?5,
+                lease_until = ?6, items_done = 0, items_total = 0, max_attempts = ?7",
+            &[&instance_id, &lease_until, &attempts],
+            now,
+            "daemon",
+            &reason,
+        )? {
+            continue;
+        }
+        job.attempts += 1;
+        job.max_attempts = attempts;
+        job.state = JobState::Running;
+        job.started_at = Some(now);
+        job.instance_id = Some(instance_id.to_string());
+        claimed.push(job);
     }
     tx.commit()?;
-    job.attempts += 1;
-    job.max_attempts = attempts;
-    job.state = JobState::Running;
-    job.started_at = Some(now);
-    job.instance_id = Some(instance_id.to_string());
-    Ok(Some(job))
+    Ok(claimed)
 }
 
 pub fn progress(conn: &Connection, id: i64, done: i64, total: i64) -> rusqlite::Result<()> {

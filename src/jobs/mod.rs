@@ -7,7 +7,9 @@
 //! - `model`: `JobState`, `JobKind` (the one list of each), rows;
 //! - `transitions`: which change is legal in which state (pure), and `apply`, the one writer of a
 //!   job's state, which writes the change and its event in the caller's transaction;
-//! - `claim`: enqueueing, the claim query (filters in SQL), leases and rescue;
+//! - `claim`: enqueueing (one run, or many in one transaction), the claim query (filters in
+//!   SQL; `claim_batch` takes many jobs in one transaction, `claim` is its one-job case),
+//!   leases and rescue;
 //! - `retry`: the failure decision (pure);
 //! - `queries`: reads, and the history check the test suites run;
 //! - `source_state`: pauses and schedule marks.
@@ -17,7 +19,8 @@
 //! illegal changes are refused before anything is written (`JobState::after`;
 //! `the_transition_table`); no number of blocked jobs hides a runnable one (`claim`;
 //! `a_flood_of_blocked_jobs_does_not_starve_another_source`); an attempt is counted when a job is
-//! claimed; at most one `source_run` per source is waiting and at most one runs.
+//! claimed; at most one `source_run` per source is waiting and at most one runs; a batch claim
+//! takes exactly what as many single claims would (`a_batch_claims_what_as_many_single_claims_would`).
 
 mod claim;
 mod model;
@@ -27,8 +30,8 @@ mod source_state;
 mod transitions;
 
 pub use claim::{
-    Enqueued, Orphans, any_due, claim, claimable, enqueue_item, enqueue_run, expired_leases,
-    progress, renew_leases, rescue_orphans,
+    Enqueued, Orphans, any_due, claim, claim_batch, claimable, enqueue_item, enqueue_run,
+    enqueue_runs, expired_leases, progress, renew_leases, rescue_orphans,
 };
 pub use model::{Event, ItemError, Job, JobKind, JobState, RunNumbers};
 pub use queries::{
@@ -328,6 +331,228 @@ mod tests {
             get(db.conn(), old_b).unwrap().unwrap().state,
             JobState::Quarantined
         );
+        assert_history_whole(&db);
+    }
+
+    /// A job as the claim proptest writes it straight into `jobs`: any source (5 is one no
+    /// daemon configures), kind, state, priority and times, including some not yet due.
+    #[derive(Debug, Clone)]
+    struct RawJob {
+        source: usize,
+        run: bool,
+        state: JobState,
+        priority: i64,
+        created_ago: i64,
+        due_in: i64,
+    }
+
+    /// A source as the claim proptest configures it.
+    #[derive(Debug, Clone)]
+    struct RawSource {
+        concurrency: u32,
+        attempts: u32,
+        paused: bool,
+        enabled: bool,
+    }
+
+    fn raw_job() -> impl proptest::strategy::Strategy<Value = RawJob> {
+        use proptest::prelude::*;
+        let states = prop::sample::select(vec![
+            JobState::Pending,
+            JobState::Pending,
+            JobState::Failed,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Quarantined,
+        ]);
+        (
+            0usize..6,
+            any::<bool>(),
+            states,
+            0i64..3,
+            // Ages around `AGING_MS`, so waiting can outweigh priority; equal ages tie on id.
+            prop::sample::select(vec![0, 1, 60_000, 4 * 60_000, 6 * 60_000, 11 * 60_000]),
+            prop::sample::select(vec![-5, 0, 0, 1, 1000]),
+        )
+            .prop_map(
+                |(source, run, state, priority, created_ago, due_in)| RawJob {
+                    source,
+                    run,
+                    state,
+                    priority,
+                    created_ago,
+                    due_in,
+                },
+            )
+    }
+
+    fn raw_source() -> impl proptest::strategy::Strategy<Value = RawSource> {
+        use proptest::prelude::*;
+        (
+            1u32..4,
+            1u32..6,
+            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.9),
+        )
+            .prop_map(|(concurrency, attempts, paused, enabled)| RawSource {
+                concurrency,
+                attempts,
+                paused,
+                enabled,
+            })
+    }
+
+    const NOW: i64 = 100_000_000;
+
+    /// A queue holding exactly `jobs`, for a daemon configured with `sources` (s0..s4).
+    fn raw_queue(
+        dir: &std::path::Path,
+        name: &str,
+        sources: &[RawSource],
+        jobs: &[RawJob],
+    ) -> (crate::queue::QueueDb, String) {
+        let db = crate::queue::QueueDb::open_for_daemon(
+            &dir.join(name),
+            &crate::config::Queue::default(),
+        )
+        .unwrap();
+        // Durability is not what this test is about: the claims' rules are.
+        db.conn().execute_batch("PRAGMA synchronous = OFF").unwrap();
+        let configs: Vec<SourceConfig> = sources
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                let mut s = source(&format!("s{i}"), Priority::Normal);
+                s.concurrency = raw.concurrency;
+                s.retry.max_attempts = raw.attempts;
+                s.enabled = raw.enabled;
+                if raw.paused {
+                    pause(db.conn(), &s.name, "test", "t", 1).unwrap();
+                }
+                s
+            })
+            .collect();
+        for j in jobs {
+            db.conn()
+                .execute(
+                    "INSERT INTO jobs (source, kind, item, state, priority, trigger,
+                        scheduled_for, max_attempts, created_at, updated_at, instance_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'manual', ?6, 3, ?7, ?7, ?8)",
+                    rusqlite::params![
+                        format!("s{}", j.source),
+                        if j.run {
+                            JobKind::SourceRun
+                        } else {
+                            JobKind::Item
+                        },
+                        (!j.run).then_some("note.md"),
+                        j.state,
+                        j.priority,
+                        NOW + j.due_in,
+                        NOW - j.created_ago,
+                        (j.state == JobState::Running).then_some("other"),
+                    ],
+                )
+                .unwrap();
+        }
+        (db, claimable(&configs))
+    }
+
+    /// Everything a claim writes, to compare two queues.
+    fn claim_effects(db: &crate::queue::QueueDb) -> (Vec<String>, Vec<String>) {
+        let rows = |sql: &str| -> Vec<String> {
+            let mut stmt = db.conn().prepare(sql).unwrap();
+            let n = stmt.column_count();
+            stmt.query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+        };
+        (
+            rows(
+                "SELECT id, state, attempts, max_attempts, started_at, instance_id, lease_until,
+                    updated_at FROM jobs ORDER BY id",
+            ),
+            rows(
+                "SELECT id, job_id, at, from_state, to_state, actor, reason FROM job_events ORDER BY id",
+            ),
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// On any queue (sources with their concurrency, attempts, pauses and enabled flag; jobs
+        /// of every kind and state, due or not, of any priority and age), a batch claim of `n`
+        /// takes the jobs `n` single claims take, in the same order, and writes the same rows:
+        /// never a job twice, never more than a source's free slots, never a second run of a
+        /// source, nothing of a paused, disabled or unknown source.
+        #[test]
+        fn a_batch_claims_what_as_many_single_claims_would(
+            sources in proptest::collection::vec(raw_source(), 5),
+            jobs in proptest::collection::vec(raw_job(), 0..40),
+            n in 1usize..12,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (batch_db, claimable) = raw_queue(dir.path(), "batch.db", &sources, &jobs);
+            let (single_db, _) = raw_queue(dir.path(), "single.db", &sources, &jobs);
+            let batch = claim_batch(batch_db.conn(), NOW, "me", 1000, &claimable, n).unwrap();
+            let mut single = Vec::new();
+            for _ in 0..n {
+                if let Some(job) = claim(single_db.conn(), NOW, "me", 1000, &claimable).unwrap() {
+                    single.push(job);
+                }
+            }
+            let ids = |jobs: &[Job]| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(ids(&batch), ids(&single));
+            proptest::prop_assert_eq!(claim_effects(&batch_db), claim_effects(&single_db));
+            // The rules, checked from the input rather than from the other claim.
+            let mut seen = std::collections::HashSet::new();
+            for job in &batch {
+                proptest::prop_assert!(seen.insert(job.id), "job {} twice", job.id);
+                let i: usize = job.source[1..].parse().unwrap();
+                proptest::prop_assert!(i < 5 && sources[i].enabled && !sources[i].paused);
+                proptest::prop_assert_eq!(job.max_attempts, i64::from(sources[i].attempts));
+                proptest::prop_assert_eq!(job.state, JobState::Running);
+            }
+            for (i, raw) in sources.iter().enumerate() {
+                let name = format!("s{i}");
+                let was_running = |run_only: bool| {
+                    jobs.iter()
+                        .filter(|j| j.source == i && j.state == JobState::Running)
+                        .filter(|j| !run_only || j.run)
+                        .count()
+                };
+                let taken = batch.iter().filter(|j| j.source == name);
+                let runs = taken.clone().filter(|j| j.kind == JobKind::SourceRun).count();
+                let taken = taken.count();
+                proptest::prop_assert!(
+                    taken <= (raw.concurrency as usize).saturating_sub(was_running(false))
+                );
+                proptest::prop_assert!(runs + was_running(true).min(1) <= 1);
+            }
+        }
+    }
+
+    #[test]
+    fn enqueueing_many_runs_at_once_coalesces_each_as_alone() {
+        let (_d, db) = fresh_db();
+        let a = source("a", Priority::Normal);
+        let b = source("b", Priority::Normal);
+        let got = enqueue_runs(db.conn(), &[&a, &b, &a], "manual", "t", 5).unwrap();
+        assert!(matches!(got[0], Enqueued::New(_)));
+        assert!(matches!(got[1], Enqueued::New(_)));
+        assert_eq!(got[2], Enqueued::Coalesced(got[0].id()));
+        assert_eq!(
+            enqueue_run(db.conn(), &b, "manual", "t", 6).unwrap(),
+            Enqueued::Coalesced(got[1].id())
+        );
+        let claimed = claim_batch(db.conn(), 7, "i", 1000, &claimable(&[a, b]), 8).unwrap();
+        assert_eq!(claimed.len(), 2);
         assert_history_whole(&db);
     }
 
