@@ -3,6 +3,7 @@
 //!
 //! Filters: `cargo test --test book -- WORD` runs chapters whose file name contains WORD.
 //! Bless: `RUNBOOK_BLESS=1 cargo test --test book -- WORD` rewrites expected-output blocks.
+//! `RUNBOOK_JOBS=N` runs N chapters at once (default: `runbook_tests::default_jobs()`).
 //! A whole-book run also applies the CLI-surface gate (tests/cli_surface.rs) and prints its
 //! coverage after the harness report, then the topics errors name (all must exist) and the
 //! troubleshooting entries no error names.
@@ -77,6 +78,13 @@ fn main() -> ExitCode {
         bless_hint: "RUNBOOK_BLESS=1 cargo test --test book -- CHAPTER".into(),
         chapter_check: Some(queue_histories),
         ..Default::default()
+    };
+    let opts = match std::env::var("RUNBOOK_JOBS")
+        .ok()
+        .and_then(|j| j.parse().ok())
+    {
+        Some(jobs) => runbook_tests::Options { jobs, ..opts },
+        None => opts,
     };
     let summary = runbook_tests::run(&files, &opts);
     print!("{}", runbook_tests::report::render(&summary, &opts));

@@ -11,4 +11,4 @@ pub mod matcher;
 pub mod report;
 pub mod runner;
 
-pub use runner::{Options, Summary, collect_markdown, run};
+pub use runner::{DEFAULT_JOBS_RULE, Options, Summary, collect_markdown, default_jobs, run};

@@ -18,8 +18,7 @@ pub enum RunbookCommand {
         /// Rewrite expected-output blocks from real output [env: RUNBOOK_BLESS=1]
         #[arg(long)]
         bless: bool,
-        /// Chapters run at once [default: CPU count]
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", help = format!("Chapters run at once [default: {}]", runbook_tests::DEFAULT_JOBS_RULE))]
         jobs: Option<usize>,
         /// Per-block timeout in seconds, unless a block sets timeout=
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
