@@ -220,12 +220,8 @@ pub fn run(files: &[PathBuf], opts: &Options) -> Summary {
             let tx = tx.clone();
             let (next, order) = (&next, &order);
             scope.spawn(move || {
-                loop {
-                    let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) else {
-                        break;
-                    };
-                    let file = &files[i];
-                    let result = run_chapter(file, opts);
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let result = run_chapter(&files[i], opts);
                     if tx.send((i, result)).is_err() {
                         break;
                     }
@@ -974,8 +970,11 @@ mod tests {
         let long = dir.path().join("long.md");
         let block = |name: &str| format!("```bash\necho {name} >> {}\n```\n", stamp.display());
         fs::write(&short, block("short")).unwrap();
-        fs::write(&long, format!("{}\n{}", "A long introduction. ".repeat(50), block("long")))
-            .unwrap();
+        fs::write(
+            &long,
+            format!("{}\n{}", "A long introduction. ".repeat(50), block("long")),
+        )
+        .unwrap();
         let summary = run(
             &[short.clone(), long.clone()],
             &Options {
