@@ -1,12 +1,14 @@
 //! The worker pool inside the daemon: claiming, running and finishing jobs.
 //!
-//! Owns: each tick's work (the scheduler's step, cancel requests, leases, claims up to the pool
-//! size), running each job on its own OS thread (parsing never blocks the daemon's loop),
-//! relaying progress, recording outcomes with the retry decision (`jobs::decide`), operator
-//! cancellation and graceful shutdown.
+//! Owns: each tick's work (the scheduler's step, cancel requests, leases, and one batch claim
+//! for every free worker, `jobs::claim_batch`), running each job on its own OS thread (parsing
+//! never blocks the daemon's loop), relaying progress, recording outcomes with the retry
+//! decision (`jobs::decide`), operator cancellation and graceful shutdown.
 //! Invariants: the pool never runs more than `effective_workers` jobs; all queue.db writes happen
 //! on the daemon's main loop (worker threads only send messages), each state change in one
 //! transaction with its event and, when an attempt ends, its telemetry row (`telemetry`); a
+//! finished job's outcome and the claims for the workers it freed commit together (one durable
+//! commit), and a claimed job's thread starts only after its claim is committed; a
 //! running job's lease is `last progress + stall_timeout_seconds`, renewed every tick, and a
 //! lapsed lease is rescued (ours: a `timeout` failure retried by policy; anyone else's: handed
 //! back as after a crash); a job stopped by shutdown goes back to pending
@@ -158,31 +160,33 @@ impl Pool {
         self.fill(db, now);
     }
 
-    /// Claim jobs while a worker is free. Called at every tick and as soon as a job finishes,
-    /// so a free worker takes the next due job at once rather than at the next tick.
+    /// Claim a job for every free worker, all in one transaction (`jobs::claim_batch`: one
+    /// durable commit, the same jobs as one claim per worker), then start them: a job starts
+    /// only once its claim is committed. Called at every tick and as soon as a job finishes, so
+    /// a free worker takes the next due job at once rather than at the next tick.
     fn fill(&mut self, db: &QueueDb, now: i64) {
         let conn = db.conn();
-        if self.draining || self.running.len() >= self.max {
+        let free = self.max.saturating_sub(self.running.len());
+        if self.draining || free == 0 {
             return;
         }
         if !jobs::any_due(conn, now).unwrap_or(true) {
             return;
         }
-        while self.running.len() < self.max {
-            match jobs::claim(
-                conn,
-                now,
-                &self.instance_id,
-                self.stall_ms(),
-                &self.claimable,
-            ) {
-                Ok(Some(job)) => self.spawn(db, job),
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!("cannot claim a job: {e}");
-                    break;
+        match jobs::claim_batch(
+            conn,
+            now,
+            &self.instance_id,
+            self.stall_ms(),
+            &self.claimable,
+            free,
+        ) {
+            Ok(claimed) => {
+                for job in claimed {
+                    self.spawn(db, job);
                 }
             }
+            Err(e) => tracing::warn!("cannot claim jobs: {e}"),
         }
     }
 
@@ -422,7 +426,18 @@ impl Pool {
                     result
                 };
                 let mut result = worded(result);
-                if let Err(e) = self.finish_or_make_room(db, &r, &mut result) {
+                if let Ok(claimed) = self.finish_and_claim(db, &r, &mut result) {
+                    for job in claimed {
+                        self.spawn(db, job);
+                    }
+                    return;
+                }
+                // Nothing of that transaction happened: the outcome alone, as ever (its log
+                // lines were written by the first try).
+                let was_quiet = self.quiet.replace(true);
+                let recorded = self.finish_or_make_room(db, &r, &mut result);
+                self.quiet.set(was_quiet);
+                if let Err(e) = recorded {
                     // A full disk, say: the outcome is kept and written once queue.db accepts
                     // writes again; the job stays `running` until then.
                     tracing::error!(
@@ -522,24 +537,65 @@ impl Pool {
         r: &RunningJob,
         result: &mut Result<Report, Failure>,
     ) -> rusqlite::Result<()> {
+        let tx = jobs::immediate(db.conn())?;
+        self.finish_in(&tx, r, result, now_ms())?;
+        tx.commit()
+    }
+
+    /// Record a finished job's outcome and claim jobs for the free workers in one transaction
+    /// (one durable commit instead of two). The claimed jobs start only once it commits; if it
+    /// fails, neither happened.
+    fn finish_and_claim(
+        &self,
+        db: &QueueDb,
+        r: &RunningJob,
+        result: &mut Result<Report, Failure>,
+    ) -> rusqlite::Result<Vec<Job>> {
         let now = now_ms();
+        let tx = jobs::immediate(db.conn())?;
+        self.finish_in(&tx, r, result, now)?;
+        let free = self.max.saturating_sub(self.running.len());
+        let claimed = if self.draining {
+            Vec::new()
+        } else {
+            jobs::claim_batch_in(
+                &tx,
+                now,
+                &self.instance_id,
+                self.stall_ms(),
+                &self.claimable,
+                free,
+            )?
+        };
+        tx.commit()?;
+        Ok(claimed)
+    }
+
+    /// A job's outcome, written in `tx`: its state change, its telemetry row, and for a run its
+    /// failed items' jobs and the item jobs and runs it resolved.
+    fn finish_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        r: &RunningJob,
+        result: &mut Result<Report, Failure>,
+        now: i64,
+    ) -> rusqlite::Result<()> {
         let job = &r.job;
         let source = self.sources.iter().find(|s| s.name == job.source);
-        let tx = jobs::immediate(db.conn())?;
         match result {
             Ok(report) if report.cancelled => {
                 let n = numbers(report);
                 match &r.cancel_reason {
                     Some((CancelReason::Shutdown, _)) | None => {
                         let applied = jobs::hand_back(
-                            &tx,
+                            tx,
                             job.id,
                             now,
                             now,
                             "daemon",
                             "interrupted by shutdown; resumes at next start",
                         )?;
-                        attempt_ended(&tx, applied, job, JobState::Pending, None, now, &n)?;
+                        attempt_ended(tx, applied, job, JobState::Pending, None, now, &n)?;
                     }
                     Some((CancelReason::Operator(why), _)) => {
                         let text = format!(
@@ -547,13 +603,13 @@ impl Pool {
                             n.docs_new + n.docs_changed + n.items_failed,
                             report.items_seen
                         );
-                        finish_attempt(&tx, job, Outcome::Cancelled, now, &text, &n, None)?;
+                        finish_attempt(tx, job, Outcome::Cancelled, now, &text, &n, None)?;
                     }
                 }
             }
             Ok(report) if job.kind == JobKind::Item && !report.failed.is_empty() => {
                 let (_, failure) = report.failed[0].clone();
-                self.failed(&tx, job, &failure, now, &numbers(report))?;
+                self.failed(tx, job, &failure, now, &numbers(report))?;
             }
             Ok(report) => {
                 let n = numbers(report);
@@ -565,16 +621,16 @@ impl Pool {
                         let key = jobs::item_key(&source.name, item);
                         let retry_at = now + retry_delay_ms(&source.retry, 1, key);
                         let item_job =
-                            jobs::enqueue_item(&tx, source, item, job.id, failure, retry_at, now)?;
-                        jobs::record_item_error(&tx, job.id, item, failure, item_job)?;
+                            jobs::enqueue_item(tx, source, item, job.id, failure, retry_at, now)?;
+                        jobs::record_item_error(tx, job.id, item, failure, item_job)?;
                     }
-                    jobs::resolve_items(&tx, &source.name, &report.succeeded_items, job.id, now)?;
+                    jobs::resolve_items(tx, &source.name, &report.succeeded_items, job.id, now)?;
                     if job.kind == JobKind::SourceRun {
-                        jobs::resolve_runs(&tx, &source.name, job.id, now)?;
+                        jobs::resolve_runs(tx, &source.name, job.id, now)?;
                     }
                 }
                 let text = describe(report);
-                finish_attempt(&tx, job, Outcome::Succeeded, now, &text, &n, None)?;
+                finish_attempt(tx, job, Outcome::Succeeded, now, &text, &n, None)?;
                 // Counts only: failure texts can name items.
                 tracing::info!(
                     job = job.id,
@@ -589,10 +645,10 @@ impl Pool {
             // No report: the numbers are what the run committed before it failed.
             Err(failure) => {
                 let n = committed_numbers(&r.committed.get());
-                self.failed(&tx, job, failure, now, &n)?
+                self.failed(tx, job, failure, now, &n)?
             }
         }
-        tx.commit()
+        Ok(())
     }
 
     /// Record a failed attempt as `jobs::decide` says, with the retry policy of the job's
@@ -880,6 +936,116 @@ mod tests {
             },
         );
         id
+    }
+
+    /// A finished job's outcome and the claim of the job waiting for its worker commit in one
+    /// transaction: a claim that fails takes nothing with it, the outcome is still recorded
+    /// (alone, as before batching), and the waiting job is claimed once claims work again.
+    #[test]
+    fn an_outcome_and_the_next_claim_commit_together_and_a_failed_claim_loses_no_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let db = QueueDb::open_for_daemon(&home.queue_db(), &Default::default()).unwrap();
+        let folder = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir(&path).unwrap();
+            SourceConfig::new(name, SourceType::LocalFiles, path)
+        };
+        let (source, other) = (folder("s"), folder("t"));
+        let config = Config {
+            sources: vec![source.clone(), other.clone()],
+            ..Default::default()
+        };
+        let (mut pool, mut rx) = Pool::new(&home, &config, "me", 1);
+        let state = |id: i64| jobs::get(db.conn(), id).unwrap().unwrap().state;
+        let finished = |pool: &mut Pool, id: i64| {
+            pool.handle(
+                &db,
+                Message::Done {
+                    id,
+                    result: Ok(Report::default()),
+                },
+            )
+        };
+
+        // A claim that fails (the failpoint aborts it between its update and its event).
+        let first = running(&db, &mut pool, &source, 1_000);
+        let waiting = jobs::enqueue_run(db.conn(), &other, "manual", "t", 1_000)
+            .unwrap()
+            .id();
+        jobs::failpoint::set_on_this_thread(Some(jobs::Change::Claimed));
+        finished(&mut pool, first);
+        jobs::failpoint::set_on_this_thread(None);
+        assert_eq!(state(first), JobState::Succeeded, "the outcome is recorded");
+        assert_eq!(state(waiting), JobState::Pending, "and nothing was claimed");
+        assert_eq!(pool.busy(), 0);
+
+        // Claims work: the next outcome commits with the claim of the waiting job, whose
+        // thread starts after that commit.
+        let second = {
+            pool.fill(&db, now_ms());
+            assert_eq!(state(waiting), JobState::Running);
+            waiting
+        };
+        let third = jobs::enqueue_run(db.conn(), &source, "manual", "t", 2_000)
+            .unwrap()
+            .id();
+        let mut commits = None;
+        while state(second) != JobState::Succeeded {
+            let msg = rx.blocking_recv().expect("the job thread reports");
+            if matches!(msg, Message::Done { .. }) {
+                // An empty write-ahead log, so what handling the outcome commits can be counted.
+                db.conn()
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .unwrap();
+                pool.handle(&db, msg);
+                commits = Some(wal_commits(&home.queue_db()));
+            } else {
+                pool.handle(&db, msg);
+            }
+        }
+        assert_eq!(commits, Some(1), "one commit for the outcome and the claim");
+        assert_eq!(
+            state(third),
+            JobState::Running,
+            "claimed as the outcome was recorded"
+        );
+        let at = |id: i64, to: JobState| {
+            jobs::events(db.conn(), id)
+                .unwrap()
+                .into_iter()
+                .rfind(|e| e.to_state == to)
+                .unwrap()
+                .at
+        };
+        assert_eq!(
+            at(second, JobState::Succeeded),
+            at(third, JobState::Running)
+        );
+        while pool.busy() > 0 {
+            let msg = rx.blocking_recv().expect("the job thread reports");
+            pool.handle(&db, msg);
+        }
+        assert_eq!(state(third), JobState::Succeeded);
+        assert_eq!(
+            jobs::history_violations(db.conn()).unwrap(),
+            Vec::<(i64, String)>::new()
+        );
+    }
+
+    /// How many transactions the write-ahead log beside `db` holds: frames whose header names the
+    /// database size after a commit (SQLite's WAL format: a 32-byte header, then frames of a
+    /// 24-byte header and a page).
+    fn wal_commits(db: &std::path::Path) -> usize {
+        let wal = std::fs::read(db.with_extension("db-wal")).unwrap_or_default();
+        if wal.len() < 32 {
+            return 0;
+        }
+        let page = u32::from_be_bytes(wal[8..12].try_into().unwrap()) as usize;
+        wal[32..]
+            .chunks(24 + page)
+            .filter(|f| f.len() == 24 + page && f[4..8] != [0, 0, 0, 0])
+            .count()
     }
 
     /// A panic outside per-item handling (a store write on the writer thread) fails the job,

@@ -15,7 +15,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::model::{COLUMNS, Job, JobKind, JobState, job_from_row, priority_value};
-use super::transitions::{self, Change, apply, event, immediate, in_transaction, note};
+use super::transitions::{self, Change, apply, event, in_transaction, note};
 use crate::config::SourceConfig;
 use crate::failure::{ErrorClass, Failure};
 
@@ -282,7 +282,25 @@ pub fn claim_batch(
     if max == 0 {
         return Ok(Vec::new());
     }
-    let tx = immediate(conn)?;
+    in_transaction(conn, |tx| {
+        claim_batch_in(tx, now, instance_id, lease_ms, sources, max)
+    })
+}
+
+/// `claim_batch` in the caller's transaction, which must hold the write lock (`immediate`):
+/// the daemon claims for the workers a finished job freed in the transaction that records its
+/// outcome. The jobs are claimed only once that transaction commits.
+pub fn claim_batch_in(
+    tx: &Transaction<'_>,
+    now: i64,
+    instance_id: &str,
+    lease_ms: i64,
+    sources: &str,
+    max: usize,
+) -> rusqlite::Result<Vec<Job>> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
     let found: Vec<(Job, i64)> = tx
         .prepare_cached(&format!(
             // The configured sources drive the join (`CROSS JOIN` keeps that order), each
@@ -345,7 +363,7 @@ pub fn claim_batch(
         // Under the write lock taken above nobody else changes the job; `false` is kept as a
         // guard all the same.
         if !apply(
-            &tx,
+            tx,
             job.id,
             job.state,
             Change::Claimed,
@@ -365,7 +383,6 @@ pub fn claim_batch(
         job.instance_id = Some(instance_id.to_string());
         claimed.push(job);
     }
-    tx.commit()?;
     Ok(claimed)
 }
 

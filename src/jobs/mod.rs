@@ -30,8 +30,8 @@ mod source_state;
 mod transitions;
 
 pub use claim::{
-    Enqueued, Orphans, any_due, claim, claim_batch, claimable, enqueue_item, enqueue_run,
-    enqueue_runs, expired_leases, progress, renew_leases, rescue_orphans,
+    Enqueued, Orphans, any_due, claim, claim_batch, claim_batch_in, claimable, enqueue_item,
+    enqueue_run, enqueue_runs, expired_leases, progress, renew_leases, rescue_orphans,
 };
 pub use model::{Event, ItemError, Job, JobKind, JobState, RunNumbers};
 pub use queries::{
@@ -44,6 +44,8 @@ pub use transitions::{
     CancelOutcome, Outcome, finish, hand_back, immediate, in_transaction, purge_quarantined,
     record_item_error, request_cancel, resolve_items, resolve_runs, retry_later, retry_quarantined,
 };
+#[cfg(test)]
+pub use transitions::{Change, failpoint};
 
 #[cfg(test)]
 mod tests {
