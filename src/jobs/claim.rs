@@ -287,6 +287,54 @@ pub fn claim_batch(
     })
 }
 
+/// The claim query (see `claim_batch`). Parameters: ?1 now, ?2 `AGING_MS`, ?3 the sources
+/// (`claimable`), ?4 the `source_run` kind, ?5 running, ?6 pending, ?7 failed, ?8 at most how
+/// many.
+///
+/// The configured sources drive the join (`CROSS JOIN` keeps that order), each
+/// reading only its own waiting jobs by `jobs_by_source`: the planner's own choice
+/// scanned every due job once per source. A paused or full source is dropped before
+/// its jobs are read (its terms name only `src` and `busy`). The windows sort narrow
+/// rows; the chosen jobs' columns are read last, by id.
+pub(super) fn claim_sql() -> String {
+    format!(
+        "WITH src (src_name, src_concurrency, src_attempts) AS MATERIALIZED (
+             SELECT json_extract(value, '$.name'), json_extract(value, '$.concurrency'),
+                    json_extract(value, '$.attempts')
+             FROM json_each(?3)),
+         busy (busy_source, busy_runs, busy_all) AS (
+             SELECT source, SUM(kind = ?4), COUNT(*) FROM jobs WHERE state = ?5
+             GROUP BY source),
+         candidate AS (
+             SELECT id AS cand_id, source AS cand_source, kind AS cand_kind, src_attempts,
+                    src_concurrency - COALESCE(busy_all, 0) AS free_slots,
+                    priority * ?2 + (?1 - created_at) AS claim_rank
+             FROM src LEFT JOIN busy ON busy_source = src_name
+             CROSS JOIN jobs INDEXED BY jobs_by_source ON source = src_name
+             WHERE state IN (?6, ?7) AND scheduled_for <= ?1
+               AND NOT EXISTS (SELECT 1 FROM source_state
+                               WHERE name = src_name AND paused_at IS NOT NULL)
+               AND COALESCE(busy_all, 0) < src_concurrency
+               AND NOT (kind = ?4 AND COALESCE(busy_runs, 0) > 0)),
+         numbered AS (
+             SELECT *, CASE WHEN cand_kind = ?4 THEN ROW_NUMBER() OVER (
+                        PARTITION BY cand_source, cand_kind
+                        ORDER BY claim_rank DESC, cand_id) END AS run_no
+             FROM candidate),
+         share AS (
+             SELECT *, ROW_NUMBER() OVER (
+                        PARTITION BY cand_source ORDER BY claim_rank DESC, cand_id) AS slot
+             FROM numbered WHERE run_no IS NULL OR run_no = 1),
+         chosen AS (
+             SELECT cand_id, src_attempts, claim_rank FROM share
+             WHERE slot <= free_slots
+             ORDER BY claim_rank DESC, cand_id
+             LIMIT ?8)
+         SELECT {COLUMNS}, src_attempts FROM chosen JOIN jobs ON id = cand_id
+         ORDER BY claim_rank DESC, id"
+    )
+}
+
 /// `claim_batch` in the caller's transaction, which must hold the write lock (`immediate`):
 /// the daemon claims for the workers a finished job freed in the transaction that records its
 /// outcome. The jobs are claimed only once that transaction commits.
@@ -302,46 +350,7 @@ pub fn claim_batch_in(
         return Ok(Vec::new());
     }
     let found: Vec<(Job, i64)> = tx
-        .prepare_cached(&format!(
-            // The configured sources drive the join (`CROSS JOIN` keeps that order), each
-            // reading only its own waiting jobs by `jobs_by_source`: the planner's own choice
-            // scanned every due job once per source. The windows sort narrow rows; the chosen
-            // jobs' columns are read last, by id.
-            "WITH src (src_name, src_concurrency, src_attempts) AS MATERIALIZED (
-                 SELECT json_extract(value, '$.name'), json_extract(value, '$.concurrency'),
-                        json_extract(value, '$.attempts')
-                 FROM json_each(?3)),
-             busy (busy_source, busy_runs, busy_all) AS (
-                 SELECT source, SUM(kind = ?4), COUNT(*) FROM jobs WHERE state = ?5
-                 GROUP BY source),
-             candidate AS (
-                 SELECT id AS cand_id, source AS cand_source, kind AS cand_kind, src_attempts,
-                        src_concurrency - COALESCE(busy_all, 0) AS free_slots,
-                        priority * ?2 + (?1 - created_at) AS claim_rank
-                 FROM src CROSS JOIN jobs INDEXED BY jobs_by_source ON source = src_name
-                 LEFT JOIN busy ON busy_source = source
-                 WHERE state IN (?6, ?7) AND scheduled_for <= ?1
-                   AND NOT EXISTS (SELECT 1 FROM source_state
-                                   WHERE name = source AND paused_at IS NOT NULL)
-                   AND COALESCE(busy_all, 0) < src_concurrency
-                   AND NOT (kind = ?4 AND COALESCE(busy_runs, 0) > 0)),
-             numbered AS (
-                 SELECT *, CASE WHEN cand_kind = ?4 THEN ROW_NUMBER() OVER (
-                            PARTITION BY cand_source, cand_kind
-                            ORDER BY claim_rank DESC, cand_id) END AS run_no
-                 FROM candidate),
-             share AS (
-                 SELECT *, ROW_NUMBER() OVER (
-                            PARTITION BY cand_source ORDER BY claim_rank DESC, cand_id) AS slot
-                 FROM numbered WHERE run_no IS NULL OR run_no = 1),
-             chosen AS (
-                 SELECT cand_id, src_attempts, claim_rank FROM share
-                 WHERE slot <= free_slots
-                 ORDER BY claim_rank DESC, cand_id
-                 LIMIT ?8)
-             SELECT {COLUMNS}, src_attempts FROM chosen JOIN jobs ON id = cand_id
-             ORDER BY claim_rank DESC, id"
-        ))?
+        .prepare_cached(&claim_sql())?
         .query_map(
             params![
                 now,

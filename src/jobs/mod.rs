@@ -205,6 +205,61 @@ mod tests {
         assert_history_whole(&db);
     }
 
+    /// SQLite's count of virtual-machine steps one claim of `sources` takes.
+    fn claim_steps(db: &crate::queue::QueueDb, sources: &[SourceConfig], now: i64) -> i32 {
+        let steps = || {
+            db.conn()
+                .prepare_cached(&super::claim::claim_sql())
+                .unwrap()
+                .get_status(rusqlite::StatementStatus::VmStep)
+        };
+        let before = steps();
+        claim_one(db, sources, now);
+        steps() - before
+    }
+
+    /// A backlog a source cannot run now (paused, or its `concurrency` full) costs a claim
+    /// nothing: the source is dropped before its jobs are read. The claim query once read
+    /// every due job once per configured source (measured with 200 sources and 100,000 jobs of
+    /// a paused one: 5.7 s a claim).
+    #[test]
+    fn a_blocked_backlog_costs_a_claim_nothing() {
+        let idle: Vec<SourceConfig> = (0..20)
+            .map(|i| source(&format!("idle{i}"), Priority::Normal))
+            .collect();
+        let other = source("other", Priority::Low);
+        let with = |blocked: &SourceConfig| {
+            let mut all = idle.clone();
+            all.extend([blocked.clone(), other.clone()]);
+            all
+        };
+        let paused = source("paused", Priority::High);
+        let single = SourceConfig {
+            concurrency: 1,
+            ..source("single", Priority::High)
+        };
+        for (blocked, block) in [(&paused, true), (&single, false)] {
+            let sources = with(blocked);
+            let (_d, small) = fresh_db();
+            let (_d, large) = fresh_db();
+            for (db, n) in [(&small, 10), (&large, 1_000)] {
+                flood(blocked, db, n);
+                if block {
+                    pause(db.conn(), &blocked.name, "why", "t", 3).unwrap();
+                } else {
+                    assert_eq!(claim_one(db, &sources, 100).unwrap().source, blocked.name);
+                }
+                enqueue_run(db.conn(), &other, "manual", "t", 100).unwrap();
+            }
+            let (a, b) = (
+                claim_steps(&small, &sources, 100),
+                claim_steps(&large, &sources, 100),
+            );
+            assert_eq!(a, b, "{}: 10 or 1,000 blocked jobs", blocked.name);
+            assert!(claim_one(&large, &sources, 100).is_none());
+        }
+    }
+
     #[test]
     fn the_claiming_daemons_policy_sets_the_attempts() {
         let (_d, db) = fresh_db();
