@@ -281,6 +281,7 @@ pub fn run(
                     .map_err(|e| sql(home, e))?;
             }
             tx.commit().map_err(|e| sql(home, e))?;
+            crate::daemon::wake(home);
             audit(
                 home,
                 loaded

@@ -157,6 +157,7 @@ pub fn run(args: QuickstartArgs) -> Result<(), CommandError> {
     let source = &loaded.config.sources[0];
     let job = crate::jobs::enqueue_run(db.conn(), source, "quickstart", "quickstart", now_ms())
         .map_err(|e| crate::error::queue_error(&home, e))?;
+    crate::daemon::wake(&home);
     println!("ingesting {} (source notes)", display_path(&source.path));
     sources_cmd::wait_for(&home, &db, job.id())?;
 

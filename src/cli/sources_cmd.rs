@@ -433,6 +433,7 @@ pub fn run(
             let source = find_source(&loaded, &name)?;
             let db = queue_for_write(home)?;
             if jobs::resume(db.conn(), &source.name).map_err(|e| sql(home, e))? {
+                crate::daemon::wake(home);
                 crate::security::audit(
                     home,
                     loaded.config.security.audit_logging,
@@ -553,6 +554,9 @@ fn trigger(
     let db = queue_for_write(home)?;
     let enqueued = jobs::enqueue_run(db.conn(), source, "manual", &actor(), now_ms())
         .map_err(|e| sql(home, e))?;
+    if running {
+        crate::daemon::wake(home);
+    }
     let joined = matches!(enqueued, Enqueued::Coalesced(_));
     crate::security::audit(
         home,

@@ -239,6 +239,8 @@ fn run(home: &Home, loaded: &Loaded, detached: bool, rebuild_store: bool) -> Res
                 topics::START_REFUSED,
             )
         })?;
+    // Before the lock: once a command can find this process through the lock, every signal it
+    // sends (SIGHUP for reload, SIGUSR1 for `wake`) has a handler, never the default action.
     let signals = {
         let _context = runtime.enter();
         Signals::install().map_err(|e| {
@@ -529,7 +531,29 @@ fn check_free_space(home: &Home, min_free_mb: u64) -> Result<()> {
     Ok(())
 }
 
+/// The loop's period: due jobs, leases, cancel requests, schedules. Work a command queues does
+/// not wait for it (`wake`).
 const TICK: Duration = Duration::from_millis(200);
+
+/// `TICK`, or `FUTURNAL_TEST_TICK_MS` in tests that must tell a wake-up from a tick.
+fn tick_interval() -> Duration {
+    std::env::var("FUTURNAL_TEST_TICK_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(TICK, Duration::from_millis)
+}
+
+/// Tell a running orchestrator that a command queued work (a trigger, a resumed source, a
+/// retried job), so it claims at once rather than at its next tick. Best effort: the tick
+/// catches up on a lost wake-up. The holder of the lock installed its handler before locking,
+/// so the signal never meets SIGUSR1's default action (ending the process).
+pub fn wake(home: &Home) {
+    if let Some(Some(info)) = lock::holder(home)
+        && let Some(pid) = rustix::process::Pid::from_raw(info.pid as i32)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::USR1);
+    }
+}
 /// How often retention runs (`telemetry.retention_days`); it also runs at start.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Jobs (and attempts, and samples) one retention step deletes: one step per tick, each its own
@@ -542,6 +566,8 @@ struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    /// `wake`: a command queued work.
+    usr1: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -552,6 +578,7 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
         })
     }
 }
@@ -573,14 +600,16 @@ async fn main_loop(
     wakeups: Wakeups,
 ) -> String {
     let Wakeups {
-        signals: Signals {
-            mut term,
-            mut int,
-            mut hup,
-        },
+        signals:
+            Signals {
+                mut term,
+                mut int,
+                mut hup,
+                mut usr1,
+            },
         integrity,
     } = wakeups;
-    let mut tick = tokio::time::interval(TICK);
+    let mut tick = tokio::time::interval(tick_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut beat = tokio::time::interval(HEARTBEAT);
     let mut telemetry = Telemetry::new(&live.loaded.config);
@@ -596,6 +625,8 @@ async fn main_loop(
                 telemetry.reconfigure(&live.loaded.config);
             }
             Some(msg) = messages.recv() => pool.handle(db, msg),
+            // A command queued work (`wake`): claim it now, not at the next tick.
+            _ = usr1.recv() => pool.tick(db),
             _ = tick.tick() => {
                 // Damage the background check found stops the daemon before anything else.
                 if let Some(failed) = integrity.as_ref().and_then(|rx| rx.try_recv().ok()) {
