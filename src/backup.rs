@@ -1059,6 +1059,7 @@ mod tests {
             pid: std::process::id(),
             instance_id: "test".into(),
             started_at: 0,
+            wakes: false,
         };
         crate::daemon::lock::acquire(home, &info).map_err(|_| BackupError::Running)
     }

@@ -426,7 +426,7 @@ impl Pool {
                     result
                 };
                 let mut result = worded(result);
-                if let Ok(claimed) = self.finish_and_claim(db, &r, &mut result) {
+                if let Ok(claimed) = self.finish(db, &r, &mut result, true) {
                     for job in claimed {
                         self.spawn(db, job);
                     }
@@ -483,14 +483,14 @@ impl Pool {
     ) -> rusqlite::Result<()> {
         let full =
             |e: &rusqlite::Error| e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
-        let first = self.finish(db, r, result);
+        let first = self.finish(db, r, result, false).map(drop);
         let was_quiet = self.quiet.replace(true);
         let outcome = match first {
             Err(e) if full(&e) => {
                 let _ = db
                     .conn()
                     .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-                match self.finish(db, r, result) {
+                match self.finish(db, r, result, false).map(drop) {
                     Err(e) if full(&e) && std::fs::remove_file(&self.reserve).is_ok() => {
                         tracing::warn!(
                             job = r.job.id,
@@ -498,7 +498,7 @@ impl Pool {
                              job's outcome; free some space (futurnal help runbook {})",
                             crate::runbook::topics::DISK_LOW
                         );
-                        self.finish(db, r, result)
+                        self.finish(db, r, result, false).map(drop)
                     }
                     other => other,
                 }
@@ -531,25 +531,15 @@ impl Pool {
         }
     }
 
+    /// Record a finished job's outcome in one transaction; with `claim`, claim jobs for the free
+    /// workers in the same one (one durable commit instead of two). The claimed jobs start only
+    /// once it commits; if it fails, neither happened.
     fn finish(
         &self,
         db: &QueueDb,
         r: &RunningJob,
         result: &mut Result<Report, Failure>,
-    ) -> rusqlite::Result<()> {
-        let tx = jobs::immediate(db.conn())?;
-        self.finish_in(&tx, r, result, now_ms())?;
-        tx.commit()
-    }
-
-    /// Record a finished job's outcome and claim jobs for the free workers in one transaction
-    /// (one durable commit instead of two). The claimed jobs start only once it commits; if it
-    /// fails, neither happened.
-    fn finish_and_claim(
-        &self,
-        db: &QueueDb,
-        r: &RunningJob,
-        result: &mut Result<Report, Failure>,
+        claim: bool,
     ) -> rusqlite::Result<Vec<Job>> {
         let now = now_ms();
         let tx = jobs::immediate(db.conn())?;
@@ -557,7 +547,7 @@ impl Pool {
         let free = self.max.saturating_sub(self.running.len());
         // Nothing due (an index lookup): the claim query, which reads every configured source,
         // is not run.
-        let claimed = if self.draining || free == 0 || !jobs::any_due(&tx, now)? {
+        let claimed = if !claim || self.draining || free == 0 || !jobs::any_due(&tx, now)? {
             Vec::new()
         } else {
             jobs::claim_batch_in(

@@ -296,6 +296,40 @@ fn kill_minus_nine_during_restore_is_finished_by_the_next_start() {
     assert!(kept.contains(&60), "{kept:?}");
 }
 
+/// A command that queues work while a restore holds the home's lock does not signal the
+/// restore: SIGUSR1, which wakes a daemon, would end any other process.
+#[test]
+fn a_trigger_during_a_restore_does_not_end_the_restore() {
+    let s = Sandbox::new();
+    ingested_home(&s, 3);
+    s.ok(&["orchestrator", "backup"]);
+    s.ok(&["orchestrator", "stop"]);
+    let backup = backups(&s).pop().unwrap();
+    let home = s.futurnal_home();
+    let mut child = spawn(
+        &s,
+        &["orchestrator", "restore", backup.to_str().unwrap()],
+        &[("FUTURNAL_TEST_RESTORE_PAUSE", "1")],
+    );
+    wait_until("the journal", Duration::from_secs(20), || {
+        home.join(".restore_journal").exists()
+    });
+    let out = s.ok(&["orchestrator", "sources", "trigger", "bulk"]);
+    assert!(
+        stdout(&out).contains("queued run job"),
+        "{}",
+        describe(&out)
+    );
+    // A signal's default action ends a process at once; give it a moment to show.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        let ended = child.try_wait().unwrap();
+        assert!(ended.is_none(), "the restore ended: {ended:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill9(&mut child);
+}
+
 #[test]
 fn restore_refuses_while_the_daemon_runs_and_a_flipped_byte_fails_verify() {
     let s = Sandbox::new();

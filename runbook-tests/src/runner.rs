@@ -209,7 +209,7 @@ pub fn collect_markdown(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
 /// order of `files`.
 pub fn run(files: &[PathBuf], opts: &Options) -> Summary {
     let mut order: Vec<usize> = (0..files.len()).collect();
-    order.sort_by_key(|&i| {
+    order.sort_by_cached_key(|&i| {
         std::cmp::Reverse(std::fs::metadata(&files[i]).map(|m| m.len()).unwrap_or(0))
     });
     let next = AtomicUsize::new(0);

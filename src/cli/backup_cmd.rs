@@ -93,6 +93,8 @@ fn take_lock(home: &Home) -> std::result::Result<InstanceLock, BackupError> {
         pid: std::process::id(),
         instance_id: "restore".into(),
         started_at: crate::clock::now_ms(),
+        // A restore does not answer SIGUSR1: `wake` must never signal it.
+        wakes: false,
     };
     match lock::acquire(home, &info) {
         Ok(l) => Ok(l),

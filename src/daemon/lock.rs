@@ -33,6 +33,11 @@ pub struct LockInfo {
     pub pid: u32,
     pub instance_id: String,
     pub started_at: i64,
+    /// The holder answers SIGUSR1 (`daemon::wake`). Only a daemon does: a restore holding the
+    /// lock, or a daemon of a futurnal from before wake-ups (no field: `false`), would be ended
+    /// by the signal's default action.
+    #[serde(default)]
+    pub wakes: bool,
 }
 
 /// Held for the daemon's lifetime; dropping it stops the watcher and releases both locks.
@@ -262,6 +267,7 @@ fn running_info(home: &Home) -> Option<LockInfo> {
         pid: u32::try_from(row.pid).ok()?,
         instance_id: row.instance_id,
         started_at: row.started_at,
+        wakes: false,
     })
 }
 
@@ -322,7 +328,19 @@ mod tests {
             pid: std::process::id(),
             instance_id: "test".into(),
             started_at: 1,
+            wakes: false,
         }
+    }
+
+    /// A lock record written before wake-ups existed never says its holder answers SIGUSR1.
+    #[test]
+    fn an_older_lock_record_does_not_claim_wake_ups() {
+        let old: LockInfo =
+            serde_json::from_str(r#"{"pid":1,"instance_id":"x","started_at":2}"#).unwrap();
+        assert!(!old.wakes);
+        let new = LockInfo { wakes: true, ..old };
+        let again: LockInfo = serde_json::from_slice(&serde_json::to_vec(&new).unwrap()).unwrap();
+        assert!(again.wakes);
     }
 
     #[test]

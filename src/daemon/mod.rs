@@ -261,6 +261,8 @@ fn run(home: &Home, loaded: &Loaded, detached: bool, rebuild_store: bool) -> Res
             pid,
             instance_id: instance_id.clone(),
             started_at,
+            // Its SIGUSR1 handler is installed above.
+            wakes: true,
         },
     )
     .map_err(|e| match e {
@@ -545,10 +547,12 @@ fn tick_interval() -> Duration {
 
 /// Tell a running orchestrator that a command queued work (a trigger, a resumed source, a
 /// retried job), so it claims at once rather than at its next tick. Best effort: the tick
-/// catches up on a lost wake-up. The holder of the lock installed its handler before locking,
-/// so the signal never meets SIGUSR1's default action (ending the process).
+/// catches up on a lost wake-up. Only a holder whose lock record says it answers SIGUSR1 is
+/// signalled (it installed its handler before locking): to a restore holding the lock, or a
+/// daemon of an older futurnal, the signal's default action would end the process.
 pub fn wake(home: &Home) {
     if let Some(Some(info)) = lock::holder(home)
+        && info.wakes
         && let Some(pid) = rustix::process::Pid::from_raw(info.pid as i32)
     {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::USR1);

@@ -296,9 +296,11 @@ pub fn claim_batch(
 /// scanned every due job once per source. A paused or full source is dropped before
 /// its jobs are read (its terms name only `src` and `busy`). The windows sort narrow
 /// rows; the chosen jobs' columns are read last, by id.
-pub(super) fn claim_sql() -> String {
-    format!(
-        "WITH src (src_name, src_concurrency, src_attempts) AS MATERIALIZED (
+pub(super) fn claim_sql() -> &'static str {
+    // Built once: it runs on every claim, and `prepare_cached` finds it by its text.
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH src (src_name, src_concurrency, src_attempts) AS MATERIALIZED (
              SELECT json_extract(value, '$.name'), json_extract(value, '$.concurrency'),
                     json_extract(value, '$.attempts')
              FROM json_each(?3)),
@@ -332,7 +334,9 @@ pub(super) fn claim_sql() -> String {
              LIMIT ?8)
          SELECT {COLUMNS}, src_attempts FROM chosen JOIN jobs ON id = cand_id
          ORDER BY claim_rank DESC, id"
-    )
+        )
+    });
+    &SQL
 }
 
 /// `claim_batch` in the caller's transaction, which must hold the write lock (`immediate`):
@@ -350,7 +354,7 @@ pub fn claim_batch_in(
         return Ok(Vec::new());
     }
     let found: Vec<(Job, i64)> = tx
-        .prepare_cached(&claim_sql())?
+        .prepare_cached(claim_sql())?
         .query_map(
             params![
                 now,

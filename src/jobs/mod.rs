@@ -209,7 +209,7 @@ mod tests {
     fn claim_steps(db: &crate::queue::QueueDb, sources: &[SourceConfig], now: i64) -> i32 {
         let steps = || {
             db.conn()
-                .prepare_cached(&super::claim::claim_sql())
+                .prepare_cached(super::claim::claim_sql())
                 .unwrap()
                 .get_status(rusqlite::StatementStatus::VmStep)
         };
